@@ -1,0 +1,61 @@
+/* task.h - what a task is: its request.json, the checks on client input, and the task object
+ * the API shows (assembled from the files of a job directory).
+ *
+ * request.json is written once by rest and never changed; every later fact lives in its own
+ * file beside it (claim.json, progress.json, result.json, error.json, callback.json). */
+#ifndef TASKMILL_TASK_H
+#define TASKMILL_TASK_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "taskmill/jobdir.h"
+
+#define TASK_ID_LEN          36
+#define TASK_FILE_NAME_MAX   255
+#define TASK_FILE_PATH_MAX   4096
+#define TASK_PRIORITY_MIN    0
+#define TASK_PRIORITY_MAX    1000
+#define TASK_PRIORITY_DEFAULT 500
+#define TASK_REQUEST_VERSION 1
+
+typedef struct Task {
+    char id[TASK_ID_LEN + 1];
+    char *task_type;
+    char *file_name;   /* the client's name, validated */
+    char *file_path;   /* client metadata, never used on disk */
+    char *input_name;  /* on-disk name inside the job dir, chosen by the server */
+    char *callback_url;
+    uint64_t size;
+    int priority;
+    int64_t created_ns;
+    json_t *params; /* effective parameters, defaults filled in */
+} Task;
+
+void task_free(Task *t);
+
+/* A canonical lower-case UUID, checked before any filesystem call. */
+bool task_id_valid(const char *s);
+void task_id_new(char ret[TASK_ID_LEN + 1]);
+
+/* NULL when name is a plain file name we accept, else a short reason. */
+const char *task_file_name_problem(const char *name);
+
+int task_to_request_json(const Task *t, json_t **ret);
+int task_from_request_json(json_t *j, Task *ret, char *err, size_t errlen);
+int task_load(int job_fd, Task *ret, char *err, size_t errlen);
+int task_save(int job_fd, const Task *t);
+
+/* The task object of the API for the job in stage s. */
+int task_view(int data_fd, Stage s, const char *id, json_t **ret);
+
+/* Wall clock in nanoseconds, and its RFC 3339 UTC form. */
+int64_t now_ns(void);
+void format_time(int64_t ns, char *buf, size_t len);
+
+/* Writes a small JSON object into a job directory atomically. */
+int json_write_at(int dir_fd, const char *name, json_t *j);
+int json_read_at(int dir_fd, const char *name, json_t **ret);
+
+#endif

@@ -1,0 +1,241 @@
+/* conf.c - loads taskmill.conf with inih into a Conf.
+ *
+ * The keys are one table: section, name, type, bounds, and where the value goes. A bad value,
+ * an unknown key or a malformed line stops the load with "FILE:LINE: [section] key: reason".
+ * Built-in defaults apply to every key the file leaves out. */
+#include "taskmill/conf.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+typedef enum { KEY_STR, KEY_INT, KEY_U64, KEY_BOOL, KEY_LEVEL } KeyKind;
+
+typedef struct ConfKey {
+    const char *section, *name;
+    KeyKind kind;
+    int64_t min, max;
+    size_t offset;
+} ConfKey;
+
+#define K(sec, nm, kind, lo, hi, field) {sec, nm, kind, lo, hi, offsetof(Conf, field)}
+static const ConfKey conf_keys[] = {
+    K("paths", "root", KEY_STR, 0, 0, root),
+    K("paths", "runtime_dir", KEY_STR, 0, 0, runtime_dir),
+    K("rest", "listen", KEY_STR, 0, 0, listen),
+    K("rest", "threads", KEY_INT, 1, 64, rest_threads),
+    K("rest", "max_upload_bytes", KEY_U64, 1, INT64_MAX, max_upload_bytes),
+    K("rest", "connection_timeout", KEY_INT, 1, 3600, connection_timeout),
+    K("convert", "workers", KEY_INT, 1, 64, workers),
+    K("convert", "crf", KEY_INT, 0, 51, crf),
+    K("convert", "preset", KEY_STR, 0, 0, preset),
+    K("convert", "threads", KEY_INT, 0, 256, threads),
+    K("convert", "keep_input", KEY_BOOL, 0, 1, keep_input),
+    K("convert", "max_attempts", KEY_INT, 1, 100, max_attempts),
+    K("callback", "max_attempts", KEY_INT, 1, 1000, callback_max_attempts),
+    K("callback", "timeout", KEY_INT, 1, 600, callback_timeout),
+    K("callback", "backoff", KEY_INT, 1, 3600, callback_backoff),
+    K("log", "level", KEY_LEVEL, 0, 0, log_level),
+};
+
+typedef struct LoadCtx {
+    Conf *conf;
+    const char *file;
+    int line;
+    char *err;
+    size_t errlen;
+    int lineno; /* counted by the reader */
+} LoadCtx;
+
+static void conf_defaults(Conf *c)
+{
+    *c = (Conf){
+        .root = strdup("/var/lib/taskmill"),
+        .runtime_dir = strdup("/run/taskmill"),
+        .listen = strdup("127.0.0.1:8080"),
+        .rest_threads = 4,
+        .max_upload_bytes = UINT64_C(16) << 30,
+        .connection_timeout = 60,
+        .workers = 1,
+        .crf = 28,
+        .preset = strdup("medium"),
+        .threads = 0,
+        .keep_input = false,
+        .max_attempts = 3,
+        .callback_max_attempts = 8,
+        .callback_timeout = 10,
+        .callback_backoff = 2,
+        .log_level = LOG_INFO,
+    };
+}
+
+static int parse_int(const char *v, int64_t min, int64_t max, int64_t *ret)
+{
+    char *end;
+    long long n;
+
+    errno = 0;
+    n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < min || n > max)
+        return -EINVAL;
+    *ret = n;
+    return 0;
+}
+
+static int parse_bool(const char *v, int64_t *ret)
+{
+    if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on"))
+        *ret = 1;
+    else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "off"))
+        *ret = 0;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+static int parse_level(const char *v, int64_t *ret)
+{
+    static const char *const names[] = {"emerg", "alert", "crit",   "err",
+                                        "warning", "notice", "info", "debug"};
+    for (int i = 0; i < 8; i++)
+        if (!strcmp(v, names[i])) {
+            *ret = i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+static const char *key_apply(const ConfKey *k, Conf *c, const char *v)
+{
+    char *field = (char *)c + k->offset;
+    int64_t n = 0;
+
+    switch (k->kind) {
+    case KEY_STR:
+        if (!*v)
+            return "must not be empty";
+        free(*(char **)field);
+        *(char **)field = strdup(v);
+        return NULL;
+    case KEY_INT:
+    case KEY_U64:
+        if (parse_int(v, k->min, k->max, &n) < 0)
+            return "must be a whole number in range";
+        break;
+    case KEY_BOOL:
+        if (parse_bool(v, &n) < 0)
+            return "must be yes or no";
+        break;
+    case KEY_LEVEL:
+        if (parse_level(v, &n) < 0)
+            return "must be one of err, warning, notice, info, debug";
+        break;
+    }
+    if (k->kind == KEY_U64)
+        *(uint64_t *)field = (uint64_t)n;
+    else if (k->kind == KEY_BOOL)
+        *(bool *)field = n;
+    else
+        *(int *)field = (int)n;
+    return NULL;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    LoadCtx *ctx = user;
+    const char *why = "unknown key";
+
+    for (size_t i = 0; i < sizeof(conf_keys) / sizeof(conf_keys[0]); i++) {
+        const ConfKey *k = &conf_keys[i];
+        if (strcmp(k->section, section) || strcmp(k->name, name))
+            continue;
+        why = key_apply(k, ctx->conf, value);
+        break;
+    }
+    if (!why)
+        return 1;
+    if (!*ctx->err)
+        snprintf(ctx->err, ctx->errlen, "[%s] %s = '%s': %s", section, name, value, why);
+    return 0;
+}
+
+static const char *check_paths(const Conf *c)
+{
+    if (c->root[0] != '/')
+        return "[paths] root: must be an absolute path";
+    if (c->runtime_dir[0] != '/')
+        return "[paths] runtime_dir: must be an absolute path";
+    if (!strchr(c->listen, ':'))
+        return "[rest] listen: must be host:port";
+    return NULL;
+}
+
+int conf_load(const char *path, Conf *ret, char *err, size_t errlen)
+{
+    Conf c;
+    char why[512] = "";
+    LoadCtx ctx = {.conf = &c, .err = why, .errlen = sizeof(why)};
+    const char *bad;
+    int line;
+
+    conf_defaults(&c);
+    if (path) {
+        c.path = strdup(path);
+        line = ini_parse(path, on_key, &ctx);
+        if (line == -1) {
+            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+            conf_free(&c);
+            return -ENOENT;
+        }
+        if (line != 0) {
+            snprintf(err, errlen, "%s:%d: %s", path, line, *why ? why : "malformed line");
+            conf_free(&c);
+            return -EINVAL;
+        }
+    }
+    bad = check_paths(&c);
+    if (bad) {
+        snprintf(err, errlen, "%s: %s", path ? path : "built-in defaults", bad);
+        conf_free(&c);
+        return -EINVAL;
+    }
+    *ret = c;
+    return 0;
+}
+
+void conf_free(Conf *c)
+{
+    free(c->path);
+    free(c->root);
+    free(c->runtime_dir);
+    free(c->listen);
+    free(c->preset);
+    *c = (Conf){0};
+}
+
+int conf_listen_split(const Conf *c, char *host, size_t hostlen, int *ret_port)
+{
+    const char *colon = strrchr(c->listen, ':');
+    const char *h = c->listen;
+    size_t n;
+    int64_t port;
+
+    if (!colon || parse_int(colon + 1, 1, 65535, &port) < 0)
+        return -EINVAL;
+    n = (size_t)(colon - h);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n == 0 || n >= hostlen)
+        return -EINVAL;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *ret_port = (int)port;
+    return 0;
+}

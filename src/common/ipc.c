@@ -1,0 +1,227 @@
+/* ipc.c - the message codec and socket plumbing shared by all daemons.
+ *
+ * SOCK_SEQPACKET keeps message boundaries, so there is no framing code: one send() is one
+ * message. Peers must run as our uid (or root), checked with SO_PEERCRED. Decoding never
+ * aborts: a malformed message is an error value for the caller to answer and log. */
+#define _GNU_SOURCE
+#include "taskmill/ipc.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int sock_addr(const char *dir, const char *name, struct sockaddr_un *sa)
+{
+    *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
+    if (snprintf(sa->sun_path, sizeof(sa->sun_path), "%s/%s", dir, name) >=
+        (int)sizeof(sa->sun_path))
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+int ipc_listen(const char *runtime_dir, const char *name, int *ret_fd)
+{
+    struct sockaddr_un sa;
+    int fd, r = sock_addr(runtime_dir, name, &sa);
+
+    if (r < 0)
+        return r;
+    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    unlink(sa.sun_path); /* a stale socket of an earlier run */
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(sa.sun_path, 0660) < 0 ||
+        listen(fd, 64) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+int ipc_connect(const char *runtime_dir, const char *name, int *ret_fd)
+{
+    struct sockaddr_un sa;
+    int fd, r = sock_addr(runtime_dir, name, &sa);
+
+    if (r < 0)
+        return r;
+    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+int ipc_accept(int listen_fd, int *ret_fd)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+    if (fd < 0)
+        return -errno;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+        (cred.uid != getuid() && cred.uid != 0)) {
+        close(fd);
+        return -EPERM;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+json_t *ipc_msg(const char *type, int64_t rid, json_t *extra)
+{
+    json_t *m = json_pack("{s:i, s:s, s:I}", "v", IPC_VERSION, "type", type, "rid",
+                          (json_int_t)rid);
+
+    if (extra) {
+        json_object_update(m, extra);
+        json_decref(extra);
+    }
+    return m;
+}
+
+int ipc_send(int fd, json_t *msg)
+{
+    char *s = json_dumps(msg, JSON_COMPACT);
+    size_t len;
+    ssize_t n;
+
+    if (!s)
+        return -ENOMEM;
+    len = strlen(s);
+    if (len > IPC_MSG_MAX) {
+        free(s);
+        return -EMSGSIZE;
+    }
+    do
+        n = send(fd, s, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    free(s);
+    return n < 0 ? -errno : 0;
+}
+
+int ipc_send_new(int fd, json_t *msg)
+{
+    int r = msg ? ipc_send(fd, msg) : -ENOMEM;
+
+    json_decref(msg);
+    return r;
+}
+
+int ipc_recv(int fd, json_t **ret)
+{
+    char buf[IPC_MSG_MAX + 1];
+    ssize_t n;
+    json_t *j;
+
+    do
+        n = recv(fd, buf, sizeof(buf) - 1, MSG_TRUNC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return -ECONNRESET;
+    if (n > IPC_MSG_MAX)
+        return -EMSGSIZE;
+    j = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(j) || !json_is_integer(json_object_get(j, "v")) ||
+        json_integer_value(json_object_get(j, "v")) != IPC_VERSION ||
+        !json_is_string(json_object_get(j, "type"))) {
+        json_decref(j);
+        return -EBADMSG;
+    }
+    *ret = j;
+    return 0;
+}
+
+int ipc_recv_timeout(int fd, int timeout_ms, json_t **ret)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n;
+
+    do
+        n = poll(&p, 1, timeout_ms);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return -ETIMEDOUT;
+    return ipc_recv(fd, ret);
+}
+
+int ipc_call(const char *runtime_dir, json_t *msg, int timeout_ms, json_t **ret_reply)
+{
+    json_t *reply;
+    int fd, r = ipc_connect(runtime_dir, IPC_QUEUE_SOCK, &fd);
+
+    if (r < 0) {
+        json_decref(msg);
+        return r;
+    }
+    r = ipc_send_new(fd, msg);
+    if (r == 0)
+        r = ipc_recv_timeout(fd, timeout_ms, &reply);
+    close(fd);
+    if (r < 0)
+        return r;
+    *ret_reply = reply;
+    return 0;
+}
+
+const char *ipc_type(json_t *msg)
+{
+    return json_string_value(json_object_get(msg, "type"));
+}
+
+int64_t ipc_rid(json_t *msg)
+{
+    return json_integer_value(json_object_get(msg, "rid"));
+}
+
+json_t *ipc_reply_ok(json_t *req, json_t *extra)
+{
+    return ipc_msg("ok", ipc_rid(req), extra);
+}
+
+json_t *ipc_reply_error(json_t *req, const char *code, const char *message)
+{
+    return ipc_msg("error", ipc_rid(req),
+                   json_pack("{s:s, s:s}", "code", code, "message", message));
+}
+
+int ipc_unpack(json_t *msg, char *err, size_t errlen, const char *fmt, ...)
+{
+    json_t *body = json_copy(msg);
+    json_error_t e;
+    va_list ap;
+    int r;
+
+    if (!body)
+        return -ENOMEM;
+    json_object_del(body, "v");
+    json_object_del(body, "type");
+    json_object_del(body, "rid");
+    va_start(ap, fmt);
+    r = json_vunpack_ex(body, &e, JSON_STRICT, fmt, ap);
+    va_end(ap);
+    if (r < 0)
+        snprintf(err, errlen, "%s", e.text);
+    /* json_copy is shallow: the values unpacked are shared with msg and outlive body. */
+    json_decref(body);
+    return r < 0 ? -EBADMSG : 0;
+}

@@ -1,0 +1,151 @@
+/* queue.c - taskmill-queue: the only process that moves jobs between stage folders.
+ *
+ * It rebuilds its view from ROOT/data at start, listens on RUNTIME_DIR/queue.sock, and hands
+ * pending jobs to converters in priority order as soon as one has a free slot: every step is
+ * driven by a message, there is no polling loop. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "queue.h"
+#include "taskmill/ipc.h"
+#include "taskmill/log.h"
+
+static Queue queue;
+
+static void peer_close(Queue *q, Peer *p)
+{
+    daemon_unwatch(q->daemon, p->fd);
+    for (Peer **pp = &q->peers; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    sched_peer_gone(q, p);
+    close(p->fd);
+    free(p);
+}
+
+static int on_peer(Daemon *d, int fd, uint32_t events, void *userdata)
+{
+    Queue *q = daemon_userdata(d);
+    Peer *p = userdata;
+    json_t *msg;
+    int r;
+
+    (void)fd, (void)events;
+    r = ipc_recv(p->fd, &msg);
+    if (r == -EAGAIN)
+        return 0;
+    if (r == -EBADMSG || r == -EMSGSIZE) {
+        log_warning("peer %d sent a malformed message", p->fd);
+        ipc_send_new(p->fd, ipc_msg("error", 0,
+                                    json_pack("{s:s, s:s}", "code", "bad_message", "message",
+                                              "not a taskmill IPC message")));
+        return 0;
+    }
+    if (r < 0) {
+        peer_close(q, p);
+        return 0;
+    }
+    proto_handle(q, p, msg);
+    json_decref(msg);
+    return 0;
+}
+
+static int on_accept(Daemon *d, int fd, uint32_t events, void *userdata)
+{
+    Queue *q = userdata;
+    Peer *p;
+    int cfd, r;
+
+    (void)events;
+    r = ipc_accept(fd, &cfd);
+    if (r < 0) {
+        if (r != -EAGAIN)
+            log_warning("refused a peer: %s", strerror(-r));
+        return 0;
+    }
+    p = calloc(1, sizeof(*p));
+    if (!p) {
+        close(cfd);
+        return 0;
+    }
+    p->fd = cfd;
+    r = daemon_watch(d, cfd, EPOLLIN, on_peer, p);
+    if (r < 0) {
+        close(cfd);
+        free(p);
+        return 0;
+    }
+    p->next = q->peers;
+    q->peers = p;
+    return 0;
+}
+
+static int queue_init(Daemon *d, const Conf *c)
+{
+    Queue *q = &queue;
+    int r;
+
+    *q = (Queue){.daemon = d, .conf = c, .data_fd = -1, .listen_fd = -1};
+    q->claims_tail = &q->claims;
+    daemon_set_userdata(d, q);
+    r = jobdir_open_data(c->root, true, &q->data_fd);
+    if (r < 0) {
+        log_err("cannot open %s/data: %s", c->root, strerror(-r));
+        return r;
+    }
+    r = sched_scan(q);
+    if (r < 0)
+        return r;
+    r = mkdir_p(c->runtime_dir, 0750);
+    if (r == 0)
+        r = ipc_listen(c->runtime_dir, IPC_QUEUE_SOCK, &q->listen_fd);
+    if (r < 0) {
+        log_err("cannot listen on %s/%s: %s", c->runtime_dir, IPC_QUEUE_SOCK, strerror(-r));
+        return r;
+    }
+    sched_update_status(q);
+    return daemon_watch(d, q->listen_fd, EPOLLIN, on_accept, q);
+}
+
+static void queue_shutdown(Daemon *d)
+{
+    Queue *q = daemon_userdata(d);
+
+    /* Jobs handed out stay in in_progress/: the converters hand them back or init resets them. */
+    while (q->peers) {
+        Peer *p = q->peers;
+        q->peers = p->next;
+        close(p->fd);
+        free(p);
+    }
+    while (q->claims) {
+        Claim *c = q->claims;
+        q->claims = c->next;
+        free(c);
+    }
+    while (q->running) {
+        Running *r = q->running;
+        q->running = r->next;
+        free(r);
+    }
+    free(q->pending);
+    if (q->listen_fd >= 0)
+        close(q->listen_fd);
+    if (q->data_fd >= 0)
+        close(q->data_fd);
+}
+
+int main(int argc, char **argv)
+{
+    static const DaemonSpec spec = {
+        .name = "queue",
+        .summary = "Moves jobs through the file queue and hands work to converters.",
+        .init = queue_init,
+        .shutdown = queue_shutdown,
+    };
+    return daemon_main(argc, argv, &spec);
+}

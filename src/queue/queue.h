@@ -1,0 +1,78 @@
+/* queue.h - state shared by the parts of the queue daemon.
+ *
+ * The queue is the only process that moves jobs between stages. Its memory holds hints only
+ * (the pending order, which worker holds which job); the folders are the truth and the whole
+ * view is rebuilt from them at start. */
+#ifndef TASKMILL_QUEUE_H
+#define TASKMILL_QUEUE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "taskmill/conf.h"
+#include "taskmill/daemon.h"
+#include "taskmill/task.h"
+
+typedef enum PeerRole { PEER_ANY, PEER_CONVERT, PEER_CALLBACK } PeerRole;
+
+typedef struct Peer {
+    int fd;
+    PeerRole role;
+    int workers; /* slots a converter announced */
+    struct Peer *next;
+} Peer;
+
+typedef struct Pending {
+    char id[TASK_ID_LEN + 1];
+    int priority;
+    int64_t created_ns;
+} Pending;
+
+/* A job handed to a converter. delete_* is set when a client asked to delete it meanwhile. */
+typedef struct Running {
+    char id[TASK_ID_LEN + 1];
+    Peer *peer;
+    bool deleting;
+    Peer *delete_peer; /* who waits for the deletion's reply, if still connected */
+    int64_t delete_rid;
+    struct Running *next;
+} Running;
+
+typedef struct Claim {
+    Peer *peer;
+    int64_t rid;
+    struct Claim *next;
+} Claim;
+
+typedef struct Queue {
+    Daemon *daemon;
+    const Conf *conf;
+    int data_fd, listen_fd;
+    Peer *peers;
+    Pending *pending;
+    size_t n_pending, cap_pending;
+    Running *running;
+    Claim *claims, **claims_tail;
+    unsigned n_done, n_failed, n_received;
+} Queue;
+
+/* queue_sched.c */
+int sched_scan(Queue *q);
+int sched_submit(Queue *q, const char *id, char *err, size_t errlen);
+int sched_finish(Queue *q, Peer *p, const char *id, const char *outcome);
+int sched_release(Queue *q, Peer *p, const char *id);
+/* 0: deleted now; 1: a running job was asked to stop, reply follows; <0: error */
+int sched_delete(Queue *q, Peer *p, int64_t rid, const char *id);
+int sched_claim(Queue *q, Peer *p, int64_t rid);
+void sched_peer_gone(Queue *q, Peer *p);
+void sched_dispatch(Queue *q);
+unsigned sched_working(const Queue *q);
+unsigned sched_max_workers(const Queue *q);
+void sched_update_status(Queue *q);
+
+/* queue_proto.c */
+void proto_handle(Queue *q, Peer *p, json_t *msg);
+void proto_notify_finished(Queue *q, const char *id, const char *state);
+
+#endif

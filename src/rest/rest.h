@@ -1,0 +1,54 @@
+/* rest.h - shared parts of taskmill-rest, the HTTP API.
+ *
+ * rest reads the queue folders and writes only under data/request/; every change to the queue
+ * itself (publishing a job, deleting one) is a message to the queue daemon. */
+#ifndef TASKMILL_REST_H
+#define TASKMILL_REST_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "taskmill/conf.h"
+
+typedef struct Rest {
+    const Conf *conf;
+    int data_fd;
+    int request_fd; /* data/request, where uploads are written */
+    struct MHD_Daemon *mhd;
+} Rest;
+
+/* The per-request state MHD keeps in *con_cls. */
+typedef struct Upload Upload;
+typedef struct Req {
+    bool seen;      /* the first call (headers only) has happened */
+    Upload *upload; /* POST /v1/tasks */
+} Req;
+
+/* rest_http.c: responses */
+enum MHD_Result http_json(struct MHD_Connection *c, unsigned status, json_t *body);
+enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *code,
+                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status);
+enum MHD_Result rest_dispatch(Rest *rest, struct MHD_Connection *c, const char *url,
+                              const char *method);
+/* Calls the queue and maps "cannot reach it" to false. */
+int rest_queue_call(const Rest *rest, const char *type, json_t *body, int timeout_ms,
+                    json_t **ret_reply);
+
+/* rest_upload.c: POST /v1/tasks, streamed into data/request/.tmp-<uuid>/ */
+int upload_begin(Rest *rest, struct MHD_Connection *c, Upload **ret);
+enum MHD_Result upload_feed(Upload *u, struct MHD_Connection *c, const char *data, size_t *size);
+enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c);
+void upload_free(Upload *u); /* removes the temporary directory unless it was published */
+
+/* rest_tasks.c: the read side and delete */
+enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const char *id);
+enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const char *id);
+enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const char *id);
+enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c);
+enum MHD_Result tasks_status(Rest *rest, struct MHD_Connection *c);
+enum MHD_Result tasks_health(Rest *rest, struct MHD_Connection *c);
+
+#endif

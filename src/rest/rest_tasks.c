@@ -1,0 +1,375 @@
+/* rest_tasks.c - reading tasks, downloading results, deleting, and the status endpoints.
+ *
+ * Reads go straight to the job directories (read-only); deletes and status questions go to
+ * the queue daemon. Results are streamed from the open file with sendfile, never copied into
+ * memory, with single-range Range support. */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rest.h"
+#include "taskmill/ipc.h"
+#include "taskmill/jobdir.h"
+#include "taskmill/task.h"
+
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX     1000
+
+static enum MHD_Result not_found(struct MHD_Connection *c, const char *id)
+{
+    return http_error(c, MHD_HTTP_NOT_FOUND, "task_not_found", "no task %s", id);
+}
+
+enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const char *id)
+{
+    json_t *view;
+    Stage s;
+
+    if (jobdir_find(rest->data_fd, id, &s) < 0 || task_view(rest->data_fd, s, id, &view) < 0)
+        return not_found(c, id);
+    return http_json(c, MHD_HTTP_OK, view);
+}
+
+typedef struct Range {
+    uint64_t first, last; /* inclusive */
+    bool partial;
+} Range;
+
+/* 0: whole file or one satisfiable range; -ERANGE: unsatisfiable; -EINVAL: ignored (RFC 9110
+ * lets a server ignore a Range it does not understand and send the whole file). */
+static int range_parse(const char *h, uint64_t size, Range *ret)
+{
+    unsigned long long a, b;
+    int n = 0;
+
+    *ret = (Range){0, size ? size - 1 : 0, false};
+    if (!h)
+        return 0;
+    if (strncasecmp(h, "bytes=", 6) || strchr(h, ','))
+        return -EINVAL;
+    h += 6;
+    if (sscanf(h, "-%llu%n", &b, &n) == 1 && !h[n]) { /* the last b bytes */
+        if (b == 0 || size == 0)
+            return -ERANGE;
+        *ret = (Range){b >= size ? 0 : size - b, size - 1, true};
+        return 0;
+    }
+    if (sscanf(h, "%llu-%n", &a, &n) == 1 && !h[n])
+        b = size ? size - 1 : 0;
+    else if (!(sscanf(h, "%llu-%llu%n", &a, &b, &n) == 2 && !h[n] && b >= a))
+        return -EINVAL;
+    if (a >= size)
+        return -ERANGE;
+    *ret = (Range){a, b >= size ? size - 1 : b, true};
+    return 0;
+}
+
+/* RFC 6266 filename plus an RFC 5987 filename* for names that are not plain ASCII. */
+static void disposition(const char *name, char *buf, size_t len)
+{
+    size_t o = (size_t)snprintf(buf, len, "attachment; filename=\"");
+
+    for (const unsigned char *p = (const unsigned char *)name; *p && o + 4 < len; p++)
+        buf[o++] = (*p < 0x20 || *p >= 0x7f || *p == '"' || *p == '\\') ? '_' : (char)*p;
+    o += (size_t)snprintf(buf + o, len - o, "\"; filename*=UTF-8''");
+    for (const unsigned char *p = (const unsigned char *)name; *p && o + 4 < len; p++)
+        if (isalnum(*p) || strchr("!#$&+-.^_`|~", *p))
+            buf[o++] = (char)*p;
+        else
+            o += (size_t)snprintf(buf + o, len - o, "%%%02X", *p);
+    buf[o < len ? o : len - 1] = '\0';
+}
+
+static int result_open(Rest *rest, const char *id, json_t **ret_result, int *ret_fd)
+{
+    json_t *result;
+    const char *disk;
+    int job_fd, fd, r = jobdir_open(rest->data_fd, STAGE_DONE, id, &job_fd);
+
+    if (r < 0)
+        return r;
+    r = json_read_at(job_fd, "result.json", &result);
+    if (r < 0) {
+        close(job_fd);
+        return r;
+    }
+    disk = json_string_value(json_object_get(result, "disk_name"));
+    fd = disk && !task_file_name_problem(disk) ? openat(job_fd, disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+    r = fd < 0 ? -errno : 0;
+    close(job_fd);
+    if (r < 0) {
+        json_decref(result);
+        return r;
+    }
+    *ret_result = result;
+    *ret_fd = fd;
+    return 0;
+}
+
+static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t size,
+                                  const Range *rg, json_t *result)
+{
+    const char *name = json_string_value(json_object_get(result, "file_name"));
+    size_t nlen = name ? strlen(name) : 0;
+    uint64_t len = rg->last - rg->first + 1;
+    struct MHD_Response *resp;
+    char buf[1024];
+    enum MHD_Result ret;
+
+    resp = MHD_create_response_from_fd_at_offset64(size ? len : 0, fd, (int64_t)rg->first);
+    if (!resp) {
+        close(fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            nlen > 4 && !strcasecmp(name + nlen - 4, ".mp4") ? "video/mp4"
+                                                                              : "video/x-matroska");
+    disposition(name ? name : "result", buf, sizeof(buf));
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, buf);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    snprintf(buf, sizeof(buf), "\"%.64s\"", json_string_value(json_object_get(result, "sha256")));
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, buf);
+    if (rg->partial) {
+        snprintf(buf, sizeof(buf), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, rg->first, rg->last,
+                 size);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, buf);
+    }
+    ret = MHD_queue_response(c, rg->partial ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp); /* closes fd once sent */
+    return ret;
+}
+
+enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const char *id)
+{
+    json_t *result;
+    struct stat st;
+    Range rg;
+    Stage s;
+    int fd, r;
+
+    if (jobdir_find(rest->data_fd, id, &s) < 0)
+        return not_found(c, id);
+    if (s != STAGE_DONE)
+        return http_error(c, MHD_HTTP_CONFLICT, "not_done", "task %s is %s, not done", id,
+                          stage_state(s));
+    if (result_open(rest, id, &result, &fd) < 0)
+        return not_found(c, id);
+    fstat(fd, &st);
+    r = range_parse(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE),
+                    (uint64_t)st.st_size, &rg);
+    if (r == -EINVAL)
+        r = range_parse(NULL, (uint64_t)st.st_size, &rg);
+    if (r == -ERANGE) {
+        char buf[64];
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        snprintf(buf, sizeof(buf), "bytes */%" PRIu64, (uint64_t)st.st_size);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, buf);
+        close(fd);
+        json_decref(result);
+        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    enum MHD_Result ret = send_range(c, fd, (uint64_t)st.st_size, &rg, result);
+    json_decref(result);
+    return ret;
+}
+
+enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const char *id)
+{
+    json_t *reply;
+    const char *code;
+    int r = rest_queue_call(rest, "job.delete", json_pack("{s:s}", "id", id), 30000, &reply);
+
+    if (r < 0)
+        return http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "queue_unavailable",
+                          "the queue daemon does not answer: %s", strerror(-r));
+    code = json_string_value(json_object_get(reply, "code"));
+    if (!strcmp(ipc_type(reply), "ok")) {
+        json_decref(reply);
+        return http_empty(c, MHD_HTTP_NO_CONTENT);
+    }
+    r = code && !strcmp(code, "not_found");
+    json_decref(reply);
+    if (r)
+        return not_found(c, id);
+    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "the task could not be deleted");
+}
+
+typedef struct ListEntry {
+    int64_t created_ns;
+    char id[TASK_ID_LEN + 1];
+    Stage stage;
+} ListEntry;
+
+typedef struct ListCtx {
+    Rest *rest;
+    Stage stage;
+    ListEntry *v;
+    size_t n, cap;
+    int64_t after_ns; /* cursor */
+    char after_id[TASK_ID_LEN + 1];
+} ListCtx;
+
+static bool after_cursor(const ListCtx *l, int64_t ns, const char *id)
+{
+    return ns > l->after_ns || (ns == l->after_ns && strcmp(id, l->after_id) > 0);
+}
+
+static int list_one(const char *id, void *userdata)
+{
+    ListCtx *l = userdata;
+    json_t *req;
+    int64_t ns;
+    int fd;
+
+    if (jobdir_open(l->rest->data_fd, l->stage, id, &fd) < 0)
+        return 0;
+    if (json_read_at(fd, "request.json", &req) < 0) {
+        close(fd);
+        return 0;
+    }
+    close(fd);
+    ns = json_integer_value(json_object_get(req, "created_ns"));
+    json_decref(req);
+    if (!after_cursor(l, ns, id))
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        ListEntry *v = realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n] = (ListEntry){.created_ns = ns, .stage = l->stage};
+    memcpy(l->v[l->n].id, id, sizeof(l->v[l->n].id));
+    l->n++;
+    return 0;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const ListEntry *x = a, *y = b;
+
+    if (x->created_ns != y->created_ns)
+        return x->created_ns < y->created_ns ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+/* The cursor is "<created_ns>.<id>" of the last task of the previous page. */
+static int cursor_parse(const char *s, ListCtx *l)
+{
+    char *end;
+    long long ns;
+
+    if (!s)
+        return 0;
+    ns = strtoll(s, &end, 10);
+    if (end == s || *end != '.' || !task_id_valid(end + 1))
+        return -EINVAL;
+    l->after_ns = ns;
+    memcpy(l->after_id, end + 1, sizeof(l->after_id));
+    return 0;
+}
+
+static json_t *list_page(ListCtx *l, long limit)
+{
+    json_t *tasks = json_array(), *view;
+    char cursor[80];
+    size_t n = l->n < (size_t)limit ? l->n : (size_t)limit;
+
+    qsort(l->v, l->n, sizeof(*l->v), entry_cmp);
+    for (size_t i = 0; i < n; i++)
+        if (task_view(l->rest->data_fd, l->v[i].stage, l->v[i].id, &view) == 0)
+            json_array_append_new(tasks, view);
+    if (n < l->n) {
+        snprintf(cursor, sizeof(cursor), "%" PRId64 ".%s", l->v[n - 1].created_ns, l->v[n - 1].id);
+        return json_pack("{s:o, s:s}", "tasks", tasks, "next_cursor", cursor);
+    }
+    return json_pack("{s:o, s:n}", "tasks", tasks, "next_cursor");
+}
+
+enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c)
+{
+    const char *state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
+    const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    ListCtx l = {.rest = rest, .after_ns = INT64_MIN};
+    Stage only = state ? stage_from_state(state) : STAGE_INVALID;
+    long limit = LIST_LIMIT_DEFAULT;
+    char *end;
+    json_t *page;
+
+    if (state && only == STAGE_INVALID)
+        return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_state",
+                          "state must be received, pending, in_progress, done or failed");
+    if (lim && ((limit = strtol(lim, &end, 10)) < 1 || limit > LIST_LIMIT_MAX || *end || end == lim))
+        return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", "limit must be 1 to %d",
+                          LIST_LIMIT_MAX);
+    if (cursor_parse(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor"), &l) < 0)
+        return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_cursor", "cursor is not one we gave out");
+    for (int s = STAGE_REQUEST; s <= STAGE_FAILED; s++) {
+        if (only != STAGE_INVALID && s != (int)only)
+            continue;
+        l.stage = (Stage)s;
+        jobdir_each(rest->data_fd, l.stage, list_one, &l);
+    }
+    page = list_page(&l, limit);
+    free(l.v);
+    return http_json(c, MHD_HTTP_OK, page);
+}
+
+static int queue_status(Rest *rest, json_t **ret)
+{
+    json_t *reply;
+    int r = rest_queue_call(rest, "status.get", NULL, 3000, &reply);
+
+    if (r < 0)
+        return r;
+    if (strcmp(ipc_type(reply), "ok")) {
+        json_decref(reply);
+        return -EPROTO;
+    }
+    json_object_del(reply, "v");
+    json_object_del(reply, "type");
+    json_object_del(reply, "rid");
+    *ret = reply;
+    return 0;
+}
+
+enum MHD_Result tasks_status(Rest *rest, struct MHD_Connection *c)
+{
+    json_t *st;
+    int r = queue_status(rest, &st);
+
+    if (r < 0)
+        return http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "queue_unavailable",
+                          "the queue daemon does not answer: %s", strerror(-r));
+    json_object_del(st, "peers");
+    return http_json(c, MHD_HTTP_OK, st);
+}
+
+enum MHD_Result tasks_health(Rest *rest, struct MHD_Connection *c)
+{
+    json_t *st = NULL, *peers;
+    bool queue = queue_status(rest, &st) == 0;
+    bool convert = false, callback = false;
+
+    peers = st ? json_object_get(st, "peers") : NULL;
+    convert = json_integer_value(json_object_get(peers, "convert")) > 0;
+    callback = json_integer_value(json_object_get(peers, "callback")) > 0;
+    json_decref(st);
+    return http_json(c, queue && convert && callback ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                     json_pack("{s:s, s:{s:b, s:b, s:b, s:b}}", "status",
+                               queue && convert && callback ? "ok" : "degraded", "daemons",
+                               "rest", 1, "queue", queue, "convert", convert, "callback",
+                               callback));
+}
