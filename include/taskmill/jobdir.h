@@ -57,6 +57,18 @@ int rm_rf_at(int dir_fd, const char *name);
  * ("*.partial", ".tmp*", "output.*", progress.json, result.json, error.json). Returns how many
  * entries it removed. */
 int jobdir_reset(int job_fd);
+/* Recovery, safe to run any number of times while no worker runs: every job in in_progress/
+ * goes back to pending/ with its partial outputs removed, complete uploads in request/
+ * (request.json present) go to pending/, trash/ is emptied. With JOBDIR_RECOVER_UPLOADS (at boot,
+ * before rest runs) incomplete uploads in request/ are removed too.
+ * on_move (may be NULL) hears about each job moved or removed, for logging. */
+typedef struct RecoverStats {
+    unsigned requeued, published, dropped_uploads, errors;
+} RecoverStats;
+typedef void (*RecoverFn)(const char *name, Stage from, Stage to, int error, void *userdata);
+#define JOBDIR_RECOVER_UPLOADS 1
+int jobdir_recover(int data_fd, int flags, RecoverFn on_move, void *userdata, RecoverStats *ret);
+
 /* mkdir -p with mode. */
 int mkdir_p(const char *path, int mode);
 

@@ -7,6 +7,7 @@
 #define TASKMILL_TASKTYPE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "taskmill/conf.h"
@@ -28,5 +29,6 @@ int tasktype_accepts_name(const TaskType *tt, const char *file_name);
 
 #define TASKTYPE_X265 "convert_video_to_libx265"
 extern const char *const tasktype_x265_presets[];
+bool tasktype_preset_known(const char *preset);
 
 #endif

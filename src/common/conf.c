@@ -14,7 +14,9 @@
 #include <string.h>
 #include <syslog.h>
 
-typedef enum { KEY_STR, KEY_INT, KEY_U64, KEY_BOOL, KEY_LEVEL } KeyKind;
+#include "taskmill/tasktype.h"
+
+typedef enum { KEY_STR, KEY_INT, KEY_U64, KEY_BOOL, KEY_LEVEL, KEY_PRESET } KeyKind;
 
 typedef struct ConfKey {
     const char *section, *name;
@@ -33,7 +35,7 @@ static const ConfKey conf_keys[] = {
     K("rest", "connection_timeout", KEY_INT, 1, 3600, connection_timeout),
     K("convert", "workers", KEY_INT, 1, 64, workers),
     K("convert", "crf", KEY_INT, 0, 51, crf),
-    K("convert", "preset", KEY_STR, 0, 0, preset),
+    K("convert", "preset", KEY_PRESET, 0, 0, preset),
     K("convert", "threads", KEY_INT, 0, 256, threads),
     K("convert", "keep_input", KEY_BOOL, 0, 1, keep_input),
     K("convert", "max_attempts", KEY_INT, 1, 100, max_attempts),
@@ -45,11 +47,8 @@ static const ConfKey conf_keys[] = {
 
 typedef struct LoadCtx {
     Conf *conf;
-    const char *file;
-    int line;
-    char *err;
+    char *err; /* the first problem; inih reports its line */
     size_t errlen;
-    int lineno; /* counted by the reader */
 } LoadCtx;
 
 static void conf_defaults(Conf *c)
@@ -116,6 +115,10 @@ static const char *key_apply(const ConfKey *k, Conf *c, const char *v)
     int64_t n = 0;
 
     switch (k->kind) {
+    case KEY_PRESET:
+        if (!tasktype_preset_known(v))
+            return "must be one of x265's presets (ultrafast .. placebo)";
+        /* fall through */
     case KEY_STR:
         if (!*v)
             return "must not be empty";

@@ -254,6 +254,8 @@ int file_write_atomic(int dir_fd, const char *name, const void *buf, size_t len)
         unlinkat(dir_fd, tmp, 0);
         return r;
     }
+    if (dir_fd == AT_FDCWD)
+        return fsync_at(AT_FDCWD, ".");
     return fsync(dir_fd) < 0 ? -errno : 0;
 }
 

@@ -135,7 +135,7 @@ void task_free(Task *t)
 
 int task_to_request_json(const Task *t, json_t **ret)
 {
-    json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s:O, s:s?}",
+    json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s:O, s:s*}",
                           "version", TASK_REQUEST_VERSION, "id", t->id, "task_type", t->task_type,
                           "file_name", t->file_name, "file_path", t->file_path ? t->file_path : "",
                           "input_name", t->input_name, "size", (json_int_t)t->size, "priority",

@@ -64,7 +64,7 @@ json_t *tasktype_list_json(const Conf *c)
     return json_pack("{s:o}", "task_types", list);
 }
 
-static bool preset_known(const char *p)
+bool tasktype_preset_known(const char *p)
 {
     for (const char *const *v = tasktype_x265_presets; *v; v++)
         if (!strcmp(*v, p))
@@ -80,7 +80,7 @@ static int x265_check(json_t *out, const char *key, json_t *v, char *err, size_t
             return -EINVAL;
         }
     } else if (!strcmp(key, "preset")) {
-        if (!json_is_string(v) || !preset_known(json_string_value(v))) {
+        if (!json_is_string(v) || !tasktype_preset_known(json_string_value(v))) {
             snprintf(err, errlen, "params.preset must be one of x265's presets (ultrafast .. "
                                   "placebo)");
             return -EINVAL;

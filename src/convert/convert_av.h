@@ -29,18 +29,74 @@ int convert_av_verify(const char *in_path, const char *out_path, ConvertError *r
 /* "mp4" for .mp4/.mov/.m4v inputs (case-insensitive), else "matroska"; and the matching ".mp4"/".mkv". */
 const char *convert_av_format_for(const char *file_name, const char **ret_ext);
 
-/* ---- Shared between convert_av.c and convert_av_verify.c only; not for other callers. ---- */
-struct AVFormatContext;
+#ifdef CONVERT_AV_INTERNAL
+/* ---- Internals of convert_av.c and convert_av_verify.c: no other file defines
+ * CONVERT_AV_INTERNAL, so nothing below is part of the module's interface. ---- */
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/audio_fifo.h>
+#include <libswresample/swresample.h>
+
+struct SwsContext;
+
+enum ConvertStreamKind {
+    CONVERT_KIND_SKIP,  /* hidden by the demuxer (mov chapter track): no output stream */
+    CONVERT_KIND_COPY,  /* remuxed as is */
+    CONVERT_KIND_VIDEO, /* decoded, re-encoded with libx265 */
+    CONVERT_KIND_AUDIO, /* decoded, re-encoded to AAC */
+    CONVERT_KIND_SUB,   /* text subtitle converted to mov_text or subrip */
+    CONVERT_KIND_ATTACH /* cover art stored as a matroska attachment; its packet is dropped */
+};
+
+/* One input stream and what becomes of it. */
+typedef struct ConvertStream {
+    enum ConvertStreamKind kind;
+    AVStream *ist, *ost;
+    AVCodecContext *dec, *enc;
+    struct SwsContext *sws;
+    SwrContext *swr;
+    AVChannelLayout swr_layout; /* input side swr was set up for */
+    int swr_format, swr_rate;
+    AVAudioFifo *fifo;
+    AVFrame *conv;              /* converted picture, or one AAC frame */
+    int64_t next_pts;           /* audio: next encoder pts (1/sample_rate) */
+    int64_t last_pts;           /* video: last pts given to the encoder */
+    int64_t last_dts;           /* last dts muxed (output time base) */
+} ConvertStream;
+
+/* One convert_av_run() call. */
+typedef struct ConvertJob {
+    const ConvertOptions *opt;
+    ConvertLimits limits;
+    ConvertError *err;
+    ConvertProgressFn progress;
+    void *userdata;
+    AVFormatContext *ic, *oc;
+    ConvertStream *sc;
+    unsigned nb_sc;
+    AVPacket *pkt, *opkt;
+    AVFrame *frame;
+    int main_video, mp4, canceled;
+    int64_t t_start, t_last, frames;
+    double pos, end_seen; /* seconds from input start: main video decoded / any packet end */
+} ConvertJob;
+
 /* Opens and probes path with the demuxer/protocol whitelists; limits NULL = no limit checks.
  * Fails unless there is at least one video stream that is not cover art. */
 int convert_av_open_input(const char *path, const ConvertLimits *limits,
-                          volatile sig_atomic_t *cancel, struct AVFormatContext **ret_ic,
+                          volatile sig_atomic_t *cancel, AVFormatContext **ret_ic,
                           ConvertError *ret_err);
+/* Plans every output stream, opens decoders/encoders, creates path and writes the header. */
+int convert_av_open_output(ConvertJob *j, const char *path);
 /* Index of the first video stream that is not an attached picture, or -1. */
-int convert_av_main_video(const struct AVFormatContext *fc);
+int convert_av_main_video(const AVFormatContext *fc);
 /* Number of streams the demuxer exposes (hidden mov chapter tracks not counted). */
-unsigned convert_av_visible_streams(const struct AVFormatContext *fc);
+unsigned convert_av_visible_streams(const AVFormatContext *fc);
 /* Fills *err (first error wins) with code and "<fmt>: <av_strerror(averr)>"; returns averr. */
 int convert_av_fail(ConvertError *err, const char *code, int averr, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+/* Same without the ": <reason>" suffix, for refusals this module decides itself. */
+int convert_av_refuse(ConvertError *err, const char *code, int averr, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+#endif /* CONVERT_AV_INTERNAL */
 #endif

@@ -147,16 +147,6 @@ static int job_requeue(Queue *q, const char *id, Stage from)
     return pending_load(q, id);
 }
 
-static int scan_request(const char *id, void *userdata)
-{
-    char err[256];
-    int r = sched_submit(userdata, id, err, sizeof(err));
-
-    if (r < 0)
-        log_task(LOG_WARNING, id, "left in request/: %s", err);
-    return 0;
-}
-
 static int scan_pending(const char *id, void *userdata)
 {
     int r = pending_load(userdata, id);
@@ -166,14 +156,13 @@ static int scan_pending(const char *id, void *userdata)
     return 0;
 }
 
-static int scan_in_progress(const char *id, void *userdata)
+static void on_recover(const char *name, Stage from, Stage to, int error, void *userdata)
 {
-    /* Nobody works on anything before the queue starts: this attempt was interrupted. */
-    int r = job_requeue(userdata, id, STAGE_IN_PROGRESS);
-
-    log_task(r < 0 ? LOG_ERR : LOG_NOTICE, id, "interrupted attempt %s",
-             r < 0 ? strerror(-r) : "put back to pending");
-    return 0;
+    (void)userdata;
+    if (error < 0)
+        log_task(LOG_ERR, name, "recovery of %s/ failed: %s", stage_dir(from), strerror(-error));
+    else
+        log_task(LOG_NOTICE, name, "recovered from=%s to=%s", stage_dir(from), stage_dir(to));
 }
 
 static int count_one(const char *id, void *userdata)
@@ -187,9 +176,10 @@ int sched_scan(Queue *q)
 {
     int r;
 
-    if ((r = jobdir_each(q->data_fd, STAGE_PENDING, scan_pending, q)) < 0 ||
-        (r = jobdir_each(q->data_fd, STAGE_IN_PROGRESS, scan_in_progress, q)) < 0 ||
-        (r = jobdir_each(q->data_fd, STAGE_REQUEST, scan_request, q)) < 0 ||
+    /* Nobody works on anything before the queue starts: whatever is in in_progress/ was
+     * interrupted, and whatever complete upload sits in request/ was never announced. */
+    if ((r = jobdir_recover(q->data_fd, 0, on_recover, q, NULL)) < 0 ||
+        (r = jobdir_each(q->data_fd, STAGE_PENDING, scan_pending, q)) < 0 ||
         (r = jobdir_each(q->data_fd, STAGE_DONE, count_one, &q->n_done)) < 0 ||
         (r = jobdir_each(q->data_fd, STAGE_FAILED, count_one, &q->n_failed)) < 0)
         return r;
@@ -327,6 +317,23 @@ int sched_claim(Queue *q, Peer *p, int64_t rid)
     return 0;
 }
 
+/* The input goes once the verified output is in done/ (unless [convert] keep_input). */
+static void drop_input(Queue *q, const char *id)
+{
+    char err[256];
+    Task t;
+    int fd;
+
+    if (q->conf->keep_input || jobdir_open(q->data_fd, STAGE_DONE, id, &fd) < 0)
+        return;
+    if (task_load(fd, &t, err, sizeof(err)) == 0) {
+        if (unlinkat(fd, t.input_name, 0) == 0)
+            fsync(fd);
+        task_free(&t);
+    }
+    close(fd);
+}
+
 static void finish_move(Queue *q, Running *run, Stage to)
 {
     int r = jobdir_move(q->data_fd, run->id, STAGE_IN_PROGRESS, to);
@@ -335,9 +342,10 @@ static void finish_move(Queue *q, Running *run, Stage to)
         log_task(LOG_ERR, run->id, "cannot move to %s: %s", stage_dir(to), strerror(-r));
         return;
     }
-    if (to == STAGE_DONE)
+    if (to == STAGE_DONE) {
+        drop_input(q, run->id);
         q->n_done++;
-    else
+    } else
         q->n_failed++;
     log_task(to == STAGE_DONE ? LOG_INFO : LOG_WARNING, run->id,
              "moved from=in_progress to=%s", stage_dir(to));

@@ -1,0 +1,66 @@
+/* callback.h - state shared by the two halves of taskmill-callback.
+ *
+ * callback.c knows which callbacks are owed (from the done/ and failed/ folders and the queue's
+ * job.finished pushes), when each is due, and keeps callback.json. callback_deliver.c owns
+ * libcurl: it runs the HTTP requests inside the daemon's epoll loop and reports every finished
+ * attempt back through callback_attempt_done. */
+#ifndef TASKMILL_CALLBACK_H
+#define TASKMILL_CALLBACK_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "taskmill/daemon.h"
+#include "taskmill/task.h"
+
+#define CALLBACK_MAX_IN_FLIGHT 16
+#define CALLBACK_BACKOFF_MAX_S 3600
+#define CALLBACK_STOP_GRACE_S  2
+#define CALLBACK_BUCKETS       256
+
+/* One callback still owed. It lives in memory only until it is delivered or given up; the job
+ * directory's callback.json is the record that survives a restart. */
+typedef struct CallbackJob {
+    char id[TASK_ID_LEN + 1];
+    Stage stage;
+    char *url;
+    json_t *record;     /* callback.json as it should be on disk */
+    int attempts;       /* attempts made so far */
+    int64_t due_ns;     /* wall clock of the next attempt; 0: now */
+    int64_t started_ns; /* wall clock of the attempt in flight */
+    CURL *easy;         /* non-NULL while an attempt is in flight */
+    struct curl_slist *headers;
+    char errbuf[CURL_ERROR_SIZE];
+    struct CallbackJob *next; /* in its hash bucket */
+} CallbackJob;
+
+typedef struct Callback {
+    Daemon *daemon;
+    const Conf *conf;
+    int data_fd;  /* ROOT/data, -1 until the queue has created it */
+    int queue_fd; /* -1 while not connected */
+    bool queue_ready, queue_warned, data_warned;
+    int64_t hello_rid, next_rid;
+    int due_fd; /* timerfd: when the next job is due, or the stop deadline */
+    CallbackJob *buckets[CALLBACK_BUCKETS];
+    unsigned n_jobs, n_in_flight, n_delivered;
+    /* callback_deliver.c */
+    CURLM *multi;
+    int curl_timer_fd;
+} Callback;
+
+/* callback_deliver.c */
+int deliver_init(Callback *cb);
+void deliver_free(Callback *cb);
+/* Starts one POST of body (copied) to j->url; the outcome comes back through
+ * callback_attempt_done, never from inside this call. */
+int deliver_start(Callback *cb, CallbackJob *j, const char *body);
+/* Drops the attempt in flight without reporting it. */
+void deliver_abort(Callback *cb, CallbackJob *j);
+
+/* callback.c: error is NULL when the HTTP exchange completed (status then tells). */
+void callback_attempt_done(Callback *cb, CallbackJob *j, long status, const char *error);
+
+#endif

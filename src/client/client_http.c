@@ -1,0 +1,615 @@
+/* client_http.c - the taskmill client's HTTP exchanges on libcurl, and verified downloads.
+ *
+ * Library-style code for client.c and any later client command: nothing here prints except the
+ * optional progress line. Every request sets a connect timeout and CURLOPT_NOSIGNAL, and keeps
+ * CURLOPT_FAILONERROR off so that error statuses come back with their JSON bodies. Uploads stream
+ * from the file (curl_mime_filedata) and downloads stream to it; only JSON answers, capped at
+ * HTTP_BODY_MAX, are held in memory. A fetched file is published by rename only after its size
+ * and SHA-256 (OpenSSL's libcrypto, which libcurl already loads) match what the server said. */
+#define _GNU_SOURCE
+#include "client.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define HTTP_CONNECT_TIMEOUT 10L  /* seconds to set up a connection */
+#define HTTP_JSON_TIMEOUT    120L /* seconds for a whole JSON exchange */
+#define HTTP_STALL_TIME      60L  /* a transfer below 1 byte/s this long is abandoned */
+#define HTTP_BODY_MAX        ((size_t)32 << 20)
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+struct Http {
+    CURL *curl;
+    bool progress; /* draw a progress line on stderr */
+    const char *progress_label;
+    uint64_t progress_base; /* bytes a resumed download already had */
+    int progress_shown;     /* the per-mille last drawn, -1 for none */
+    char error[CURL_ERROR_SIZE];
+};
+
+typedef struct Buf {
+    char *data;
+    size_t len, cap;
+} Buf;
+
+typedef enum DownloadMode { DL_UNDECIDED, DL_FILE, DL_BODY } DownloadMode;
+
+typedef struct Download {
+    Http *h;
+    int fd;
+    uint64_t offset;
+    int64_t range_first; /* first byte of the answer's Content-Range, -1 without one */
+    DownloadMode mode;
+    Buf body; /* the answer when it is not the file */
+    int err;  /* -errno that made a callback stop the transfer */
+    char why[160];
+} Download;
+
+int http_new(Http **ret)
+{
+    Http *h;
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return -EIO;
+    h = calloc(1, sizeof(*h));
+    if (h)
+        h->curl = curl_easy_init();
+    if (!h || !h->curl) {
+        free(h);
+        curl_global_cleanup();
+        return -ENOMEM;
+    }
+    h->progress_shown = -1;
+    *ret = h;
+    return 0;
+}
+
+void http_free(Http *h)
+{
+    if (!h)
+        return;
+    curl_easy_cleanup(h->curl);
+    free(h);
+    curl_global_cleanup();
+}
+
+void http_set_progress(Http *h, bool on)
+{
+    h->progress = on;
+}
+
+const char *http_strerror(const Http *h)
+{
+    return h->error[0] ? h->error : "unknown error";
+}
+
+char *http_escape(Http *h, const char *s)
+{
+    char *e = curl_easy_escape(h->curl, s, 0), *copy;
+
+    if (!e)
+        return NULL;
+    copy = strdup(e);
+    curl_free(e);
+    return copy;
+}
+
+static int curl_errno(CURLcode c)
+{
+    switch (c) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return -EHOSTUNREACH;
+    case CURLE_COULDNT_CONNECT:
+        return -ECONNREFUSED;
+    case CURLE_OPERATION_TIMEDOUT:
+        return -ETIMEDOUT;
+    case CURLE_OUT_OF_MEMORY:
+        return -ENOMEM;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return -EINVAL;
+    default:
+        return -EIO;
+    }
+}
+
+static int http_xferinfo(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                         curl_off_t ulnow)
+{
+    Http *h = userdata;
+    bool up = ultotal > 0;
+    uint64_t total = (uint64_t)(up ? ultotal : dltotal), now = (uint64_t)(up ? ulnow : dlnow);
+    int permille;
+
+    if (total == 0)
+        return 0;
+    total += up ? 0 : h->progress_base;
+    now += up ? 0 : h->progress_base;
+    permille = (int)(now * 1000 / total);
+    if (permille != h->progress_shown) {
+        fprintf(stderr, "\r%s %5.1f%%", h->progress_label, permille / 10.0);
+        h->progress_shown = permille;
+    }
+    return 0;
+}
+
+static void progress_start(Http *h, const char *label, uint64_t base)
+{
+    if (!h->progress)
+        return;
+    h->progress_label = label;
+    h->progress_base = base;
+    h->progress_shown = -1;
+    curl_easy_setopt(h->curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h->curl, CURLOPT_XFERINFOFUNCTION, http_xferinfo);
+    curl_easy_setopt(h->curl, CURLOPT_XFERINFODATA, h);
+}
+
+static void progress_end(Http *h)
+{
+    if (h->progress_shown >= 0)
+        fputs("\r\033[K", stderr);
+    h->progress_shown = -1;
+}
+
+/* Every request starts from a clean handle; curl_easy_reset keeps the open connections. */
+static void http_prepare(Http *h, const char *url)
+{
+    CURL *c = h->curl;
+
+    curl_easy_reset(c);
+    h->error[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, HTTP_CONNECT_TIMEOUT);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, HTTP_STALL_TIME);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->error);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "taskmill/" TASKMILL_VERSION);
+}
+
+static int http_perform(Http *h, long *ret_status)
+{
+    CURLcode c = curl_easy_perform(h->curl);
+    long status = 0;
+
+    progress_end(h);
+    if (c != CURLE_OK) {
+        if (!h->error[0])
+            snprintf(h->error, sizeof(h->error), "%s", curl_easy_strerror(c));
+        return curl_errno(c);
+    }
+    curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
+    *ret_status = status;
+    return 0;
+}
+
+static size_t buf_write(char *p, size_t size, size_t n, void *userdata)
+{
+    Buf *b = userdata;
+    size_t len = size * n;
+
+    if (len >= HTTP_BODY_MAX - b->len)
+        return 0; /* curl stops with CURLE_WRITE_ERROR */
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *d;
+
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        d = realloc(b->data, cap);
+        if (!d)
+            return 0;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return len;
+}
+
+static int reply_json(Http *h, long status, const Buf *b, json_t **ret_json)
+{
+    json_error_t e;
+    json_t *j = b->len ? json_loadb(b->data, b->len, 0, &e) : NULL;
+
+    if (!j && b->len && status >= 200 && status < 300) {
+        snprintf(h->error, sizeof(h->error), "the server's answer is not JSON: %s", e.text);
+        return -EBADMSG;
+    }
+    *ret_json = j;
+    return 0;
+}
+
+/* Performs the prepared request, collecting the answer's body as JSON. */
+static int http_exchange(Http *h, long *ret_status, json_t **ret_json)
+{
+    Buf b = {0};
+    long status = 0;
+    json_t *j = NULL;
+    int r;
+
+    curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, buf_write);
+    curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, &b);
+    r = http_perform(h, &status);
+    if (r == 0)
+        r = reply_json(h, status, &b, &j);
+    free(b.data);
+    if (r < 0)
+        return r;
+    *ret_status = status;
+    *ret_json = j;
+    return 0;
+}
+
+int http_get_json(Http *h, const char *url, long *ret_status, json_t **ret_json)
+{
+    http_prepare(h, url);
+    curl_easy_setopt(h->curl, CURLOPT_TIMEOUT, HTTP_JSON_TIMEOUT);
+    return http_exchange(h, ret_status, ret_json);
+}
+
+int http_delete(Http *h, const char *url, long *ret_status, json_t **ret_json)
+{
+    http_prepare(h, url);
+    curl_easy_setopt(h->curl, CURLOPT_CUSTOMREQUEST, "DELETE");
+    curl_easy_setopt(h->curl, CURLOPT_TIMEOUT, HTTP_JSON_TIMEOUT);
+    return http_exchange(h, ret_status, ret_json);
+}
+
+static int mime_field(curl_mime *m, const char *name, const char *value)
+{
+    curl_mimepart *p;
+
+    if (!value)
+        return 0;
+    p = curl_mime_addpart(m);
+    if (!p || curl_mime_name(p, name) != CURLE_OK ||
+        curl_mime_data(p, value, CURL_ZERO_TERMINATED) != CURLE_OK)
+        return -ENOMEM;
+    return 0;
+}
+
+static int mime_file(Http *h, curl_mime *m, const HttpTaskForm *f)
+{
+    curl_mimepart *p = curl_mime_addpart(m);
+
+    if (!p || curl_mime_name(p, "file_data") != CURLE_OK)
+        return -ENOMEM;
+    if (curl_mime_filedata(p, f->path) != CURLE_OK) {
+        snprintf(h->error, sizeof(h->error), "cannot read '%s'", f->path);
+        return -EIO;
+    }
+    if (curl_mime_filename(p, f->file_name) != CURLE_OK ||
+        curl_mime_type(p, "application/octet-stream") != CURLE_OK)
+        return -ENOMEM;
+    return 0;
+}
+
+/* The metadata fields go first, so the server knows the task before the big part arrives. */
+static int mime_build(Http *h, const HttpTaskForm *f, curl_mime **ret)
+{
+    char prio[16];
+    const char *fields[][2] = {
+        {"task_type", f->task_type},       {"file_name", f->file_name},
+        {"file_path", f->file_path},       {"priority", f->priority >= 0 ? prio : NULL},
+        {"callback_url", f->callback_url}, {"params", f->params},
+    };
+    curl_mime *m = curl_mime_init(h->curl);
+    int r = m ? 0 : -ENOMEM;
+
+    snprintf(prio, sizeof(prio), "%d", f->priority);
+    for (size_t i = 0; i < ARRAY_SIZE(fields) && r == 0; i++)
+        r = mime_field(m, fields[i][0], fields[i][1]);
+    if (r == 0)
+        r = mime_file(h, m, f);
+    if (r < 0) {
+        if (!h->error[0])
+            snprintf(h->error, sizeof(h->error), "cannot build the upload: %s", strerror(-r));
+        curl_mime_free(m);
+        return r;
+    }
+    *ret = m;
+    return 0;
+}
+
+int http_post_task(Http *h, const char *url, const HttpTaskForm *form, long *ret_status,
+                   json_t **ret_json)
+{
+    curl_mime *m;
+    int r;
+
+    http_prepare(h, url);
+    r = mime_build(h, form, &m);
+    if (r < 0)
+        return r;
+    curl_easy_setopt(h->curl, CURLOPT_MIMEPOST, m);
+    progress_start(h, "uploading", 0);
+    r = http_exchange(h, ret_status, ret_json);
+    curl_easy_setopt(h->curl, CURLOPT_MIMEPOST, NULL);
+    curl_mime_free(m);
+    return r;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Header lines arrive unterminated; the status line of each answer resets what we saw. */
+static size_t dl_header(char *p, size_t size, size_t n, void *userdata)
+{
+    Download *d = userdata;
+    size_t len = size * n;
+    char line[256];
+    unsigned long long first;
+
+    snprintf(line, sizeof(line), "%.*s", (int)(len < sizeof(line) ? len : sizeof(line) - 1), p);
+    if (!strncmp(line, "HTTP/", 5))
+        d->range_first = -1;
+    else if (!strncasecmp(line, "Content-Range:", 14) &&
+             sscanf(line + 14, " bytes %llu-", &first) == 1)
+        d->range_first = (int64_t)first;
+    return len;
+}
+
+/* Called before the first byte of the body: is it the file, and from where? */
+static int dl_decide(Download *d)
+{
+    long status = 0;
+
+    curl_easy_getinfo(d->h->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status == 206) {
+        if (d->range_first != (int64_t)d->offset) {
+            snprintf(d->why, sizeof(d->why), "asked for bytes from %llu, got a range from %lld",
+                     (unsigned long long)d->offset, (long long)d->range_first);
+            return -EPROTO;
+        }
+        d->mode = DL_FILE;
+    } else if (status == 200) {
+        if (d->offset > 0 && (ftruncate(d->fd, 0) < 0 || lseek(d->fd, 0, SEEK_SET) < 0))
+            return -errno;
+        d->offset = 0;
+        d->h->progress_base = 0;
+        d->mode = DL_FILE;
+    } else {
+        d->mode = DL_BODY;
+    }
+    return 0;
+}
+
+static size_t dl_write(char *p, size_t size, size_t n, void *userdata)
+{
+    Download *d = userdata;
+    size_t len = size * n;
+
+    if (d->mode == DL_UNDECIDED && (d->err = dl_decide(d)) < 0)
+        return 0;
+    if (d->mode == DL_BODY)
+        return buf_write(p, size, n, &d->body);
+    d->err = write_all(d->fd, p, len);
+    if (d->err < 0)
+        snprintf(d->why, sizeof(d->why), "cannot write the download: %s", strerror(-d->err));
+    return d->err < 0 ? 0 : len;
+}
+
+static void dl_setup(Download *d, const char *url, char *range, size_t rangelen)
+{
+    CURL *c = d->h->curl;
+
+    http_prepare(d->h, url);
+    if (d->offset > 0) {
+        snprintf(range, rangelen, "%llu-", (unsigned long long)d->offset);
+        curl_easy_setopt(c, CURLOPT_RANGE, range);
+    }
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, dl_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, d);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, dl_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, d);
+    progress_start(d->h, d->offset > 0 ? "resuming" : "downloading", d->offset);
+}
+
+int http_download(Http *h, const char *url, int fd, uint64_t offset, long *ret_status,
+                  json_t **ret_json)
+{
+    Download d = {.h = h, .fd = fd, .offset = offset, .range_first = -1};
+    char range[32];
+    long status = 0;
+    json_t *j = NULL;
+    int r;
+
+    dl_setup(&d, url, range, sizeof(range));
+    r = http_perform(h, &status);
+    if (d.err < 0) {
+        snprintf(h->error, sizeof(h->error), "%s", d.why[0] ? d.why : strerror(-d.err));
+        r = d.err;
+    }
+    if (r == 0 && d.mode == DL_UNDECIDED) /* an empty body */
+        r = dl_decide(&d);
+    if (r == 0 && d.mode == DL_BODY)
+        r = reply_json(h, status, &d.body, &j);
+    free(d.body.data);
+    if (r < 0)
+        return r;
+    *ret_status = status;
+    *ret_json = j;
+    return 0;
+}
+
+static int sha256_fd(int fd, char ret_hex[SHA256_HEX_LEN + 1])
+{
+    unsigned char buf[1 << 16], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    off_t pos = 0;
+    ssize_t n;
+    int r = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? 0 : -ENOMEM;
+
+    while (r == 0 && (n = pread(fd, buf, sizeof(buf), pos)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            r = -errno;
+        else if (!EVP_DigestUpdate(ctx, buf, (size_t)n))
+            r = -EIO;
+        pos += n > 0 ? n : 0;
+    }
+    if (r == 0 && (!EVP_DigestFinal_ex(ctx, md, &mdlen) || mdlen * 2 != SHA256_HEX_LEN))
+        r = -EIO;
+    EVP_MD_CTX_free(ctx);
+    if (r < 0)
+        return r;
+    for (unsigned int i = 0; i < mdlen; i++)
+        snprintf(ret_hex + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+/* Opens (creating) the partial file for appending; a partial longer than the result cannot be
+ * a prefix of it and starts over. */
+static int partial_open(Http *h, const char *partial, uint64_t size, int *ret_fd,
+                        uint64_t *ret_have)
+{
+    int fd = open(partial, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    struct stat st;
+
+    if (fd < 0 || fstat(fd, &st) < 0 || ((uint64_t)st.st_size > size && ftruncate(fd, 0) < 0)) {
+        int r = -errno;
+
+        snprintf(h->error, sizeof(h->error), "%s: %s", partial, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    *ret_have = (uint64_t)st.st_size > size ? 0 : (uint64_t)st.st_size;
+    return 0;
+}
+
+/* One download; a 416 means the partial is not a prefix we can resume, so start again once. */
+static int fetch_transfer(Http *h, const char *url, int fd, uint64_t have, long *ret_status,
+                          json_t **ret_json)
+{
+    int r = http_download(h, url, fd, have, ret_status, ret_json);
+
+    if (r < 0 || *ret_status != 416 || have == 0)
+        return r;
+    json_decref(*ret_json);
+    *ret_json = NULL;
+    if (ftruncate(fd, 0) < 0) {
+        snprintf(h->error, sizeof(h->error), "cannot truncate: %s", strerror(errno));
+        return -errno;
+    }
+    return http_download(h, url, fd, 0, ret_status, ret_json);
+}
+
+/* Closes the partial; an empty one left by a failure is not worth keeping. */
+static int partial_close(Http *h, int fd, const char *partial, bool complete)
+{
+    struct stat st;
+    int r = 0;
+
+    if (complete && fsync(fd) < 0) {
+        r = -errno;
+        snprintf(h->error, sizeof(h->error), "%s: %s", partial, strerror(errno));
+    }
+    if (!complete && fstat(fd, &st) == 0 && st.st_size == 0)
+        unlink(partial);
+    close(fd);
+    return r;
+}
+
+static int partial_check(Http *h, const char *partial, uint64_t size, const char *sha256)
+{
+    char hex[SHA256_HEX_LEN + 1];
+    int fd = open(partial, O_RDONLY | O_CLOEXEC), r;
+    struct stat st;
+
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        r = -errno;
+        snprintf(h->error, sizeof(h->error), "%s: %s", partial, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return r;
+    }
+    if ((uint64_t)st.st_size != size) {
+        snprintf(h->error, sizeof(h->error), "%s has %llu bytes, the result has %llu", partial,
+                 (unsigned long long)st.st_size, (unsigned long long)size);
+        r = -EBADMSG;
+    } else if ((r = sha256_fd(fd, hex)) < 0) {
+        snprintf(h->error, sizeof(h->error), "%s: cannot hash: %s", partial, strerror(-r));
+    } else if (strcasecmp(hex, sha256)) {
+        snprintf(h->error, sizeof(h->error), "sha256 mismatch: %s is %s, the server says %.64s",
+                 partial, hex, sha256);
+        r = -EBADMSG;
+    }
+    close(fd);
+    if (r == -EBADMSG)
+        unlink(partial);
+    return r;
+}
+
+static int fetch_partial(Http *h, const char *url, const char *partial, uint64_t size,
+                         long *ret_status, json_t **ret_json)
+{
+    uint64_t have = 0;
+    int fd = -1, rc, r = partial_open(h, partial, size, &fd, &have);
+    bool complete;
+
+    if (r < 0)
+        return r;
+    *ret_status = 200; /* nothing left to fetch counts as a whole answer */
+    *ret_json = NULL;
+    if (have < size)
+        r = fetch_transfer(h, url, fd, have, ret_status, ret_json);
+    complete = r == 0 && (*ret_status == 200 || *ret_status == 206);
+    rc = partial_close(h, fd, partial, complete);
+    return r < 0 ? r : rc;
+}
+
+int http_fetch_file(Http *h, const char *url, const char *path, uint64_t size, const char *sha256,
+                    long *ret_status, json_t **ret_json)
+{
+    char *partial = NULL;
+    long status = 0;
+    json_t *j = NULL;
+    int r;
+
+    if (asprintf(&partial, "%s.partial", path) < 0)
+        return -ENOMEM;
+    r = fetch_partial(h, url, partial, size, &status, &j);
+    if (r == 0 && (status == 200 || status == 206))
+        r = partial_check(h, partial, size, sha256);
+    if (r == 0 && (status == 200 || status == 206) && rename(partial, path) < 0) {
+        r = -errno;
+        snprintf(h->error, sizeof(h->error), "cannot rename %s: %s", partial, strerror(errno));
+    }
+    free(partial);
+    if (r < 0) {
+        json_decref(j);
+        return r;
+    }
+    *ret_status = status;
+    *ret_json = j;
+    return 0;
+}

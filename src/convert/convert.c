@@ -1,0 +1,295 @@
+/* convert.c - taskmill-convert: a pool of conversion workers fed by the queue.
+ *
+ * The pool announces its slots to the queue, keeps one work.claim outstanding per free slot,
+ * and runs each assigned job in a child (convert_job.c). A child's exit status becomes
+ * work.done (done, failed, crashed) or work.released (interrupted). On SIGTERM every child is
+ * asked to stop, each job is handed back with work.released, and only then does the pool exit.
+ * If the queue goes away, children are stopped and the pool reconnects on its own. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "convert.h"
+#include "taskmill/daemon.h"
+#include "taskmill/ipc.h"
+#include "taskmill/jobdir.h"
+#include "taskmill/log.h"
+#include "taskmill/task.h"
+
+typedef struct Slot {
+    pid_t pid;
+    char id[TASK_ID_LEN + 1];
+    bool claimed; /* a work.claim for this slot is outstanding */
+} Slot;
+
+typedef struct Pool {
+    Daemon *daemon;
+    const Conf *conf;
+    int data_fd, queue_fd;
+    int64_t rid;
+    Slot *slots;
+    int n_slots;
+} Pool;
+
+static Pool pool;
+
+static int pool_send(Pool *p, const char *type, json_t *body)
+{
+    if (p->queue_fd < 0)
+        return -ENOTCONN;
+    return ipc_send_new(p->queue_fd, ipc_msg(type, ++p->rid, body));
+}
+
+static int busy_count(const Pool *p)
+{
+    int n = 0;
+
+    for (int i = 0; i < p->n_slots; i++)
+        n += p->slots[i].pid > 0;
+    return n;
+}
+
+static void update_status(Pool *p)
+{
+    daemon_status(p->daemon, "%d working, %d idle%s", busy_count(p), p->n_slots - busy_count(p),
+                  p->queue_fd < 0 ? ", waiting for the queue" : "");
+}
+
+static void claim_free_slots(Pool *p)
+{
+    if (daemon_stopping(p->daemon))
+        return;
+    for (int i = 0; i < p->n_slots; i++)
+        if (p->slots[i].pid == 0 && !p->slots[i].claimed &&
+            pool_send(p, "work.claim", NULL) == 0)
+            p->slots[i].claimed = true;
+}
+
+static Slot *slot_of(Pool *p, const char *id)
+{
+    for (int i = 0; i < p->n_slots; i++)
+        if (p->slots[i].pid > 0 && !strcmp(p->slots[i].id, id))
+            return &p->slots[i];
+    return NULL;
+}
+
+static void on_assign(Pool *p, json_t *msg)
+{
+    const char *id = json_string_value(json_object_get(msg, "id"));
+    Slot *s = NULL;
+    int r;
+
+    for (int i = 0; i < p->n_slots && !s; i++)
+        if (p->slots[i].claimed)
+            s = &p->slots[i];
+    if (!id || !task_id_valid(id) || !s) {
+        log_warning("queue assigned work we did not claim");
+        return;
+    }
+    s->claimed = false;
+    if (daemon_stopping(p->daemon)) {
+        pool_send(p, "work.released", json_pack("{s:s}", "id", id));
+        return;
+    }
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    r = job_spawn(p->conf, p->data_fd, id, &s->pid);
+    if (r < 0) {
+        log_task(LOG_ERR, id, "cannot start a worker: %s", strerror(-r));
+        pool_send(p, "work.released", json_pack("{s:s}", "id", id));
+        return;
+    }
+    log_task(LOG_INFO, id, "converting pid=%d", (int)s->pid);
+    update_status(p);
+}
+
+static void on_cancel(Pool *p, json_t *msg)
+{
+    const char *id = json_string_value(json_object_get(msg, "id"));
+    Slot *s = id ? slot_of(p, id) : NULL;
+
+    if (s) {
+        log_task(LOG_INFO, id, "stopping: the task was deleted");
+        kill(s->pid, SIGTERM);
+    }
+}
+
+static void queue_lost(Pool *p)
+{
+    log_warning("lost the queue; stopping running conversions");
+    daemon_unwatch(p->daemon, p->queue_fd);
+    close(p->queue_fd);
+    p->queue_fd = -1;
+    for (int i = 0; i < p->n_slots; i++) {
+        p->slots[i].claimed = false;
+        if (p->slots[i].pid > 0)
+            kill(p->slots[i].pid, SIGTERM);
+    }
+    update_status(p);
+}
+
+static int on_queue(Daemon *d, int fd, uint32_t events, void *userdata)
+{
+    Pool *p = userdata;
+    json_t *msg;
+    const char *type;
+    int r = ipc_recv(fd, &msg);
+
+    (void)d, (void)events;
+    if (r == -EAGAIN || r == -EBADMSG)
+        return 0;
+    if (r < 0) {
+        queue_lost(p);
+        return 0;
+    }
+    type = ipc_type(msg);
+    if (!strcmp(type, "work.assign"))
+        on_assign(p, msg);
+    else if (!strcmp(type, "work.cancel"))
+        on_cancel(p, msg);
+    else if (!strcmp(type, "error"))
+        log_warning("queue: %.200s", json_string_value(json_object_get(msg, "message")));
+    json_decref(msg);
+    return 0;
+}
+
+static int queue_connect(Pool *p)
+{
+    json_t *reply = NULL;
+    int fd, r = ipc_connect(p->conf->runtime_dir, IPC_QUEUE_SOCK, &fd);
+
+    if (r < 0)
+        return r;
+    r = ipc_send_new(fd, ipc_msg("hello", ++p->rid,
+                                 json_pack("{s:s, s:i}", "role", "convert", "workers", p->n_slots)));
+    if (r == 0)
+        r = ipc_recv_timeout(fd, 5000, &reply);
+    if (r == 0 && strcmp(ipc_type(reply), "ok"))
+        r = -EPROTO;
+    json_decref(reply);
+    if (r == 0)
+        r = daemon_watch(p->daemon, fd, EPOLLIN, on_queue, p);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    p->queue_fd = fd;
+    log_info("connected to the queue with %d workers", p->n_slots);
+    claim_free_slots(p);
+    update_status(p);
+    return 0;
+}
+
+/* Maps a child's exit status to what the queue must hear. */
+static void report_exit(Pool *p, Slot *s, int status)
+{
+    const char *outcome = "crashed";
+    char msg[128];
+
+    if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_INTERRUPTED) {
+        log_task(LOG_NOTICE, s->id, "interrupted, handing the job back");
+        pool_send(p, "work.released", json_pack("{s:s}", "id", s->id));
+        return;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_DONE)
+        outcome = "done";
+    else if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_FAILED)
+        outcome = "failed";
+    if (!strcmp(outcome, "crashed")) {
+        snprintf(msg, sizeof(msg), "the converter process died (%s %d)",
+                 WIFSIGNALED(status) ? "signal" : "exit status",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        job_write_crash(p->data_fd, s->id, msg);
+    }
+    log_task(!strcmp(outcome, "done") ? LOG_INFO : LOG_WARNING, s->id, "finished outcome=%s",
+             outcome);
+    pool_send(p, "work.done", json_pack("{s:s, s:s}", "id", s->id, "outcome", outcome));
+}
+
+static void on_child(Daemon *d)
+{
+    Pool *p = daemon_userdata(d);
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        for (int i = 0; i < p->n_slots; i++) {
+            Slot *s = &p->slots[i];
+            if (s->pid != pid)
+                continue;
+            report_exit(p, s, status);
+            *s = (Slot){0};
+        }
+    if (daemon_stopping(d) && busy_count(p) == 0)
+        daemon_quit(d, EXIT_SUCCESS);
+    claim_free_slots(p);
+    update_status(p);
+}
+
+static void on_tick(Daemon *d)
+{
+    Pool *p = daemon_userdata(d);
+
+    /* Reconnect only once the old children are gone: the new queue hands their jobs out again. */
+    if (p->queue_fd < 0 && !daemon_stopping(d) && busy_count(p) == 0)
+        queue_connect(p);
+}
+
+static int convert_stop(Daemon *d)
+{
+    Pool *p = daemon_userdata(d);
+
+    for (int i = 0; i < p->n_slots; i++)
+        if (p->slots[i].pid > 0)
+            kill(p->slots[i].pid, SIGTERM);
+    return busy_count(p) > 0; /* on_child quits once the last one is handed back */
+}
+
+static int convert_init(Daemon *d, const Conf *c)
+{
+    Pool *p = &pool;
+    int r;
+
+    *p = (Pool){.daemon = d, .conf = c, .data_fd = -1, .queue_fd = -1, .n_slots = c->workers};
+    daemon_set_userdata(d, p);
+    p->slots = calloc((size_t)p->n_slots, sizeof(*p->slots));
+    if (!p->slots)
+        return -ENOMEM;
+    r = jobdir_open_data(c->root, true, &p->data_fd);
+    if (r < 0) {
+        log_err("cannot open %s/data: %s", c->root, strerror(-r));
+        return r;
+    }
+    if (queue_connect(p) < 0)
+        log_notice("queue not reachable yet; will retry every second");
+    update_status(p);
+    return 0;
+}
+
+static void convert_shutdown(Daemon *d)
+{
+    Pool *p = daemon_userdata(d);
+
+    if (p->queue_fd >= 0)
+        close(p->queue_fd);
+    if (p->data_fd >= 0)
+        close(p->data_fd);
+    free(p->slots);
+}
+
+int main(int argc, char **argv)
+{
+    static const DaemonSpec spec = {
+        .name = "convert",
+        .summary = "Converts videos to H.265 for the queue, one child process per job.",
+        .init = convert_init,
+        .stop = convert_stop,
+        .shutdown = convert_shutdown,
+        .on_child = on_child,
+        .on_tick = on_tick,
+    };
+    return daemon_main(argc, argv, &spec);
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# test_e2e.sh - the whole pipeline with the real daemons: upload with curl, conversion with
+# libx265, polling, download (whole and by Range), ffprobe checks, delete, empty folders.
+. "$(dirname "$0")/lib.sh"
+
+write_conf
+tm_start_all
+
+make_mp4 "$FIX/clip one.mp4" 2
+make_mkv_multi "$FIX/multi.mkv"
+
+# The discovery endpoints.
+api GET /v1/task-types >"$W/out"
+check "task-types lists convert_video_to_libx265" \
+    test "$(jq -r '.task_types[0].name' "$W/out")" = convert_video_to_libx265
+check "task-types shows the crf schema" test "$(jq -r '.task_types[0].parameters.crf.maximum' "$W/out")" = 51
+api GET /healthz >/dev/null
+check "healthz is 200 with all daemons up" test "$STATUS" = 200
+
+# mp4 in -> mp4 (hvc1) out, audio copied, metadata kept.
+id=$(submit "$FIX/clip one.mp4" -F 'params={"crf":30}' -F priority=600)
+check "POST gives a task id" test -n "$id"
+api GET "/v1/tasks/$id" >"$W/out"
+check "task object echoes file_name" test "$(jq -r .file_name "$W/out")" = "clip one.mp4"
+check "task object echoes file_path" test "$(jq -r .file_path "$W/out")" = "$FIX"
+check "task object has the effective params" test "$(jq -c .params "$W/out")" = '{"crf":30,"preset":"ultrafast"}'
+check "priority kept" test "$(jq -r .priority "$W/out")" = 600
+wait_state "$id" done 120
+api GET "/v1/tasks/$id" >"$W/out"
+check "result named after the input" test "$(jq -r .result.file_name "$W/out")" = "clip one.mp4"
+check "progress is 100 when done" test "$(jq -r .progress.percent "$W/out")" = 100
+check "finished_at is set" test "$(jq -r .finished_at "$W/out")" != null
+sha=$(jq -r .result.sha256 "$W/out")
+size=$(jq -r .result.size "$W/out")
+
+hdr=$(curl -s -S -D - -o "$W/result.mp4" "$URL/v1/tasks/$id/result")
+check "result download is 200" grep -q '^HTTP/1.1 200' <<<"$hdr"
+check "Content-Disposition carries the name" grep -qi 'content-disposition: attachment; filename="clip one.mp4"' <<<"$hdr"
+check "Content-Type is video/mp4" grep -qi 'content-type: video/mp4' <<<"$hdr"
+check "Content-Length is the size" grep -qi "content-length: $size" <<<"$hdr"
+check "sha256 matches the status" test "$(sha256sum "$W/result.mp4" | cut -d' ' -f1)" = "$sha"
+probe "$W/result.mp4" >"$W/probe.json"
+probe "$FIX/clip one.mp4" >"$W/probe_in.json"
+check "video is hevc" test "$(jq -r '.streams[] | select(.codec_type=="video") | .codec_name' "$W/probe.json")" = hevc
+check "mp4 video is tagged hvc1" test "$(jq -r '.streams[] | select(.codec_type=="video") | .codec_tag_string' "$W/probe.json")" = hvc1
+check "audio copied (aac)" test "$(jq -r '.streams[] | select(.codec_type=="audio") | .codec_name' "$W/probe.json")" = aac
+check "same stream count" test "$(jq '.streams | length' "$W/probe.json")" = "$(jq '.streams | length' "$W/probe_in.json")"
+check "title metadata kept" test "$(jq -r .format.tags.title "$W/probe.json")" = "taskmill fixture"
+din=$(jq -r .format.duration "$W/probe_in.json")
+dout=$(jq -r .format.duration "$W/probe.json")
+check "duration within 1% ($din vs $dout)" python3 -c "import sys; a,b=float('$din'),float('$dout'); sys.exit(abs(a-b) > max(0.01*a, 0.1))"
+
+# Range requests.
+curl -s -S -D "$W/hdr" -o "$W/part" -H 'Range: bytes=10-109' "$URL/v1/tasks/$id/result"
+check "Range gives 206" grep -q '^HTTP/1.1 206' "$W/hdr"
+check "Range gives Content-Range" grep -qi "content-range: bytes 10-109/$size" "$W/hdr"
+check "Range body is the right bytes" cmp -s "$W/part" <(tail -c +11 "$W/result.mp4" | head -c 100)
+curl -s -S -D "$W/hdr" -o /dev/null -H "Range: bytes=$size-" "$URL/v1/tasks/$id/result"
+check "Range past the end gives 416" grep -q '^HTTP/1.1 416' "$W/hdr"
+
+# mkv in (2 audio + subtitle + chapter) -> mkv out with everything kept.
+id2=$(submit "$FIX/multi.mkv")
+wait_state "$id2" done 120
+curl -s -S -o "$W/multi_out.mkv" "$URL/v1/tasks/$id2/result"
+probe "$W/multi_out.mkv" >"$W/probe.json"
+check "mkv: hevc video" test "$(jq -r '[.streams[] | select(.codec_type=="video")][0].codec_name' "$W/probe.json")" = hevc
+check "mkv: two audio tracks" test "$(jq '[.streams[] | select(.codec_type=="audio")] | length' "$W/probe.json")" = 2
+check "mkv: subtitle kept" test "$(jq '[.streams[] | select(.codec_type=="subtitle")] | length' "$W/probe.json")" = 1
+check "mkv: languages kept" test "$(jq -r '[.streams[] | select(.codec_type=="audio") | .tags.language] | join(",")' "$W/probe.json")" = eng,deu
+check "mkv: chapter kept" test "$(jq '.chapters | length' "$W/probe.json")" = 1
+check "mkv: result name" test "$(curl -s "$URL/v1/tasks/$id2" | jq -r .result.file_name)" = multi.mkv
+
+# The admin's view: the job sits in done/ with its files; the input was removed.
+check "job is in done/" test -f "$ROOT/data/done/$id/request.json"
+check "output is in done/" test -f "$ROOT/data/done/$id/output.mp4"
+check "input removed after verification" test ! -e "$ROOT/data/done/$id/input.mp4"
+
+# Listing and status.
+api GET '/v1/tasks?state=done' >"$W/out"
+check "list shows both done tasks" test "$(jq '.tasks | length' "$W/out")" = 2
+api GET '/v1/tasks?limit=1' >"$W/out"
+cursor=$(jq -r .next_cursor "$W/out")
+check "list pages with a cursor" test "$cursor" != null
+api GET "/v1/tasks?limit=1&cursor=$cursor" >"$W/out"
+check "second page has the other task" test "$(jq -r '.tasks[0].id' "$W/out")" != "$(curl -s "$URL/v1/tasks?limit=1" | jq -r '.tasks[0].id')"
+api GET /v1/status >"$W/out"
+check "status counts done" test "$(jq -r .done "$W/out")" = 2
+check "status shows max_workers" test "$(jq -r .max_workers "$W/out")" = 1
+
+# Delete: 204, then 404, and the folders are empty.
+api DELETE "/v1/tasks/$id" >/dev/null
+check "DELETE is 204" test "$STATUS" = 204
+api DELETE "/v1/tasks/$id2" >/dev/null
+api GET "/v1/tasks/$id" >/dev/null
+check "deleted task is 404" test "$STATUS" = 404
+leftover=$(find "$ROOT/data" -mindepth 2 | head)
+check "data/ stage folders are empty ($leftover)" test -z "$leftover"
+check "nothing written outside the root" test -z "$(files_outside_root)"

@@ -1,0 +1,51 @@
+/* check.h - the few assertion macros the unit tests share.
+ *
+ * A failed CHECK prints the file, line and expression and marks the test failed; the test
+ * program's exit status is what ctest reads. Tests use real temporary directories. */
+#ifndef TASKMILL_CHECK_H
+#define TASKMILL_CHECK_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int check_failures;
+
+#define CHECK(expr)                                                                        \
+    do {                                                                                   \
+        if (!(expr)) {                                                                     \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);       \
+            check_failures++;                                                              \
+        }                                                                                  \
+    } while (0)
+
+#define CHECK_STR(a, b)                                                                    \
+    do {                                                                                   \
+        const char *a_ = (a), *b_ = (b);                                                   \
+        if (!a_ || !b_ || strcmp(a_, b_)) {                                                \
+            fprintf(stderr, "%s:%d: '%s' != '%s'\n", __FILE__, __LINE__, a_ ? a_ : "(null)", \
+                    b_ ? b_ : "(null)");                                                   \
+            check_failures++;                                                              \
+        }                                                                                  \
+    } while (0)
+
+static inline int check_done(const char *name)
+{
+    printf("%s: %s\n", name, check_failures ? "FAILED" : "ok");
+    return check_failures ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* A fresh temporary directory; removed by the test with rm_rf_at when done. */
+static inline char *check_tmpdir(void)
+{
+    char tmpl[] = "/tmp/taskmill-unit-XXXXXX";
+    char *d = mkdtemp(tmpl);
+
+    if (!d) {
+        perror("mkdtemp");
+        exit(EXIT_FAILURE);
+    }
+    return strdup(d);
+}
+
+#endif

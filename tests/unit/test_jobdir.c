@@ -1,0 +1,189 @@
+/* test_jobdir.c - the file queue on a real temporary directory: moves, no-replace, reset, and
+ * boot recovery compared against a golden listing of data/. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "taskmill/jobdir.h"
+#include "taskmill/task.h"
+
+static const char *ID1 = "11111111-1111-4111-8111-111111111111";
+static const char *ID2 = "22222222-2222-4222-8222-222222222222";
+static const char *ID3 = "33333333-3333-4333-8333-333333333333";
+
+static void touch(int dir_fd, const char *path)
+{
+    int fd = openat(dir_fd, path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(write(fd, "x", 1) == 1);
+        close(fd);
+    }
+}
+
+static void make_job(int data_fd, Stage s, const char *id, bool complete)
+{
+    char path[256];
+
+    snprintf(path, sizeof(path), "%s/%s", stage_dir(s), id);
+    CHECK(mkdirat(data_fd, path, 0750) == 0);
+    snprintf(path, sizeof(path), "%s/%s/input.mp4", stage_dir(s), id);
+    touch(data_fd, path);
+    if (complete) {
+        snprintf(path, sizeof(path), "%s/%s/request.json", stage_dir(s), id);
+        touch(data_fd, path);
+    }
+}
+
+/* "stage/name[/file...]" lines of everything under data/, sorted: the golden form. */
+static void listing(int dir_fd, const char *prefix, char *out, size_t len)
+{
+    char *names[64];
+    int n = 0, fd = openat(dir_fd, prefix[0] ? prefix : ".", O_RDONLY | O_DIRECTORY);
+    DIR *d = fdopendir(fd);
+    struct dirent *de;
+
+    while (d && (de = readdir(d)) && n < 64)
+        if (de->d_name[0] != '.' || strlen(de->d_name) > 2)
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+                names[n++] = strdup(de->d_name);
+    if (d)
+        closedir(d);
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (strcmp(names[i], names[j]) > 0) {
+                char *t = names[i];
+                names[i] = names[j];
+                names[j] = t;
+            }
+    for (int i = 0; i < n; i++) {
+        char path[512];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "/" : "", names[i]);
+        strncat(out, path, len - strlen(out) - 1);
+        strncat(out, "\n", len - strlen(out) - 1);
+        if (fstatat(dir_fd, path, &st, 0) == 0 && S_ISDIR(st.st_mode))
+            listing(dir_fd, path, out, len);
+        free(names[i]);
+    }
+}
+
+static void test_move(int data_fd)
+{
+    Stage s;
+
+    make_job(data_fd, STAGE_PENDING, ID1, true);
+    CHECK(jobdir_find(data_fd, ID1, &s) == 0 && s == STAGE_PENDING);
+    CHECK(jobdir_move(data_fd, ID1, STAGE_PENDING, STAGE_IN_PROGRESS) == 0);
+    CHECK(jobdir_find(data_fd, ID1, &s) == 0 && s == STAGE_IN_PROGRESS);
+    CHECK(jobdir_move(data_fd, ID1, STAGE_PENDING, STAGE_IN_PROGRESS) == -ENOENT);
+    make_job(data_fd, STAGE_PENDING, ID1, true); /* a second copy must never overwrite */
+    CHECK(jobdir_move(data_fd, ID1, STAGE_PENDING, STAGE_IN_PROGRESS) == -EEXIST);
+    CHECK(jobdir_remove(data_fd, STAGE_PENDING, ID1) == 0);
+    CHECK(jobdir_remove(data_fd, STAGE_IN_PROGRESS, ID1) == 0);
+    CHECK(jobdir_find(data_fd, ID1, &s) == -ENOENT);
+    CHECK(jobdir_find(data_fd, "../pending", &s) == -EINVAL);
+    CHECK(jobdir_move(data_fd, "../../etc", STAGE_PENDING, STAGE_DONE) == -EINVAL);
+}
+
+static void test_reset(int data_fd)
+{
+    int fd;
+
+    make_job(data_fd, STAGE_IN_PROGRESS, ID1, true);
+    CHECK(jobdir_open(data_fd, STAGE_IN_PROGRESS, ID1, &fd) == 0);
+    touch(fd, "output.mkv.partial");
+    touch(fd, "output.mkv");
+    touch(fd, "progress.json");
+    touch(fd, ".tmp.result.json");
+    touch(fd, "claim.json");
+    CHECK(jobdir_reset(fd) == 4);
+    CHECK(faccessat(fd, "request.json", F_OK, 0) == 0);
+    CHECK(faccessat(fd, "input.mp4", F_OK, 0) == 0);
+    CHECK(faccessat(fd, "claim.json", F_OK, 0) == 0);
+    CHECK(faccessat(fd, "output.mkv", F_OK, 0) < 0);
+    CHECK(jobdir_reset(fd) == 0);
+    close(fd);
+    CHECK(jobdir_remove(data_fd, STAGE_IN_PROGRESS, ID1) == 0);
+}
+
+static void test_recover(int data_fd)
+{
+    static const char golden[] =
+        "corrupt\ndone\nfailed\nin_progress\npending\n"
+        "pending/11111111-1111-4111-8111-111111111111\n"
+        "pending/11111111-1111-4111-8111-111111111111/claim.json\n"
+        "pending/11111111-1111-4111-8111-111111111111/input.mp4\n"
+        "pending/11111111-1111-4111-8111-111111111111/request.json\n"
+        "pending/22222222-2222-4222-8222-222222222222\n"
+        "pending/22222222-2222-4222-8222-222222222222/input.mp4\n"
+        "pending/22222222-2222-4222-8222-222222222222/request.json\n"
+        "request\ntrash\n";
+    char out[4096] = "";
+    RecoverStats st;
+    int fd;
+
+    make_job(data_fd, STAGE_IN_PROGRESS, ID1, true);
+    CHECK(jobdir_open(data_fd, STAGE_IN_PROGRESS, ID1, &fd) == 0);
+    touch(fd, "output.mp4.partial");
+    touch(fd, "claim.json");
+    close(fd);
+    make_job(data_fd, STAGE_REQUEST, ID2, true);       /* complete upload: published */
+    make_job(data_fd, STAGE_REQUEST, ID3, false);      /* no request.json: removed */
+    CHECK(mkdirat(data_fd, "request/.tmp-44444444-4444-4444-8444-444444444444", 0750) == 0);
+    make_job(data_fd, STAGE_TRASH, ID3, true);         /* an interrupted deletion */
+    CHECK(jobdir_recover(data_fd, JOBDIR_RECOVER_UPLOADS, NULL, NULL, &st) == 0);
+    CHECK(st.requeued == 1 && st.published == 1 && st.dropped_uploads == 2 && st.errors == 0);
+    listing(data_fd, "", out, sizeof(out));
+    CHECK_STR(out, golden);
+    /* Safe to run twice: nothing changes. */
+    CHECK(jobdir_recover(data_fd, JOBDIR_RECOVER_UPLOADS, NULL, NULL, &st) == 0);
+    CHECK(st.requeued == 0 && st.published == 0 && st.dropped_uploads == 0);
+    out[0] = '\0';
+    listing(data_fd, "", out, sizeof(out));
+    CHECK_STR(out, golden);
+}
+
+static void test_recover_keeps_uploads(int data_fd)
+{
+    RecoverStats st;
+
+    CHECK(mkdirat(data_fd, "request/.tmp-55555555-5555-4555-8555-555555555555", 0750) == 0);
+    CHECK(jobdir_recover(data_fd, 0, NULL, NULL, &st) == 0);
+    CHECK(faccessat(data_fd, "request/.tmp-55555555-5555-4555-8555-555555555555", F_OK, 0) == 0);
+}
+
+static void test_atomic_write(int data_fd)
+{
+    char *buf;
+    size_t len;
+
+    CHECK(file_write_atomic(data_fd, "x.json", "{\"a\":1}", 7) == 0);
+    CHECK(file_read_all(data_fd, "x.json", 100, &buf, &len) == 0 && len == 7);
+    CHECK(faccessat(data_fd, ".tmp.x.json", F_OK, 0) < 0);
+    free(buf);
+    unlinkat(data_fd, "x.json", 0);
+}
+
+int main(void)
+{
+    char *root = check_tmpdir();
+    int data_fd;
+
+    CHECK(jobdir_open_data(root, false, &data_fd) < 0); /* not created unless asked */
+    CHECK(jobdir_open_data(root, true, &data_fd) == 0);
+    test_move(data_fd);
+    test_reset(data_fd);
+    test_atomic_write(data_fd);
+    test_recover(data_fd);
+    test_recover_keeps_uploads(data_fd);
+    close(data_fd);
+    rm_rf_at(AT_FDCWD, root);
+    free(root);
+    return check_done("test_jobdir");
+}
