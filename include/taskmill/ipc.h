@@ -9,8 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define IPC_VERSION  1
-#define IPC_MSG_MAX  65536
+#define IPC_VERSION    1
+#define IPC_MSG_MAX    65536
 #define IPC_QUEUE_SOCK "queue.sock"
 
 /* Creates runtime_dir/name as a listening socket, mode 0660. */

@@ -12,20 +12,20 @@
 
 #include "taskmill/jobdir.h"
 
-#define TASK_ID_LEN          36
-#define TASK_FILE_NAME_MAX   255
-#define TASK_FILE_PATH_MAX   4096
-#define TASK_PRIORITY_MIN    0
-#define TASK_PRIORITY_MAX    1000
+#define TASK_ID_LEN           36
+#define TASK_FILE_NAME_MAX    255
+#define TASK_FILE_PATH_MAX    4096
+#define TASK_PRIORITY_MIN     0
+#define TASK_PRIORITY_MAX     1000
 #define TASK_PRIORITY_DEFAULT 500
-#define TASK_REQUEST_VERSION 1
+#define TASK_REQUEST_VERSION  1
 
 typedef struct Task {
     char id[TASK_ID_LEN + 1];
     char *task_type;
-    char *file_name;   /* the client's name, validated */
-    char *file_path;   /* client metadata, never used on disk */
-    char *input_name;  /* on-disk name inside the job dir, chosen by the server */
+    char *file_name;  /* the client's name, validated */
+    char *file_path;  /* client metadata, never used on disk */
+    char *input_name; /* on-disk name inside the job dir, chosen by the server */
     char *callback_url;
     uint64_t size;
     int priority;

@@ -25,7 +25,10 @@ typedef struct ConfKey {
     size_t offset;
 } ConfKey;
 
-#define K(sec, nm, kind, lo, hi, field) {sec, nm, kind, lo, hi, offsetof(Conf, field)}
+#define K(sec, nm, kind, lo, hi, field)                                                            \
+    {                                                                                              \
+        sec, nm, kind, lo, hi, offsetof(Conf, field)                                               \
+    }
 static const ConfKey conf_keys[] = {
     K("paths", "root", KEY_STR, 0, 0, root),
     K("paths", "runtime_dir", KEY_STR, 0, 0, runtime_dir),
@@ -99,7 +102,7 @@ static int parse_bool(const char *v, int64_t *ret)
 
 static int parse_level(const char *v, int64_t *ret)
 {
-    static const char *const names[] = {"emerg", "alert", "crit",   "err",
+    static const char *const names[] = {"emerg",   "alert",  "crit", "err",
                                         "warning", "notice", "info", "debug"};
     for (int i = 0; i < 8; i++)
         if (!strcmp(v, names[i])) {

@@ -85,8 +85,8 @@ int ipc_accept(int listen_fd, int *ret_fd)
 
 json_t *ipc_msg(const char *type, int64_t rid, json_t *extra)
 {
-    json_t *m = json_pack("{s:i, s:s, s:I}", "v", IPC_VERSION, "type", type, "rid",
-                          (json_int_t)rid);
+    json_t *m =
+        json_pack("{s:i, s:s, s:I}", "v", IPC_VERSION, "type", type, "rid", (json_int_t)rid);
 
     if (extra) {
         json_object_update(m, extra);

@@ -42,7 +42,8 @@ void task_id_new(char ret[TASK_ID_LEN + 1])
     uuid_unparse_lower(u, ret);
 }
 
-/* Length of the UTF-8 sequence at p, or 0 when it is not valid (overlong, surrogate, > U+10FFFF). */
+/* Length of the UTF-8 sequence at p, or 0 when it is not valid (overlong, surrogate, > U+10FFFF).
+ */
 static int utf8_seq(const unsigned char *p)
 {
     unsigned c = p[0], cp;
@@ -63,7 +64,8 @@ static int utf8_seq(const unsigned char *p)
             return 0;
         cp = (cp << 6) | (p[i] & 0x3f);
     }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
         return 0;
     return n;
 }
@@ -135,13 +137,13 @@ void task_free(Task *t)
 
 int task_to_request_json(const Task *t, json_t **ret)
 {
-    json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s:O, s:s*}",
-                          "version", TASK_REQUEST_VERSION, "id", t->id, "task_type", t->task_type,
-                          "file_name", t->file_name, "file_path", t->file_path ? t->file_path : "",
-                          "input_name", t->input_name, "size", (json_int_t)t->size, "priority",
-                          t->priority, "created_ns", (json_int_t)t->created_ns, "created_at",
-                          time_json(t->created_ns), "params", t->params, "callback_url",
-                          t->callback_url);
+    json_t *j =
+        json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s:O, s:s*}", "version",
+                  TASK_REQUEST_VERSION, "id", t->id, "task_type", t->task_type, "file_name",
+                  t->file_name, "file_path", t->file_path ? t->file_path : "", "input_name",
+                  t->input_name, "size", (json_int_t)t->size, "priority", t->priority, "created_ns",
+                  (json_int_t)t->created_ns, "created_at", time_json(t->created_ns), "params",
+                  t->params, "callback_url", t->callback_url);
     if (!j)
         return -ENOMEM;
     *ret = j;

@@ -11,18 +11,19 @@
 #include <strings.h>
 
 const char *const tasktype_x265_presets[] = {
-    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+    "ultrafast", "superfast", "veryfast", "faster",  "fast", "medium",
     "slow",      "slower",    "veryslow", "placebo", NULL,
 };
 
 static const char *const video_exts[] = {
-    "mp4", "m4v", "mov", "mkv", "webm", "avi", "ts", "mts", "m2ts",
-    "mpg", "mpeg", "flv", "wmv", "asf", "ogv", "3gp", "vob", NULL,
+    "mp4", "m4v",  "mov", "mkv", "webm", "avi", "ts",  "mts", "m2ts",
+    "mpg", "mpeg", "flv", "wmv", "asf",  "ogv", "3gp", "vob", NULL,
 };
 
 static const TaskType task_types[] = {
-    {TASKTYPE_X265, "Converts a video to H.265/HEVC with libx265; audio, subtitles, metadata "
-                    "and chapters are kept. mp4/mov/m4v give .mp4 (hvc1), others .mkv.",
+    {TASKTYPE_X265,
+     "Converts a video to H.265/HEVC with libx265; audio, subtitles, metadata "
+     "and chapters are kept. mp4/mov/m4v give .mp4 (hvc1), others .mkv.",
      video_exts},
 };
 
@@ -81,8 +82,9 @@ static int x265_check(json_t *out, const char *key, json_t *v, char *err, size_t
         }
     } else if (!strcmp(key, "preset")) {
         if (!json_is_string(v) || !tasktype_preset_known(json_string_value(v))) {
-            snprintf(err, errlen, "params.preset must be one of x265's presets (ultrafast .. "
-                                  "placebo)");
+            snprintf(err, errlen,
+                     "params.preset must be one of x265's presets (ultrafast .. "
+                     "placebo)");
             return -EINVAL;
         }
     } else {

@@ -75,19 +75,18 @@ static json_t *view_build(Stage s, json_t *req, json_t *claim, json_t *progress,
 
     if (s != STAGE_IN_PROGRESS && s != STAGE_DONE && s != STAGE_FAILED)
         started = 0;
-    return json_pack("{s:O, s:O, s:s, s:O, s:O, s:O, s:O, s:O, s:o, s:o, s:o, s:o, s:o, s:o, "
-                     "s:o, s:O?, s:I}",
-                     "id", json_object_get(req, "id"), "task_type",
-                     json_object_get(req, "task_type"), "state", stage_state(s), "priority",
-                     json_object_get(req, "priority"), "file_name",
-                     json_object_get(req, "file_name"), "file_path",
-                     json_object_get(req, "file_path"), "size", json_object_get(req, "size"),
-                     "params", json_object_get(req, "params"), "created_at", time_or_null(created),
-                     "updated_at", time_or_null(updated), "started_at", time_or_null(started),
-                     "finished_at", time_or_null(finished), "progress", view_progress(s, progress),
-                     "result", s == STAGE_DONE ? view_result(result) : json_null(), "error",
-                     s == STAGE_FAILED ? view_error(error) : json_null(), "callback_url",
-                     json_is_string(cb) ? cb : NULL, "attempts", ns_field(claim, "attempts"));
+    return json_pack(
+        "{s:O, s:O, s:s, s:O, s:O, s:O, s:O, s:O, s:o, s:o, s:o, s:o, s:o, s:o, "
+        "s:o, s:O?, s:I}",
+        "id", json_object_get(req, "id"), "task_type", json_object_get(req, "task_type"), "state",
+        stage_state(s), "priority", json_object_get(req, "priority"), "file_name",
+        json_object_get(req, "file_name"), "file_path", json_object_get(req, "file_path"), "size",
+        json_object_get(req, "size"), "params", json_object_get(req, "params"), "created_at",
+        time_or_null(created), "updated_at", time_or_null(updated), "started_at",
+        time_or_null(started), "finished_at", time_or_null(finished), "progress",
+        view_progress(s, progress), "result", s == STAGE_DONE ? view_result(result) : json_null(),
+        "error", s == STAGE_FAILED ? view_error(error) : json_null(), "callback_url",
+        json_is_string(cb) ? cb : NULL, "attempts", ns_field(claim, "attempts"));
 }
 
 int task_view(int data_fd, Stage s, const char *id, json_t **ret)

@@ -64,8 +64,7 @@ static void claim_free_slots(Pool *p)
     if (daemon_stopping(p->daemon))
         return;
     for (int i = 0; i < p->n_slots; i++)
-        if (p->slots[i].pid == 0 && !p->slots[i].claimed &&
-            pool_send(p, "work.claim", NULL) == 0)
+        if (p->slots[i].pid == 0 && !p->slots[i].claimed && pool_send(p, "work.claim", NULL) == 0)
             p->slots[i].claimed = true;
 }
 
@@ -163,8 +162,9 @@ static int queue_connect(Pool *p)
 
     if (r < 0)
         return r;
-    r = ipc_send_new(fd, ipc_msg("hello", ++p->rid,
-                                 json_pack("{s:s, s:i}", "role", "convert", "workers", p->n_slots)));
+    r = ipc_send_new(fd,
+                     ipc_msg("hello", ++p->rid,
+                             json_pack("{s:s, s:i}", "role", "convert", "workers", p->n_slots)));
     if (r == 0)
         r = ipc_recv_timeout(fd, 5000, &reply);
     if (r == 0 && strcmp(ipc_type(reply), "ok"))

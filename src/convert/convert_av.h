@@ -6,27 +6,37 @@
 #include <stdint.h>
 
 /* Zero fields mean the defaults: 8192x8192, 64 streams, 24 hours. */
-typedef struct ConvertLimits { int max_width, max_height, max_streams; double max_duration_seconds; } ConvertLimits;
+typedef struct ConvertLimits {
+    int max_width, max_height, max_streams;
+    double max_duration_seconds;
+} ConvertLimits;
 typedef struct ConvertOptions {
-        int crf;                 /* 0..51 */
-        const char *preset;      /* x265 preset name; NULL = "medium" */
-        int threads;             /* x265 pools, 0 = default */
-        const char *out_format;  /* "mp4" or "matroska" */
-        ConvertLimits limits;
-        volatile sig_atomic_t *cancel; /* nonzero = stop now; may be NULL */
+    int crf;                /* 0..51 */
+    const char *preset;     /* x265 preset name; NULL = "medium" */
+    int threads;            /* x265 pools, 0 = default */
+    const char *out_format; /* "mp4" or "matroska" */
+    ConvertLimits limits;
+    volatile sig_atomic_t *cancel; /* nonzero = stop now; may be NULL */
 } ConvertOptions;
-typedef struct ConvertProgress { double percent, fps, eta_seconds; int64_t frames; } ConvertProgress;
+typedef struct ConvertProgress {
+    double percent, fps, eta_seconds;
+    int64_t frames;
+} ConvertProgress;
 typedef int (*ConvertProgressFn)(const ConvertProgress *p, void *userdata); /* nonzero = cancel */
 /* code is one of: input_unreadable, decode_error, encode_error, unsupported_stream, io_error,
  * canceled, limits_exceeded (convert_av_run) and verify_failed (convert_av_verify). */
-typedef struct ConvertError { char code[32]; char message[512]; } ConvertError;
+typedef struct ConvertError {
+    char code[32];
+    char message[512];
+} ConvertError;
 
 /* Returns 0, or a negative errno/AVERROR with *ret_err filled. */
 int convert_av_run(const char *in_path, const char *out_path, const ConvertOptions *opt,
                    ConvertProgressFn progress, void *userdata, ConvertError *ret_err);
 /* Checks a finished output against its input. 0 or negative with *ret_err filled. */
 int convert_av_verify(const char *in_path, const char *out_path, ConvertError *ret_err);
-/* "mp4" for .mp4/.mov/.m4v inputs (case-insensitive), else "matroska"; and the matching ".mp4"/".mkv". */
+/* "mp4" for .mp4/.mov/.m4v inputs (case-insensitive), else "matroska"; and the matching
+ * ".mp4"/".mkv". */
 const char *convert_av_format_for(const char *file_name, const char **ret_ext);
 
 #ifdef CONVERT_AV_INTERNAL
@@ -58,10 +68,10 @@ typedef struct ConvertStream {
     AVChannelLayout swr_layout; /* input side swr was set up for */
     int swr_format, swr_rate;
     AVAudioFifo *fifo;
-    AVFrame *conv;              /* converted picture, or one AAC frame */
-    int64_t next_pts;           /* audio: next encoder pts (1/sample_rate) */
-    int64_t last_pts;           /* video: last pts given to the encoder */
-    int64_t last_dts;           /* last dts muxed (output time base) */
+    AVFrame *conv;    /* converted picture, or one AAC frame */
+    int64_t next_pts; /* audio: next encoder pts (1/sample_rate) */
+    int64_t last_pts; /* video: last pts given to the encoder */
+    int64_t last_dts; /* last dts muxed (output time base) */
 } ConvertStream;
 
 /* One convert_av_run() call. */
@@ -94,9 +104,9 @@ int convert_av_main_video(const AVFormatContext *fc);
 unsigned convert_av_visible_streams(const AVFormatContext *fc);
 /* Fills *err (first error wins) with code and "<fmt>: <av_strerror(averr)>"; returns averr. */
 int convert_av_fail(ConvertError *err, const char *code, int averr, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 /* Same without the ": <reason>" suffix, for refusals this module decides itself. */
 int convert_av_refuse(ConvertError *err, const char *code, int averr, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 #endif /* CONVERT_AV_INTERNAL */
 #endif

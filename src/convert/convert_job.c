@@ -43,9 +43,8 @@ static int on_progress(const ConvertProgress *p, void *userdata)
     if (now - ctx->last_ns < 900000000LL)
         return job_cancel;
     ctx->last_ns = now;
-    j = json_pack("{s:f, s:f, s:f, s:I, s:I}", "percent", p->percent, "fps", p->fps,
-                  "eta_seconds", p->eta_seconds, "frames", (json_int_t)p->frames, "updated_ns",
-                  (json_int_t)now);
+    j = json_pack("{s:f, s:f, s:f, s:I, s:I}", "percent", p->percent, "fps", p->fps, "eta_seconds",
+                  p->eta_seconds, "frames", (json_int_t)p->frames, "updated_ns", (json_int_t)now);
     json_write_at(AT_FDCWD, "progress.json", j);
     json_decref(j);
     return job_cancel;

@@ -33,8 +33,7 @@ static void on_hello(Queue *q, Peer *p, json_t *msg)
     int workers = 0;
     char err[256];
 
-    if (ipc_unpack(msg, err, sizeof(err), "{s:s, s?i}", "role", &role, "workers", &workers) <
-            0 ||
+    if (ipc_unpack(msg, err, sizeof(err), "{s:s, s?i}", "role", &role, "workers", &workers) < 0 ||
         workers < 0 || workers > 1024) {
         reply(p, ipc_reply_error(msg, "bad_request", err));
         return;
@@ -121,7 +120,8 @@ static void on_done(Queue *q, Peer *p, json_t *msg)
         return;
     }
     r = sched_finish(q, p, id, outcome);
-    reply(p, r < 0 ? ipc_reply_error(msg, "not_found", "job is not yours") : ipc_reply_ok(msg, NULL));
+    reply(p,
+          r < 0 ? ipc_reply_error(msg, "not_found", "job is not yours") : ipc_reply_ok(msg, NULL));
 }
 
 static void on_released(Queue *q, Peer *p, json_t *msg)
@@ -132,7 +132,8 @@ static void on_released(Queue *q, Peer *p, json_t *msg)
     if (!unpack_id(p, msg, &id, NULL))
         return;
     r = sched_release(q, p, id);
-    reply(p, r < 0 ? ipc_reply_error(msg, "not_found", "job is not yours") : ipc_reply_ok(msg, NULL));
+    reply(p,
+          r < 0 ? ipc_reply_error(msg, "not_found", "job is not yours") : ipc_reply_ok(msg, NULL));
 }
 
 static unsigned count_role(const Queue *q, PeerRole role)
@@ -148,14 +149,14 @@ static void on_status(Queue *q, Peer *p, json_t *msg)
 {
     unsigned working = sched_working(q), max = sched_max_workers(q);
 
-    reply(p, ipc_reply_ok(msg, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "waiting",
-                                         (json_int_t)q->n_pending, "working", (json_int_t)working,
-                                         "done", (json_int_t)q->n_done, "failed",
-                                         (json_int_t)q->n_failed, "max_workers", (json_int_t)max,
-                                         "free_workers",
-                                         (json_int_t)(max > working ? max - working : 0), "peers",
-                                         "convert", (json_int_t)count_role(q, PEER_CONVERT),
-                                         "callback", (json_int_t)count_role(q, PEER_CALLBACK))));
+    reply(p, ipc_reply_ok(msg,
+                          json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "waiting",
+                                    (json_int_t)q->n_pending, "working", (json_int_t)working,
+                                    "done", (json_int_t)q->n_done, "failed",
+                                    (json_int_t)q->n_failed, "max_workers", (json_int_t)max,
+                                    "free_workers", (json_int_t)(max > working ? max - working : 0),
+                                    "peers", "convert", (json_int_t)count_role(q, PEER_CONVERT),
+                                    "callback", (json_int_t)count_role(q, PEER_CALLBACK))));
 }
 
 /* Peers answer our notifications; an answer is never answered, or two peers could ping-pong. */
@@ -171,9 +172,11 @@ static const struct {
     const char *type;
     Handler fn;
 } handlers[] = {
-    {"hello", on_hello},          {"job.submitted", on_submitted}, {"job.delete", on_delete},
-    {"work.claim", on_claim},     {"work.done", on_done},          {"work.released", on_released},
-    {"status.get", on_status},    {"ok", on_answer},               {"error", on_answer},
+    {"hello", on_hello},       {"job.submitted", on_submitted},
+    {"job.delete", on_delete}, {"work.claim", on_claim},
+    {"work.done", on_done},    {"work.released", on_released},
+    {"status.get", on_status}, {"ok", on_answer},
+    {"error", on_answer},
 };
 
 void proto_handle(Queue *q, Peer *p, json_t *msg)

@@ -288,8 +288,7 @@ static bool dispatch_one(Queue *q)
     q->claims = c->next;
     if (!q->claims)
         q->claims_tail = &q->claims;
-    ipc_send_new(c->peer->fd,
-                 ipc_msg("work.assign", c->rid, json_pack("{s:s}", "id", job.id)));
+    ipc_send_new(c->peer->fd, ipc_msg("work.assign", c->rid, json_pack("{s:s}", "id", job.id)));
     log_task(LOG_INFO, job.id, "moved from=pending to=in_progress worker=%d priority=%d",
              c->peer->fd, job.priority);
     free(c);
@@ -347,8 +346,8 @@ static void finish_move(Queue *q, Running *run, Stage to)
         q->n_done++;
     } else
         q->n_failed++;
-    log_task(to == STAGE_DONE ? LOG_INFO : LOG_WARNING, run->id,
-             "moved from=in_progress to=%s", stage_dir(to));
+    log_task(to == STAGE_DONE ? LOG_INFO : LOG_WARNING, run->id, "moved from=in_progress to=%s",
+             stage_dir(to));
     proto_notify_finished(q, run->id, stage_state(to));
 }
 
@@ -385,11 +384,11 @@ static void release_one(Queue *q, Running *run)
         r = jobdir_remove(q->data_fd, STAGE_IN_PROGRESS, run->id);
         log_task(LOG_INFO, run->id, "deleted while running%s", r < 0 ? " (removal failed)" : "");
         if (run->delete_peer)
-            ipc_send_new(run->delete_peer->fd, r < 0 ? ipc_msg("error", run->delete_rid,
-                                                           json_pack("{s:s, s:s}", "code",
-                                                                     "io_error", "message",
-                                                                     strerror(-r)))
-                                                 : ipc_msg("ok", run->delete_rid, NULL));
+            ipc_send_new(run->delete_peer->fd,
+                         r < 0 ? ipc_msg("error", run->delete_rid,
+                                         json_pack("{s:s, s:s}", "code", "io_error", "message",
+                                                   strerror(-r)))
+                               : ipc_msg("ok", run->delete_rid, NULL));
         return;
     }
     claim_counts(q, STAGE_IN_PROGRESS, run->id, NULL, -1, 1);

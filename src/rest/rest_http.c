@@ -46,8 +46,7 @@ enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return http_json(c, status,
-                     json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
+    return http_json(c, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
 }
 
 enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status)
@@ -64,8 +63,9 @@ int rest_queue_call(const Rest *rest, const char *type, json_t *body, int timeou
 {
     static int64_t rid;
 
-    return ipc_call(rest->conf->runtime_dir, ipc_msg(type, __atomic_add_fetch(&rid, 1, __ATOMIC_RELAXED), body),
-                    timeout_ms, ret_reply);
+    return ipc_call(rest->conf->runtime_dir,
+                    ipc_msg(type, __atomic_add_fetch(&rid, 1, __ATOMIC_RELAXED), body), timeout_ms,
+                    ret_reply);
 }
 
 static enum MHD_Result on_task_types(Rest *rest, struct MHD_Connection *c, const char *arg)
@@ -99,12 +99,9 @@ static const struct {
     const char *method, *prefix, *suffix;
     Route fn;
 } routes[] = {
-    {"GET", "/v1/task-types", NULL, on_task_types},
-    {"GET", "/v1/tasks", NULL, on_list},
-    {"GET", "/v1/status", NULL, on_status},
-    {"GET", "/healthz", NULL, on_health},
-    {"GET", "/v1/tasks/", "/result", tasks_result},
-    {"GET", "/v1/tasks/", "", tasks_get},
+    {"GET", "/v1/task-types", NULL, on_task_types}, {"GET", "/v1/tasks", NULL, on_list},
+    {"GET", "/v1/status", NULL, on_status},         {"GET", "/healthz", NULL, on_health},
+    {"GET", "/v1/tasks/", "/result", tasks_result}, {"GET", "/v1/tasks/", "", tasks_get},
     {"DELETE", "/v1/tasks/", "", tasks_delete},
 };
 

@@ -102,7 +102,9 @@ static int result_open(Rest *rest, const char *id, json_t **ret_result, int *ret
         return r;
     }
     disk = json_string_value(json_object_get(result, "disk_name"));
-    fd = disk && !task_file_name_problem(disk) ? openat(job_fd, disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+    fd = disk && !task_file_name_problem(disk)
+             ? openat(job_fd, disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+             : -1;
     r = fd < 0 ? -errno : 0;
     close(job_fd);
     if (r < 0) {
@@ -114,8 +116,8 @@ static int result_open(Rest *rest, const char *id, json_t **ret_result, int *ret
     return 0;
 }
 
-static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t size,
-                                  const Range *rg, json_t *result)
+static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t size, const Range *rg,
+                                  json_t *result)
 {
     const char *name = json_string_value(json_object_get(result, "file_name"));
     size_t nlen = name ? strlen(name) : 0;
@@ -131,7 +133,7 @@ static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t siz
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             nlen > 4 && !strcasecmp(name + nlen - 4, ".mp4") ? "video/mp4"
-                                                                              : "video/x-matroska");
+                                                                             : "video/x-matroska");
     disposition(name ? name : "result", buf, sizeof(buf));
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, buf);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
@@ -201,7 +203,8 @@ enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const char *i
     json_decref(reply);
     if (r)
         return not_found(c, id);
-    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "the task could not be deleted");
+    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
+                      "the task could not be deleted");
 }
 
 typedef struct ListEntry {
@@ -311,7 +314,8 @@ enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c)
     if (state && only == STAGE_INVALID)
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_state",
                           "state must be received, pending, in_progress, done or failed");
-    if (lim && ((limit = strtol(lim, &end, 10)) < 1 || limit > LIST_LIMIT_MAX || *end || end == lim))
+    if (lim &&
+        ((limit = strtol(lim, &end, 10)) < 1 || limit > LIST_LIMIT_MAX || *end || end == lim))
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", "limit must be 1 to %d",
                           LIST_LIMIT_MAX);
     if (cursor_parse(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor"), &l) < 0)
@@ -369,7 +373,6 @@ enum MHD_Result tasks_health(Rest *rest, struct MHD_Connection *c)
     json_decref(st);
     return http_json(c, queue && convert && callback ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
                      json_pack("{s:s, s:{s:b, s:b, s:b, s:b}}", "status",
-                               queue && convert && callback ? "ok" : "degraded", "daemons",
-                               "rest", 1, "queue", queue, "convert", convert, "callback",
-                               callback));
+                               queue && convert && callback ? "ok" : "degraded", "daemons", "rest",
+                               1, "queue", queue, "convert", convert, "callback", callback));
 }

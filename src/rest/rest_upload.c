@@ -28,20 +28,28 @@
 #define FIELD_MAX  4096
 #define PARAMS_MAX 16384
 
-typedef enum { F_TASK_TYPE, F_FILE_NAME, F_FILE_PATH, F_PRIORITY, F_CALLBACK, F_PARAMS, F_MAX } Field;
-static const char *const field_names[F_MAX] = {"task_type", "file_name", "file_path",
+typedef enum {
+    F_TASK_TYPE,
+    F_FILE_NAME,
+    F_FILE_PATH,
+    F_PRIORITY,
+    F_CALLBACK,
+    F_PARAMS,
+    F_MAX
+} Field;
+static const char *const field_names[F_MAX] = {"task_type", "file_name",    "file_path",
                                                "priority",  "callback_url", "params"};
 
 struct Upload {
     Rest *rest;
     struct MHD_PostProcessor *pp;
     char id[TASK_ID_LEN + 1];
-    char tmp[64];  /* ".tmp-<uuid>" under data/request */
-    int dir_fd;    /* the temporary job directory */
-    int file_fd;   /* upload.partial */
-    uint64_t size; /* bytes of the file part */
-    uint64_t body; /* bytes of the whole body */
-    char *part_name;  /* filename= of the file part */
+    char tmp[64];    /* ".tmp-<uuid>" under data/request */
+    int dir_fd;      /* the temporary job directory */
+    int file_fd;     /* upload.partial */
+    uint64_t size;   /* bytes of the file part */
+    uint64_t body;   /* bytes of the whole body */
+    char *part_name; /* filename= of the file part */
     int file_parts;
     char *fields[F_MAX];
     size_t field_len[F_MAX];
@@ -100,8 +108,7 @@ static int file_open(Upload *u, const char *filename)
     }
     if (filename && !(u->part_name = strdup(filename)))
         return -ENOMEM;
-    u->file_fd = openat(u->dir_fd, "upload.partial", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                        0640);
+    u->file_fd = openat(u->dir_fd, "upload.partial", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (u->file_fd < 0) {
         fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot store the upload: %s",
              strerror(errno));
@@ -332,7 +339,8 @@ static enum MHD_Result respond_created(Upload *u, struct MHD_Connection *c)
     if (r == 0)
         r = task_view(u->rest->data_fd, stage, u->id, &view);
     if (r < 0)
-        return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "task stored but unreadable");
+        return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
+                          "task stored but unreadable");
     s = json_dumps(view, JSON_INDENT(2) | JSON_ENSURE_ASCII);
     json_decref(view);
     if (!s)

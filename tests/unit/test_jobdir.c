@@ -114,16 +114,15 @@ static void test_reset(int data_fd)
 
 static void test_recover(int data_fd)
 {
-    static const char golden[] =
-        "corrupt\ndone\nfailed\nin_progress\npending\n"
-        "pending/11111111-1111-4111-8111-111111111111\n"
-        "pending/11111111-1111-4111-8111-111111111111/claim.json\n"
-        "pending/11111111-1111-4111-8111-111111111111/input.mp4\n"
-        "pending/11111111-1111-4111-8111-111111111111/request.json\n"
-        "pending/22222222-2222-4222-8222-222222222222\n"
-        "pending/22222222-2222-4222-8222-222222222222/input.mp4\n"
-        "pending/22222222-2222-4222-8222-222222222222/request.json\n"
-        "request\ntrash\n";
+    static const char golden[] = "corrupt\ndone\nfailed\nin_progress\npending\n"
+                                 "pending/11111111-1111-4111-8111-111111111111\n"
+                                 "pending/11111111-1111-4111-8111-111111111111/claim.json\n"
+                                 "pending/11111111-1111-4111-8111-111111111111/input.mp4\n"
+                                 "pending/11111111-1111-4111-8111-111111111111/request.json\n"
+                                 "pending/22222222-2222-4222-8222-222222222222\n"
+                                 "pending/22222222-2222-4222-8222-222222222222/input.mp4\n"
+                                 "pending/22222222-2222-4222-8222-222222222222/request.json\n"
+                                 "request\ntrash\n";
     char out[4096] = "";
     RecoverStats st;
     int fd;
@@ -133,10 +132,10 @@ static void test_recover(int data_fd)
     touch(fd, "output.mp4.partial");
     touch(fd, "claim.json");
     close(fd);
-    make_job(data_fd, STAGE_REQUEST, ID2, true);       /* complete upload: published */
-    make_job(data_fd, STAGE_REQUEST, ID3, false);      /* no request.json: removed */
+    make_job(data_fd, STAGE_REQUEST, ID2, true);  /* complete upload: published */
+    make_job(data_fd, STAGE_REQUEST, ID3, false); /* no request.json: removed */
     CHECK(mkdirat(data_fd, "request/.tmp-44444444-4444-4444-8444-444444444444", 0750) == 0);
-    make_job(data_fd, STAGE_TRASH, ID3, true);         /* an interrupted deletion */
+    make_job(data_fd, STAGE_TRASH, ID3, true); /* an interrupted deletion */
     CHECK(jobdir_recover(data_fd, JOBDIR_RECOVER_UPLOADS, NULL, NULL, &st) == 0);
     CHECK(st.requeued == 1 && st.published == 1 && st.dropped_uploads == 2 && st.errors == 0);
     listing(data_fd, "", out, sizeof(out));

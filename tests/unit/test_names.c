@@ -35,8 +35,8 @@ static void test_file_names(void)
     CHECK(task_file_name_problem("tab\there.mp4") != NULL);
     CHECK(task_file_name_problem("nl\n.mp4") != NULL);
     CHECK(task_file_name_problem("del\x7f.mp4") != NULL);
-    CHECK(task_file_name_problem("bad\xff.mp4") != NULL);        /* not UTF-8 */
-    CHECK(task_file_name_problem("over\xc0\xaf.mp4") != NULL);   /* overlong '/' */
+    CHECK(task_file_name_problem("bad\xff.mp4") != NULL);          /* not UTF-8 */
+    CHECK(task_file_name_problem("over\xc0\xaf.mp4") != NULL);     /* overlong '/' */
     CHECK(task_file_name_problem("surr\xed\xa0\x80.mp4") != NULL); /* UTF-16 surrogate */
     memset(longname, 'a', 255);
     strcpy(longname + 251, ".mp4");

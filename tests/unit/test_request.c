@@ -10,10 +10,15 @@ static Conf conf = {.crf = 28, .preset = "medium"};
 
 static void test_roundtrip(void)
 {
-    Task t = {.task_type = "convert_video_to_libx265", .file_name = "a b.mp4",
-              .file_path = "/my/path", .input_name = "input.mp4", .size = 42,
-              .priority = 700, .created_ns = 1700000000123456789LL,
-              .callback_url = "http://127.0.0.1:9/hook"}, u;
+    Task t = {.task_type = "convert_video_to_libx265",
+              .file_name = "a b.mp4",
+              .file_path = "/my/path",
+              .input_name = "input.mp4",
+              .size = 42,
+              .priority = 700,
+              .created_ns = 1700000000123456789LL,
+              .callback_url = "http://127.0.0.1:9/hook"},
+         u;
     json_t *j;
     char err[256];
 

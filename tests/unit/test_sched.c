@@ -19,9 +19,14 @@ static void make_job(Queue *q, Stage s, const char *id, int priority, int64_t cr
 {
     char path[128];
     int fd;
-    Task t = {.task_type = "convert_video_to_libx265", .file_name = "a.mp4", .file_path = "/v",
-              .input_name = "input.mp4", .size = 1, .priority = priority,
-              .created_ns = created, .params = json_object()};
+    Task t = {.task_type = "convert_video_to_libx265",
+              .file_name = "a.mp4",
+              .file_path = "/v",
+              .input_name = "input.mp4",
+              .size = 1,
+              .priority = priority,
+              .created_ns = created,
+              .params = json_object()};
 
     memcpy(t.id, id, sizeof(t.id));
     snprintf(path, sizeof(path), "%s/%s", stage_dir(s), id);
@@ -98,7 +103,8 @@ static void test_outcomes(Queue *q, Peer *p, int other)
     id_of(1, id);
     CHECK(sched_finish(q, p, id, "done") == 0);
     CHECK(where(q, id) == STAGE_DONE);
-    CHECK(faccessat(q->data_fd, "done/00000001-0000-4000-8000-000000000000/input.mp4", F_OK, 0) < 0);
+    CHECK(faccessat(q->data_fd, "done/00000001-0000-4000-8000-000000000000/input.mp4", F_OK, 0) <
+          0);
     id_of(2, id);
     CHECK(sched_finish(q, p, id, "failed") == 0);
     CHECK(where(q, id) == STAGE_FAILED);
