@@ -93,6 +93,23 @@ check "DELETE is 204" test "$STATUS" = 204
 api DELETE "/v1/tasks/$id2" >/dev/null
 api GET "/v1/tasks/$id" >/dev/null
 check "deleted task is 404" test "$STATUS" = 404
+
+# Deleting a running conversion stops it and removes everything, partial output included.
+make_mp4 "$FIX/long.mp4" 10 1280x720
+id3=$(submit "$FIX/long.mp4" -F 'params={"preset":"medium"}')
+wait_state "$id3" in_progress 30
+for _ in $(seq 50); do
+    ls "$ROOT/data/in_progress/$id3"/output.*.partial >/dev/null 2>&1 && break
+    sleep 0.1
+done
+check "a partial output exists while converting" ls "$ROOT/data/in_progress/$id3"/output.mp4.partial
+api DELETE "/v1/tasks/$id3" >/dev/null
+check "DELETE of a running task is 204" test "$STATUS" = 204
+api GET "/v1/tasks/$id3" >/dev/null
+check "the deleted running task is 404" test "$STATUS" = 404
+api GET /healthz >/dev/null
+check "converter still serving after the delete" test "$STATUS" = 200
+
 leftover=$(find "$ROOT/data" -mindepth 2 | head)
 check "data/ stage folders are empty ($leftover)" test -z "$leftover"
 check "nothing written outside the root" test -z "$(files_outside_root)"

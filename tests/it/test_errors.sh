@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# test_errors.sh - bad requests get the right status and a JSON error with a stable code, corrupt inputs fail cleanly, the server keeps serving and nothing accepted is lost.
+. "$(dirname "$0")/lib.sh"
+
+write_conf
+tm_start_all
+
+make_mp4 "$FIX/clip.mp4" 1
+python3 -c 'import random,sys; sys.stdout.buffer.write(random.Random(7).randbytes(64000))' >"$FIX/x.mp4"
+printf '#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n' >"$FIX/evil.mp4"
+: >"$FIX/empty.mp4"
+printf 'just some notes\n' >"$FIX/notes.txt"
+head -c 300000 /dev/zero >"$FIX/big.mp4"
+
+TYPE=convert_video_to_libx265
+UNKNOWN=3f1c2d4e-5b6a-4c7d-8e9f-0a1b2c3d4e5f
+declare -A EXPECT # id -> the state it must end in
+
+# expect_error DESCRIPTION STATUS CODE METHOD PATH [curl args...]: the status, a JSON body with
+# .error.code = CODE, a non-empty .error.message and a JSON content type.
+expect_error() {
+    local what=$1 want_status=$2 want_code=$3 code msg
+    shift 3
+    api "$@" -D "$W/hdr" >"$W/err" 2>"$W/curl_err"
+    code=$(jq -r '.error.code // empty' "$W/err" 2>/dev/null || true)
+    msg=$(jq -r '.error.message | select(type == "string")' "$W/err" 2>/dev/null || true)
+    if [ "$STATUS" = "$want_status" ] && [ "$code" = "$want_code" ] && [ -n "$msg" ] &&
+        grep -qi '^content-type: application/json' "$W/hdr"; then
+        ok "$what -> $STATUS $code"
+    else
+        fail "$what: want $want_status $want_code, got $STATUS '$code' '$msg' $(head -c 300 "$W/err") $(cat "$W/curl_err")"
+    fi
+}
+
+# post_error DESCRIPTION STATUS CODE [curl -F args...]: the same for POST /v1/tasks.
+post_error() {
+    local what=$1 want_status=$2 want_code=$3
+    shift 3
+    expect_error "POST $what" "$want_status" "$want_code" POST /v1/tasks "$@"
+}
+
+# no_tmp_dirs: no upload left half-way in data/request (waits up to 2 s for a connection's
+# cleanup, which runs just after the response is sent).
+no_tmp_dirs() {
+    local i
+    for ((i = 0; i < 20; i++)); do
+        [ -z "$(find "$ROOT/data/request" -mindepth 1 -maxdepth 1 -name '.tmp-*' | head -1)" ] && return 0
+        sleep 0.1
+    done
+    find "$ROOT/data/request" -mindepth 1 -maxdepth 1 -name '.tmp-*' >&2
+    return 1
+}
+
+# --- task ids ------------------------------------------------------------------------------
+expect_error "GET unknown id" 404 task_not_found GET "/v1/tasks/$UNKNOWN"
+expect_error "GET result of unknown id" 404 task_not_found GET "/v1/tasks/$UNKNOWN/result"
+expect_error "DELETE unknown id" 404 task_not_found DELETE "/v1/tasks/$UNKNOWN"
+expect_error "GET malformed id" 400 bad_id GET /v1/tasks/not-a-uuid
+expect_error "GET upper-case uuid" 400 bad_id GET "/v1/tasks/${UNKNOWN^^}"
+expect_error "GET result of upper-case uuid" 400 bad_id GET "/v1/tasks/${UNKNOWN^^}/result"
+expect_error "DELETE malformed id" 400 bad_id DELETE /v1/tasks/not-a-uuid
+expect_error "GET uuid with an extra char" 400 bad_id GET "/v1/tasks/${UNKNOWN}0"
+expect_error "GET empty id" 400 bad_id GET /v1/tasks/
+# The server decodes %2F to '/', so the id spans segments and no route matches.
+expect_error "GET encoded traversal id" 404 no_such_endpoint GET '/v1/tasks/..%2F..%2Fetc%2Fpasswd' --path-as-is
+expect_error "GET literal traversal id" 404 no_such_endpoint GET '/v1/tasks/../../etc/passwd' --path-as-is
+expect_error "GET unknown sub-resource" 404 no_such_endpoint GET "/v1/tasks/$UNKNOWN/bogus"
+
+# --- routing ---------------------------------------------------------------------------------
+expect_error "unknown endpoint" 404 no_such_endpoint GET /v1/nope
+expect_error "unknown top-level endpoint" 404 no_such_endpoint GET /
+expect_error "PUT /v1/tasks" 405 method_not_allowed PUT /v1/tasks
+expect_error "DELETE /v1/tasks" 405 method_not_allowed DELETE /v1/tasks
+expect_error "POST /v1/tasks/ID" 405 method_not_allowed POST "/v1/tasks/$UNKNOWN"
+expect_error "POST /healthz" 405 method_not_allowed POST /healthz
+
+# --- listing ---------------------------------------------------------------------------------
+expect_error "list with a bogus state" 400 bad_state GET '/v1/tasks?state=bogus'
+expect_error "list with limit=0" 400 bad_limit GET '/v1/tasks?limit=0'
+expect_error "list with limit=1001" 400 bad_limit GET '/v1/tasks?limit=1001'
+expect_error "list with limit=abc" 400 bad_limit GET '/v1/tasks?limit=abc'
+expect_error "list with a bogus cursor" 400 bad_cursor GET '/v1/tasks?cursor=bogus'
+expect_error "list with a cursor without id" 400 bad_cursor GET '/v1/tasks?cursor=123.'
+
+# --- uploads ---------------------------------------------------------------------------------
+FA=(-F "file_data=@$FIX/clip.mp4")
+TA=(-F "task_type=$TYPE")
+post_error "without task_type" 400 missing_field "${FA[@]}"
+post_error "without file_data" 400 missing_field "${TA[@]}" -F priority=5
+post_error "with an unknown task_type" 422 unknown_task_type -F task_type=make_coffee "${FA[@]}"
+post_error "with params crf 99" 422 invalid_params "${TA[@]}" "${FA[@]}" --form-string 'params={"crf":99}'
+post_error "with params crf -1" 422 invalid_params "${TA[@]}" "${FA[@]}" --form-string 'params={"crf":-1}'
+post_error "with params crf as a string" 422 invalid_params "${TA[@]}" "${FA[@]}" --form-string 'params={"crf":"20"}'
+post_error "with an unknown param" 422 invalid_params "${TA[@]}" "${FA[@]}" --form-string 'params={"bitrate":1}'
+post_error "with an unknown preset" 422 invalid_params "${TA[@]}" "${FA[@]}" --form-string 'params={"preset":"warp"}'
+post_error "with params as an array" 400 bad_params "${TA[@]}" "${FA[@]}" --form-string 'params=[1]'
+post_error "with params not JSON" 400 bad_params "${TA[@]}" "${FA[@]}" --form-string 'params=not json'
+post_error "with duplicate params keys" 400 bad_params "${TA[@]}" "${FA[@]}" --form-string 'params={"crf":20,"crf":21}'
+for p in -1 1001 abc 5x ''; do
+    post_error "with priority '$p'" 400 bad_priority "${TA[@]}" "${FA[@]}" --form-string "priority=$p"
+done
+long=$(printf 'a%.0s' $(seq 1 252)).mp4 # 256 bytes
+for name in ../../etc/passwd.mp4 a/b.mp4 'a\b.mp4' $'a\x01b.mp4' $'a\x7fb.mp4' $'a\xffb.mp4' "$long" ..mp4; do
+    post_error "with file_name $(printf %q "${name:0:40}")" 400 bad_file_name "${TA[@]}" "${FA[@]}" --form-string "file_name=$name"
+done
+post_error "with a traversal in the part's filename" 400 bad_file_name "${TA[@]}" -F "file_data=@$FIX/clip.mp4;filename=../../x.mp4"
+post_error "with a non-video file_name" 422 unsupported_file_type "${TA[@]}" "${FA[@]}" --form-string file_name=notes.txt
+post_error "with a non-video file" 422 unsupported_file_type "${TA[@]}" -F "file_data=@$FIX/notes.txt"
+post_error "with a name without extension" 422 unsupported_file_type "${TA[@]}" "${FA[@]}" --form-string file_name=video
+post_error "with an empty file" 400 empty_file "${TA[@]}" -F "file_data=@$FIX/empty.mp4"
+post_error "with an unknown field" 400 unknown_field "${TA[@]}" "${FA[@]}" -F colour=blue
+post_error "with a repeated field" 400 repeated_field "${TA[@]}" "${FA[@]}" -F priority=1 -F priority=2
+post_error "with a repeated task_type" 400 repeated_field "${TA[@]}" "${TA[@]}" "${FA[@]}"
+post_error "with two files" 400 repeated_field "${TA[@]}" "${FA[@]}" "${FA[@]}"
+post_error "with an ftp callback_url" 400 bad_callback_url "${TA[@]}" "${FA[@]}" -F callback_url=ftp://x
+post_error "with a callback_url without scheme" 400 bad_callback_url "${TA[@]}" "${FA[@]}" -F callback_url=example.com/hook
+post_error "with a JSON body" 415 not_multipart -H 'Content-Type: application/json' -d '{}'
+post_error "with a text body" 415 not_multipart -H 'Content-Type: text/plain' --data-binary 'hello'
+check "no upload left in data/request after the refusals" no_tmp_dirs
+api GET /v1/tasks >"$W/out"
+check "no task was created by a refused request" test "$(jq '.tasks | length' "$W/out")" = 0
+check "data/request is empty" test -z "$(find "$ROOT/data/request" -mindepth 1 | head -1)"
+
+# The boundary: a 255-byte name is accepted.
+ok_name=$(printf 'b%.0s' $(seq 1 251)).mp4
+id=$(submit "$FIX/clip.mp4" --form-string "file_name=$ok_name")
+check "a 255-byte file_name is accepted" test -n "$id"
+check "and echoed back" test "$(curl -s "$URL/v1/tasks/$id" | jq -r .file_name)" = "$ok_name"
+EXPECT[$id]=done
+
+# --- 409: the result of a task that is not done -------------------------------------------------
+check "convert stops cleanly" tm_stop convert
+id=$(submit "$FIX/clip.mp4" --form-string file_name=pending.mp4)
+EXPECT[$id]=done
+wait_state "$id" pending 10
+check "task stays pending without a converter" test "$(curl -s "$URL/v1/tasks/$id" | jq -r .state)" = pending
+expect_error "result of a pending task" 409 not_done GET "/v1/tasks/$id/result"
+api GET /healthz >/dev/null
+check "healthz is 503 without a converter" test "$STATUS" = 503
+tm_start convert
+wait_state "$id" done 60
+check "the pending task is done once convert is back" test "$(curl -s "$URL/v1/tasks/$id" | jq -r .state)" = done
+
+# --- corrupt inputs ------------------------------------------------------------------------------
+bad=$(submit "$FIX/x.mp4")
+evil=$(submit "$FIX/evil.mp4")
+EXPECT[$bad]=failed
+EXPECT[$evil]=failed
+check "random bytes end failed" wait_state "$bad" failed 60
+api GET "/v1/tasks/$bad" >"$W/out"
+code=$(jq -r .error.code "$W/out")
+check "random bytes: error code is input_unreadable or decode_error ($code)" \
+    grep -qxE 'input_unreadable|decode_error' <<<"$code"
+check "random bytes: error message is set" test -n "$(jq -r '.error.message // empty' "$W/out")"
+check "random bytes: no result" test "$(jq -r .result "$W/out")" = null
+expect_error "result of a failed task" 409 not_done GET "/v1/tasks/$bad/result"
+check "HLS playlist ends failed" wait_state "$evil" failed 60
+api GET "/v1/tasks/$evil" >"$W/out"
+check "HLS playlist: error code is set ($(jq -r .error.code "$W/out"))" test -n "$(jq -r '.error.code // empty' "$W/out")"
+check "HLS playlist: error message is set" test -n "$(jq -r '.error.message // empty' "$W/out")"
+check "HLS playlist: no output file anywhere" test -z "$(find "$ROOT/data" -path "*$evil*" -name 'output*')"
+check "HLS playlist: no passwd content in the job" bash -c "! grep -rqs 'root:' '$ROOT/data/failed/$evil'"
+# The server keeps serving: a real clip converts after the failures.
+id=$(submit "$FIX/clip.mp4" --form-string file_name=after.mp4)
+EXPECT[$id]=done
+check "a real clip after the corrupt ones is done" wait_state "$id" done 60
+curl -s -S -o "$W/after.mp4" "$URL/v1/tasks/$id/result"
+check "its result downloads and matches the sha256" \
+    test "$(sha256sum "$W/after.mp4" | cut -d' ' -f1)" = "$(curl -s "$URL/v1/tasks/$id" | jq -r .result.sha256)"
+
+# --- 413 with a small upload limit ---------------------------------------------------------------
+check "rest stops cleanly" tm_stop rest
+write_conf "[rest]" "max_upload_bytes = 100000"
+tm_start rest
+post_error "over max_upload_bytes (Content-Length)" 413 body_too_large "${TA[@]}" -F "file_data=@$FIX/big.mp4"
+check "no upload left after the 413" no_tmp_dirs
+# Chunked: no Content-Length, so the limit is found while reading; a 413 or a closed connection.
+api POST /v1/tasks "${TA[@]}" -F "file_data=@$FIX/big.mp4" -H 'Transfer-Encoding: chunked' >"$W/out" 2>/dev/null
+check "chunked upload over the limit: 413 or closed (got $STATUS)" \
+    bash -c "[ '$STATUS' = 000 ] || { [ '$STATUS' = 413 ] && [ \"\$(jq -r .error.code '$W/out')\" = body_too_large ]; }"
+check "no upload left after the chunked 413" no_tmp_dirs
+api GET /v1/tasks >"$W/out"
+check "no task was created by the 413s" test "$(jq '.tasks | length' "$W/out")" = "${#EXPECT[@]}"
+# Under the limit still works.
+make_mp4 "$FIX/tiny.mp4" 1 64x48
+id=$(submit "$FIX/tiny.mp4")
+check "an upload under the limit is accepted ($(stat -c %s "$FIX/tiny.mp4") bytes)" test -n "$id"
+EXPECT[$id]=done
+check "and converted" wait_state "$id" done 60
+check "rest stops cleanly again" tm_stop rest
+write_conf
+tm_start rest
+
+# --- the end state ---------------------------------------------------------------------------------
+api GET /healthz >/dev/null
+check "healthz is 200 after all that" test "$STATUS" = 200
+check "no .tmp-* in data/request" no_tmp_dirs
+api GET '/v1/tasks?limit=1000' >"$W/out"
+check "the list has exactly the accepted tasks (${#EXPECT[@]})" \
+    test "$(jq -r '.tasks[].id' "$W/out" | sort)" = "$(printf '%s\n' "${!EXPECT[@]}" | sort)"
+for id in "${!EXPECT[@]}"; do
+    check "task $id is ${EXPECT[$id]}" \
+        test "$(jq -r --arg id "$id" '.tasks[] | select(.id == $id) | .state' "$W/out")" = "${EXPECT[$id]}"
+done
+api GET /v1/status >"$W/out"
+check "status counts 4 done, 2 failed" test "$(jq -c '[.done, .failed, .waiting, .working]' "$W/out")" = '[4,2,0,0]'
+check "nothing written outside the root" test -z "$(files_outside_root)"
