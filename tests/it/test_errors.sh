@@ -21,6 +21,8 @@ declare -A EXPECT # id -> the state it must end in
 expect_error() {
     local what=$1 want_status=$2 want_code=$3 code msg
     shift 3
+    : >"$W/body" # curl leaves the last body in place when it gets no answer
+    : >"$W/hdr"
     api "$@" -D "$W/hdr" >"$W/err" 2>"$W/curl_err"
     code=$(jq -r '.error.code // empty' "$W/err" 2>/dev/null || true)
     msg=$(jq -r '.error.message | select(type == "string")' "$W/err" 2>/dev/null || true)
@@ -114,8 +116,13 @@ post_error "with a repeated task_type" 400 repeated_field "${TA[@]}" "${TA[@]}" 
 post_error "with two files" 400 repeated_field "${TA[@]}" "${FA[@]}" "${FA[@]}"
 post_error "with an ftp callback_url" 400 bad_callback_url "${TA[@]}" "${FA[@]}" -F callback_url=ftp://x
 post_error "with a callback_url without scheme" 400 bad_callback_url "${TA[@]}" "${FA[@]}" -F callback_url=example.com/hook
+post_error "with a 5000-byte file_path" 400 field_too_long "${TA[@]}" "${FA[@]}" --form-string "file_path=$(printf 'p%.0s' $(seq 1 5000))"
+printf -- '--XYZ\r\nContent-Disposition: form-data; name="task_type"\r\n\r\n%s\r\n--XYZ\r\nContent-Disposition: form-data; name="file_data"; filename="a.mp4"\r\n\r\nabc' "$TYPE" >"$W/trunc.body"
+post_error "with a multipart body cut short" 400 malformed_multipart -H 'Content-Type: multipart/form-data; boundary=XYZ' --data-binary "@$W/trunc.body"
 post_error "with a JSON body" 415 not_multipart -H 'Content-Type: application/json' -d '{}'
 post_error "with a text body" 415 not_multipart -H 'Content-Type: text/plain' --data-binary 'hello'
+api GET /healthz >/dev/null
+check "the server still answers after the refusals" test "$STATUS" = 200
 check "no upload left in data/request after the refusals" no_tmp_dirs
 api GET /v1/tasks >"$W/out"
 check "no task was created by a refused request" test "$(jq '.tasks | length' "$W/out")" = 0

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# test_priority.sh - pending tasks are converted by priority (higher first) and FIFO within a priority, with one worker.
+. "$(dirname "$0")/lib.sh"
+
+write_conf # [convert] workers defaults to 1
+# Everything but the converter: the tasks pile up in pending/.
+for n in init queue callback rest; do tm_start "$n"; done
+
+make_mp4 "$FIX/clip.mp4" 1 160x120
+
+# Submission order and priorities; the names say both.
+PRIOS=(100 900 500 900 500 1000)
+IDS=()
+for i in "${!PRIOS[@]}"; do
+    p=${PRIOS[$i]}
+    id=$(submit "$FIX/clip.mp4" -F "priority=$p" --form-string "file_name=n$i-p$p.mp4")
+    IDS+=("$id")
+    check "task $i (priority $p) accepted" test -n "$id"
+done
+for i in "${!IDS[@]}"; do
+    wait_state "${IDS[$i]}" pending 10 || true
+    api GET "/v1/tasks/${IDS[$i]}" >"$W/out"
+    check "task $i is pending" test "$(jq -r .state "$W/out")" = pending
+    check "task $i keeps priority ${PRIOS[$i]}" test "$(jq -r .priority "$W/out")" = "${PRIOS[$i]}"
+    check "task $i has no started_at yet" test "$(jq -r .started_at "$W/out")" = null
+done
+api GET /v1/status >"$W/out"
+check "status before: waiting 6, working 0, done 0 ($(jq -c . "$W/out"))" \
+    test "$(jq -c '[.waiting, .working, .done, .failed]' "$W/out")" = '[6,0,0,0]'
+api GET '/v1/tasks?state=pending' >"$W/out"
+check "the pending list has the 6 tasks" test "$(jq '.tasks | length' "$W/out")" = 6
+
+tm_start convert
+for i in "${!IDS[@]}"; do
+    check "task $i is done" wait_state "${IDS[$i]}" done 90
+done
+
+# The order the single worker took them in, from started_at (RFC 3339, UTC, fixed width, so
+# it sorts as text).
+: >"$W/started"
+for i in "${!IDS[@]}"; do
+    api GET "/v1/tasks/${IDS[$i]}" >"$W/out"
+    printf '%s %s\n' "$(jq -r .started_at "$W/out")" "$i" >>"$W/started"
+    check "task $i result keeps its name" test "$(jq -r .result.file_name "$W/out")" = "n$i-p${PRIOS[$i]}.mp4"
+done
+order=$(sort "$W/started" | awk '{print $2}' | tr '\n' ' ')
+# Expected: 1000 (#5), 900 (#1 then #3), 500 (#2 then #4), 100 (#0).
+check "started in priority order, FIFO within a priority (got: $order)" test "$order" = "5 1 3 2 4 0 "
+check "started_at values are distinct" test "$(cut -d' ' -f1 "$W/started" | sort -u | wc -l)" = 6
+# A single worker: each task started after the one before it finished.
+prev_finished=
+for i in 5 1 3 2 4 0; do
+    api GET "/v1/tasks/${IDS[$i]}" >"$W/out"
+    started=$(jq -r .started_at "$W/out")
+    if [ -n "$prev_finished" ]; then
+        check "task $i started after the previous one finished" test "$(printf '%s\n%s\n' "$prev_finished" "$started" | sort | head -1)" = "$prev_finished"
+    fi
+    prev_finished=$(jq -r .finished_at "$W/out")
+done
+
+api GET /v1/status >"$W/out"
+check "status after: waiting 0, working 0, done 6 ($(jq -c . "$W/out"))" \
+    test "$(jq -c '[.waiting, .working, .done, .failed]' "$W/out")" = '[0,0,6,0]'
+check "nothing written outside the root" test -z "$(files_outside_root)"

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# test_units.sh - the real units under a real systemd: start taskmill.target, convert a clip,
+# stop the converter in the middle of an encode (partial gone, task pending, not failed),
+# start it again (the task completes), follow one task in the journal by TASK_ID=, and stop
+# the target (every daemon exits cleanly). Also systemd-analyze verify on every unit.
+. "$(dirname "$0")/lib.sh"
+[ "$(id -u)" -eq 0 ] || { echo "needs root for namespaces"; exit 77; }
+
+sd_units
+for u in "$UNITS"/taskmill-*.service "$UNITS"/taskmill.target; do
+    out=$(systemd-analyze verify "$u" 2>&1 | grep -v -e 'tm-boot' || true)
+    check "systemd-analyze verify $(basename "$u") is clean" test -z "$out"
+    [ -z "$out" ] || echo "$out" >&2
+done
+
+sd_boot
+sd_ctl start taskmill.target
+for d in init queue convert callback rest; do
+    check "taskmill-$d is active" sd_ctl is-active --quiet "taskmill-$d.service"
+done
+check "healthz is 200 under systemd" test "$(sd_curl -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/healthz)" = 200
+
+ffmpeg -v error -y -f lavfi -i testsrc2=size=1280x720:rate=25 -f lavfi -i sine -t 10 \
+    -c:v libx264 -preset ultrafast -c:a aac -shortest "$T/clip.mp4"
+id=$(sd_curl -F task_type=convert_video_to_libx265 -F 'params={"preset":"medium"}' \
+    -F "file_data=@$T/clip.mp4" http://127.0.0.1:8080/v1/tasks | jq -r .id)
+check "task accepted" test -n "$id"
+state() { sd_curl "http://127.0.0.1:8080/v1/tasks/$id" | jq -r .state; }
+DATA=/var/lib/taskmill/data
+for _ in $(seq 150); do
+    sd test -e "$DATA/in_progress/$id/output.mp4.partial" && break
+    sleep 0.1
+done
+check "a partial output exists mid-encode" sd test -e "$DATA/in_progress/$id/output.mp4.partial"
+sd_ctl stop taskmill-convert.service
+check "after stopping convert the task is pending" test "$(state)" = pending
+check "the partial output is gone" test -z "$(sd find "$DATA/pending/$id" -name '*.partial')"
+check "convert exited cleanly" test "$(sd_ctl show -P Result taskmill-convert.service)" = success
+check "the interruption is not an attempt" test "$(sd_curl "http://127.0.0.1:8080/v1/tasks/$id" | jq -r .attempts)" = 0
+
+sd_ctl start taskmill-convert.service
+for _ in $(seq 600); do
+    s=$(state)
+    [ "$s" = done ] || [ "$s" = failed ] && break
+    sleep 0.2
+done
+check "after restarting convert the task is done" test "$(state)" = done
+sd_curl -o "$T/out.mp4" "http://127.0.0.1:8080/v1/tasks/$id/result"
+check "the result is hevc" test "$(ffprobe -v error -select_streams v -show_entries stream=codec_name -of csv=p=0 "$T/out.mp4")" = hevc
+
+story=$(sd journalctl --no-pager -o cat TASK_ID="$id")
+idents=$(sd journalctl --no-pager -o json TASK_ID="$id" | jq -r .SYSLOG_IDENTIFIER | sort -u | tr '\n' ' ')
+check "journalctl TASK_ID= shows rest, queue and convert ($idents)" \
+    bash -c "grep -q taskmill-rest <<<'$idents' && grep -q taskmill-queue <<<'$idents' && grep -q taskmill-convert <<<'$idents'"
+check "the task's journal tells it was interrupted" grep -q interrupted <<<"$story"
+
+sd_ctl stop taskmill.target
+for d in rest callback convert queue init; do
+    check "taskmill-$d stopped with Result=success" test "$(sd_ctl show -P Result "taskmill-$d.service")" = success
+    check "taskmill-$d is inactive" test "$(sd_ctl is-active "taskmill-$d.service" || true)" = inactive
+done
+# systemd stopped init last: it logged its shutdown cleanup after convert's last line.
+last=$(sd journalctl --no-pager -o cat -u taskmill-init.service | tail -n 3)
+check "init ran its shutdown cleanup" grep -q "shutdown cleanup" <<<"$last"
