@@ -28,6 +28,7 @@ typedef struct Conf {
     int threads;
     bool keep_input;
     int max_attempts;
+    int stall_timeout; /* seconds without progress before a conversion is killed */
     /* [callback] */
     int callback_max_attempts;
     int callback_timeout;

@@ -69,6 +69,11 @@ typedef void (*RecoverFn)(const char *name, Stage from, Stage to, int error, voi
 #define JOBDIR_RECOVER_UPLOADS 1
 int jobdir_recover(int data_fd, int flags, RecoverFn on_move, void *userdata, RecoverStats *ret);
 
+/* The queue lock, data/.queue.lock: the queue daemon holds it for its whole life, so nothing
+ * else resets jobs under a running queue and no second queue starts. Returns the fd holding
+ * the lock (closing it releases), or -EWOULDBLOCK when someone holds it. */
+int jobdir_lock(int data_fd, int *ret_fd);
+
 /* mkdir -p with mode. */
 int mkdir_p(const char *path, int mode);
 

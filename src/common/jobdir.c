@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -365,4 +366,19 @@ int jobdir_reset(int job_fd)
     if (r == 0 && removed && fsync(job_fd) < 0)
         r = -errno;
     return r < 0 ? r : removed;
+}
+
+int jobdir_lock(int data_fd, int *ret_fd)
+{
+    int fd = openat(data_fd, ".queue.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 0;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 
 typedef struct Slot {
     pid_t pid;
+    int64_t started_ns;
     char id[TASK_ID_LEN + 1];
     bool claimed; /* a work.claim for this slot is outstanding */
 } Slot;
@@ -31,18 +33,13 @@ typedef struct Pool {
     const Conf *conf;
     int data_fd, queue_fd;
     int64_t rid;
+    int64_t unacked_rid; /* last work.done/work.released the queue has not answered yet */
+    int64_t stop_ns;
     Slot *slots;
     int n_slots;
 } Pool;
 
 static Pool pool;
-
-static int pool_send(Pool *p, const char *type, json_t *body)
-{
-    if (p->queue_fd < 0)
-        return -ENOTCONN;
-    return ipc_send_new(p->queue_fd, ipc_msg(type, ++p->rid, body));
-}
 
 static int busy_count(const Pool *p)
 {
@@ -51,6 +48,38 @@ static int busy_count(const Pool *p)
     for (int i = 0; i < p->n_slots; i++)
         n += p->slots[i].pid > 0;
     return n;
+}
+
+static int pool_send(Pool *p, const char *type, json_t *body)
+{
+    if (p->queue_fd < 0) {
+        json_decref(body);
+        return -ENOTCONN;
+    }
+    return ipc_send_new(p->queue_fd, ipc_msg(type, ++p->rid, body));
+}
+
+/* Reports an outcome and remembers to wait for its answer before exiting: a job is back in
+ * pending/ (or in done/) before the pool's process ends. */
+static void pool_report(Pool *p, const char *type, json_t *body)
+{
+    if (pool_send(p, type, body) == 0)
+        p->unacked_rid = p->rid;
+}
+
+/* While stopping: may the process end now? */
+static void maybe_quit(Pool *p)
+{
+    bool answered = p->unacked_rid == 0 || p->queue_fd < 0;
+    bool waited_long = p->stop_ns && now_ns() - p->stop_ns > 10000000000LL;
+
+    if (!daemon_stopping(p->daemon) || busy_count(p) > 0)
+        return;
+    if (!answered && !waited_long)
+        return;
+    if (!answered)
+        log_warning("the queue did not confirm the hand-back; init will reset the jobs");
+    daemon_quit(p->daemon, EXIT_SUCCESS);
 }
 
 static void update_status(Pool *p)
@@ -91,14 +120,15 @@ static void on_assign(Pool *p, json_t *msg)
     }
     s->claimed = false;
     if (daemon_stopping(p->daemon)) {
-        pool_send(p, "work.released", json_pack("{s:s}", "id", id));
+        pool_report(p, "work.released", json_pack("{s:s}", "id", id));
         return;
     }
     snprintf(s->id, sizeof(s->id), "%s", id);
+    s->started_ns = now_ns();
     r = job_spawn(p->conf, p->data_fd, id, &s->pid);
     if (r < 0) {
         log_task(LOG_ERR, id, "cannot start a worker: %s", strerror(-r));
-        pool_send(p, "work.released", json_pack("{s:s}", "id", id));
+        pool_report(p, "work.released", json_pack("{s:s}", "id", id));
         return;
     }
     log_task(LOG_INFO, id, "converting pid=%d", (int)s->pid);
@@ -128,6 +158,7 @@ static void queue_lost(Pool *p)
             kill(p->slots[i].pid, SIGTERM);
     }
     update_status(p);
+    maybe_quit(p);
 }
 
 static int on_queue(Daemon *d, int fd, uint32_t events, void *userdata)
@@ -151,6 +182,10 @@ static int on_queue(Daemon *d, int fd, uint32_t events, void *userdata)
         on_cancel(p, msg);
     else if (!strcmp(type, "error"))
         log_warning("queue: %.200s", json_string_value(json_object_get(msg, "message")));
+    /* The queue answers in order: an answer to the last report covers every earlier one. */
+    if ((!strcmp(type, "ok") || !strcmp(type, "error")) && ipc_rid(msg) >= p->unacked_rid)
+        p->unacked_rid = 0;
+    maybe_quit(p);
     json_decref(msg);
     return 0;
 }
@@ -191,7 +226,7 @@ static void report_exit(Pool *p, Slot *s, int status)
 
     if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_INTERRUPTED) {
         log_task(LOG_NOTICE, s->id, "interrupted, handing the job back");
-        pool_send(p, "work.released", json_pack("{s:s}", "id", s->id));
+        pool_report(p, "work.released", json_pack("{s:s}", "id", s->id));
         return;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_DONE)
@@ -206,7 +241,7 @@ static void report_exit(Pool *p, Slot *s, int status)
     }
     log_task(!strcmp(outcome, "done") ? LOG_INFO : LOG_WARNING, s->id, "finished outcome=%s",
              outcome);
-    pool_send(p, "work.done", json_pack("{s:s, s:s}", "id", s->id, "outcome", outcome));
+    pool_report(p, "work.done", json_pack("{s:s, s:s}", "id", s->id, "outcome", outcome));
 }
 
 static void on_child(Daemon *d)
@@ -223,16 +258,46 @@ static void on_child(Daemon *d)
             report_exit(p, s, status);
             *s = (Slot){0};
         }
-    if (daemon_stopping(d) && busy_count(p) == 0)
-        daemon_quit(d, EXIT_SUCCESS);
+    maybe_quit(p);
     claim_free_slots(p);
     update_status(p);
+}
+
+/* Seconds since the child last wrote progress.json (or since it started). */
+static int64_t idle_seconds(Pool *p, const Slot *s)
+{
+    char path[128];
+    struct stat st;
+    int64_t last = s->started_ns;
+
+    snprintf(path, sizeof(path), "in_progress/%s/progress.json", s->id);
+    if (fstatat(p->data_fd, path, &st, 0) == 0) {
+        int64_t m = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        last = m > last ? m : last;
+    }
+    return (now_ns() - last) / 1000000000;
+}
+
+/* The loop pings the watchdog; a conversion stuck inside a decoder or x265 is this loop's to
+ * catch: it is killed and reported as a crashed attempt. */
+static void kill_stalled(Pool *p)
+{
+    for (int i = 0; i < p->n_slots; i++) {
+        Slot *s = &p->slots[i];
+        if (s->pid <= 0 || idle_seconds(p, s) < p->conf->stall_timeout)
+            continue;
+        log_task(LOG_ERR, s->id, "no progress for %d s, killing pid=%d", p->conf->stall_timeout,
+                 (int)s->pid);
+        kill(s->pid, SIGKILL);
+    }
 }
 
 static void on_tick(Daemon *d)
 {
     Pool *p = daemon_userdata(d);
 
+    kill_stalled(p);
+    maybe_quit(p);
     /* Reconnect only once the old children are gone: the new queue hands their jobs out again. */
     if (p->queue_fd < 0 && !daemon_stopping(d) && busy_count(p) == 0)
         queue_connect(p);
@@ -242,10 +307,12 @@ static int convert_stop(Daemon *d)
 {
     Pool *p = daemon_userdata(d);
 
+    p->stop_ns = now_ns();
     for (int i = 0; i < p->n_slots; i++)
         if (p->slots[i].pid > 0)
             kill(p->slots[i].pid, SIGTERM);
-    return busy_count(p) > 0; /* on_child quits once the last one is handed back */
+    /* Ends once the last child has exited and the queue confirmed the hand-back. */
+    return busy_count(p) > 0 || (p->unacked_rid != 0 && p->queue_fd >= 0);
 }
 
 static int convert_init(Daemon *d, const Conf *c)

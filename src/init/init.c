@@ -29,8 +29,18 @@ static void on_move(const char *name, Stage from, Stage to, int error, void *use
 static int cleanup(const char *when)
 {
     RecoverStats st;
-    int r = jobdir_recover(data_fd, JOBDIR_RECOVER_UPLOADS, on_move, NULL, &st);
+    int lock_fd, r = jobdir_lock(data_fd, &lock_fd);
 
+    if (r == -EWOULDBLOCK) { /* init restarted under a running queue: its jobs are live */
+        log_notice("%s cleanup skipped: the queue is running", when);
+        return 0;
+    }
+    if (r < 0) {
+        log_err("cannot take the queue lock: %s", strerror(-r));
+        return r;
+    }
+    r = jobdir_recover(data_fd, JOBDIR_RECOVER_UPLOADS, on_move, NULL, &st);
+    close(lock_fd);
     if (r < 0) {
         log_err("%s cleanup failed: %s", when, strerror(-r));
         return r;

@@ -89,12 +89,18 @@ static int queue_init(Daemon *d, const Conf *c)
     Queue *q = &queue;
     int r;
 
-    *q = (Queue){.daemon = d, .conf = c, .data_fd = -1, .listen_fd = -1};
+    *q = (Queue){.daemon = d, .conf = c, .data_fd = -1, .listen_fd = -1, .lock_fd = -1};
     q->claims_tail = &q->claims;
     daemon_set_userdata(d, q);
     r = jobdir_open_data(c->root, true, &q->data_fd);
     if (r < 0) {
         log_err("cannot open %s/data: %s", c->root, strerror(-r));
+        return r;
+    }
+    r = jobdir_lock(q->data_fd, &q->lock_fd);
+    if (r < 0) {
+        log_err("cannot take %s/data/.queue.lock: %s", c->root,
+                r == -EWOULDBLOCK ? "another taskmill-queue runs on this root" : strerror(-r));
         return r;
     }
     r = sched_scan(q);
@@ -137,6 +143,8 @@ static void queue_shutdown(Daemon *d)
         close(q->listen_fd);
     if (q->data_fd >= 0)
         close(q->data_fd);
+    if (q->lock_fd >= 0)
+        close(q->lock_fd);
 }
 
 int main(int argc, char **argv)

@@ -48,7 +48,7 @@ typedef struct Claim {
 typedef struct Queue {
     Daemon *daemon;
     const Conf *conf;
-    int data_fd, listen_fd;
+    int data_fd, listen_fd, lock_fd;
     Peer *peers;
     Pending *pending;
     size_t n_pending, cap_pending;

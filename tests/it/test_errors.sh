@@ -53,6 +53,19 @@ no_tmp_dirs() {
     return 1
 }
 
+# wait_health STATUS: polls /healthz until it answers STATUS (the queue learns of a daemon coming
+# or going asynchronously), up to 5 s.
+wait_health() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        api GET /healthz >/dev/null
+        [ "$STATUS" = "$1" ] && return 0
+        sleep 0.1
+    done
+    echo "healthz is $STATUS, not $1" >&2
+    return 1
+}
+
 # --- task ids ------------------------------------------------------------------------------
 expect_error "GET unknown id" 404 task_not_found GET "/v1/tasks/$UNKNOWN"
 expect_error "GET result of unknown id" 404 task_not_found GET "/v1/tasks/$UNKNOWN/result"
@@ -134,19 +147,18 @@ id=$(submit "$FIX/clip.mp4" --form-string "file_name=$ok_name")
 check "a 255-byte file_name is accepted" test -n "$id"
 check "and echoed back" test "$(curl -s "$URL/v1/tasks/$id" | jq -r .file_name)" = "$ok_name"
 EXPECT[$id]=done
+check "and converted" wait_state "$id" done 60
 
 # --- 409: the result of a task that is not done -------------------------------------------------
 check "convert stops cleanly" tm_stop convert
 id=$(submit "$FIX/clip.mp4" --form-string file_name=pending.mp4)
 EXPECT[$id]=done
-wait_state "$id" pending 10
+wait_state "$id" pending 10 || true
 check "task stays pending without a converter" test "$(curl -s "$URL/v1/tasks/$id" | jq -r .state)" = pending
 expect_error "result of a pending task" 409 not_done GET "/v1/tasks/$id/result"
-api GET /healthz >/dev/null
-check "healthz is 503 without a converter" test "$STATUS" = 503
+check "healthz is 503 without a converter" wait_health 503
 tm_start convert
-wait_state "$id" done 60
-check "the pending task is done once convert is back" test "$(curl -s "$URL/v1/tasks/$id" | jq -r .state)" = done
+check "the pending task is done once convert is back" wait_state "$id" done 60
 
 # --- corrupt inputs ------------------------------------------------------------------------------
 bad=$(submit "$FIX/x.mp4")
@@ -199,8 +211,7 @@ write_conf
 tm_start rest
 
 # --- the end state ---------------------------------------------------------------------------------
-api GET /healthz >/dev/null
-check "healthz is 200 after all that" test "$STATUS" = 200
+check "healthz is 200 after all that" wait_health 200
 check "no .tmp-* in data/request" no_tmp_dirs
 api GET '/v1/tasks?limit=1000' >"$W/out"
 check "the list has exactly the accepted tasks (${#EXPECT[@]})" \

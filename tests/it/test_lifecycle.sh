@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# test_lifecycle.sh - signals at awkward moments, outside systemd: SIGTERM to rest mid-upload
+# (partial removed, nothing queued), SIGTERM to convert mid-encode (partial removed, task back to
+# pending, not an attempt), a stalled encoder (SIGSTOP) killed by the pool's stall check and
+# retried, a second queue refused by the queue lock, and init restarted under a running queue
+# leaving live jobs alone.
+. "$(dirname "$0")/lib.sh"
+
+write_conf "stall_timeout = 5" "max_attempts = 3"
+tm_start_all
+make_mp4 "$FIX/long.mp4" 10 1280x720
+head -c 20000000 /dev/urandom >"$FIX/big.mp4"
+
+# SIGTERM to rest while an upload streams in.
+curl -s -o /dev/null --limit-rate 2M -F task_type=convert_video_to_libx265 \
+    -F file_data=@"$FIX/big.mp4" "$URL/v1/tasks" &
+curlpid=$!
+for _ in $(seq 50); do
+    [ -n "$(ls -A "$ROOT/data/request")" ] && break
+    sleep 0.1
+done
+check "an upload is streaming into request/.tmp-*" ls -d "$ROOT"/data/request/.tmp-*
+tm_stop rest
+rc=0
+wait $curlpid || rc=$?
+check "the client saw an error or a closed connection (curl exit $rc)" test $rc -ne 0
+check "the partial upload is gone" test -z "$(ls -A "$ROOT/data/request")"
+check "nothing half-uploaded was queued" test -z "$(ls -A "$ROOT/data/pending")"
+tm_start rest
+
+# SIGTERM to convert mid-encode.
+id=$(submit "$FIX/long.mp4" -F 'params={"preset":"medium"}')
+for _ in $(seq 100); do
+    [ -e "$ROOT/data/in_progress/$id/output.mp4.partial" ] && break
+    sleep 0.1
+done
+check "encoding: partial output present" test -e "$ROOT/data/in_progress/$id/output.mp4.partial"
+tm_stop convert
+check "after SIGTERM the task is pending" test -d "$ROOT/data/pending/$id"
+check "after SIGTERM the partial is gone" test -z "$(find "$ROOT/data" -name '*.partial')"
+check "interruptions are counted apart from attempts" \
+    test "$(jq -c '[.attempts, .interruptions]' "$ROOT/data/pending/$id/claim.json")" = "[0,1]"
+check "the convert log says it handed the job back" grep -q "$id: interrupted" "$TM_LOG/convert.log"
+
+# A stalled encoder: freeze the child; the pool kills it after stall_timeout and it is retried.
+tm_start convert
+for _ in $(seq 100); do
+    child=$(pgrep -P "${TM_PID[convert]}" || true)
+    [ -n "$child" ] && break
+    sleep 0.1
+done
+check "a conversion child runs" test -n "$child"
+kill -STOP "$child"
+wait_state "$id" done 120
+check "the stalled child was killed" grep -q "$id: no progress for 5 s" "$TM_LOG/convert.log"
+check "the stall counted as an attempt, then it completed" \
+    test "$(jq -r .attempts "$ROOT/data/done/$id/claim.json")" = 2
+
+# Only one queue per root; init under a running queue leaves live jobs alone.
+check "a second queue refuses to start" bash -c "! '$TM_BIN/taskmill-queue' --config '$TM_CONF' 2>'$W/q2.log'"
+check "it says why" grep -q "another taskmill-queue runs" "$W/q2.log"
+id2=$(submit "$FIX/long.mp4" -F 'params={"preset":"medium"}')
+wait_state "$id2" in_progress 30
+tm_stop init
+tm_start init
+check "init skipped its reset under a running queue" grep -q "cleanup skipped: the queue is running" "$TM_LOG/init.log"
+check "the running job was left in place" test -d "$ROOT/data/in_progress/$id2"
+wait_state "$id2" done 120
+check "nothing partial or temporary left" test -z "$(find "$ROOT/data" -name '*.partial' -o -name '.tmp*')"
