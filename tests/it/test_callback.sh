@@ -65,8 +65,8 @@ check "callback_url is in the task object" \
     test "$(curl -s "$URL/v1/tasks/$a" | jq -r .callback_url)" = "http://127.0.0.1:$FLAKY/hook?x=1"
 
 # --- a done task, delivered on the third attempt ----------------------------------------------
-check "task A is done" wait_state "$a" done 60
-check "A's callback is delivered within 15 s" wait_callback done "$a" delivered 15
+check "task A is done" wait_state "$a" "done" 60
+check "A's callback is delivered within 15 s" wait_callback "done" "$a" delivered 15
 posts "$W/flaky.log" "$a" >"$W/a.posts"
 check "A: 3 POSTs for 2 failures ($(wc -l <"$W/a.posts"))" test "$(wc -l <"$W/a.posts")" = 3
 check "A: answered 500, 500, 200" test "$(jq -r .status "$W/a.posts" | tr '\n' ' ')" = "500 500 200 "
@@ -81,13 +81,13 @@ check "A: User-Agent is taskmill-callback" \
 api GET "/v1/tasks/$a" >"$W/a.json"
 tail -n 1 "$W/a.posts" | jq .body >"$W/a.body"
 check "A: body is the task object with the same id" test "$(jq -r .id "$W/a.body")" = "$a"
-check "A: body says state done" test "$(jq -r .state "$W/a.body")" = done
+check "A: body says state done" test "$(jq -r .state "$W/a.body")" = "done"
 check "A: body has result.sha256 of the result" \
     test "$(jq -r .result.sha256 "$W/a.body")" = "$(jq -r .result.sha256 "$W/a.json")"
 check "A: the sha256 is 64 hex digits" grep -qxE '[0-9a-f]{64}' <<<"$(jq -r .result.sha256 "$W/a.body")"
 check "A: body has the task's file_name, priority and callback_url" \
     test "$(jq -c '[.file_name, .priority, .callback_url, .error]' "$W/a.body")" = "$(jq -c '[.file_name, .priority, .callback_url, .error]' "$W/a.json")"
-check "A: every attempt carried the done task" test "$(jq -r '.body.state' "$W/a.posts" | sort -u)" = done
+check "A: every attempt carried the done task" test "$(jq -r '.body.state' "$W/a.posts" | sort -u)" = "done"
 # Back-off: backoff x 2^(n-1) seconds after the n-th failure, so about 1 s then 2 s.
 gaps=$(jq -r .t "$W/a.posts" | python3 -c 'import sys; t=[float(x) for x in sys.stdin]; print(" ".join("%.2f" % (b-a) for a,b in zip(t,t[1:])))')
 check "A: waits about 1 s then 2 s between attempts ($gaps)" \
@@ -116,8 +116,8 @@ check "B: callback.json in failed/ shows 1 attempt, delivered" \
     test "$(jq -c '[(.attempts | length), .attempts[0].status, .delivered]' "$ROOT/data/failed/$b/callback.json")" = '[1,200,true]'
 
 # --- an unreachable receiver: the task is still done; the callback gives up ------------------
-check "task C (unreachable callback) is done" wait_state "$c" done 60
-check "C's callback gives up within 20 s" wait_callback done "$c" gave_up 20
+check "task C (unreachable callback) is done" wait_state "$c" "done" 60
+check "C's callback gives up within 20 s" wait_callback "done" "$c" gave_up 20
 cbj=$ROOT/data/done/$c/callback.json
 check "C: 4 attempts recorded (max_attempts)" test "$(jq '.attempts | length' "$cbj")" = 4
 check "C: every attempt has status 0 and an error" \

@@ -146,19 +146,19 @@ ok_name=$(printf 'b%.0s' $(seq 1 251)).mp4
 id=$(submit "$FIX/clip.mp4" --form-string "file_name=$ok_name")
 check "a 255-byte file_name is accepted" test -n "$id"
 check "and echoed back" test "$(curl -s "$URL/v1/tasks/$id" | jq -r .file_name)" = "$ok_name"
-EXPECT[$id]=done
-check "and converted" wait_state "$id" done 60
+EXPECT[$id]="done"
+check "and converted" wait_state "$id" "done" 60
 
 # --- 409: the result of a task that is not done -------------------------------------------------
 check "convert stops cleanly" tm_stop convert
 id=$(submit "$FIX/clip.mp4" --form-string file_name=pending.mp4)
-EXPECT[$id]=done
+EXPECT[$id]="done"
 wait_state "$id" pending 10 || true
 check "task stays pending without a converter" test "$(curl -s "$URL/v1/tasks/$id" | jq -r .state)" = pending
 expect_error "result of a pending task" 409 not_done GET "/v1/tasks/$id/result"
 check "healthz is 503 without a converter" wait_health 503
 tm_start convert
-check "the pending task is done once convert is back" wait_state "$id" done 60
+check "the pending task is done once convert is back" wait_state "$id" "done" 60
 
 # --- corrupt inputs ------------------------------------------------------------------------------
 bad=$(submit "$FIX/x.mp4")
@@ -181,8 +181,8 @@ check "HLS playlist: no output file anywhere" test -z "$(find "$ROOT/data" -path
 check "HLS playlist: no passwd content in the job" bash -c "! grep -rqs 'root:' '$ROOT/data/failed/$evil'"
 # The server keeps serving: a real clip converts after the failures.
 id=$(submit "$FIX/clip.mp4" --form-string file_name=after.mp4)
-EXPECT[$id]=done
-check "a real clip after the corrupt ones is done" wait_state "$id" done 60
+EXPECT[$id]="done"
+check "a real clip after the corrupt ones is done" wait_state "$id" "done" 60
 curl -s -S -o "$W/after.mp4" "$URL/v1/tasks/$id/result"
 check "its result downloads and matches the sha256" \
     test "$(sha256sum "$W/after.mp4" | cut -d' ' -f1)" = "$(curl -s "$URL/v1/tasks/$id" | jq -r .result.sha256)"
@@ -204,8 +204,8 @@ check "no task was created by the 413s" test "$(jq '.tasks | length' "$W/out")" 
 make_mp4 "$FIX/tiny.mp4" 1 64x48
 id=$(submit "$FIX/tiny.mp4")
 check "an upload under the limit is accepted ($(stat -c %s "$FIX/tiny.mp4") bytes)" test -n "$id"
-EXPECT[$id]=done
-check "and converted" wait_state "$id" done 60
+EXPECT[$id]="done"
+check "and converted" wait_state "$id" "done" 60
 check "rest stops cleanly again" tm_stop rest
 write_conf
 tm_start rest

@@ -2,7 +2,7 @@
 # test_priority.sh - pending tasks are converted by priority (higher first) and FIFO within a priority, with one worker.
 . "$(dirname "$0")/lib.sh"
 
-write_conf # [convert] workers defaults to 1
+write_conf "[convert]" "workers = 1"
 # Everything but the converter: the tasks pile up in pending/.
 for n in init queue callback rest; do tm_start "$n"; done
 
@@ -32,7 +32,7 @@ check "the pending list has the 6 tasks" test "$(jq '.tasks | length' "$W/out")"
 
 tm_start convert
 for i in "${!IDS[@]}"; do
-    check "task $i is done" wait_state "${IDS[$i]}" done 90
+    check "task $i is done" wait_state "${IDS[$i]}" "done" 90
 done
 
 # The order the single worker took them in, from started_at (RFC 3339, UTC, fixed width, so
