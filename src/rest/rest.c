@@ -31,13 +31,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!req)
             return MHD_NO;
         *con_cls = req;
-        if (!strcmp(method, "POST") && !strcmp(url, "/v1/tasks"))
-            return upload_begin(r, c, &req->upload) < 0 ? MHD_NO : MHD_YES;
+        if (!strcmp(method, "POST") && !strcmp(url, "/v1/tasks")) {
+            int q = upload_begin(r, c, &req->upload);
+            /* Refused before the body (413, 415): answer at once; MHD then closes the
+             * connection rather than read a body nobody wants. */
+            return q < 0 ? MHD_NO : q > 0 ? upload_finish(req->upload, c) : MHD_YES;
+        }
         return MHD_YES; /* answer on the second call, so MHD keeps the connection alive */
     }
     if (req->upload) {
         if (*data_size > 0)
-            return upload_feed(req->upload, c, data, data_size);
+            return upload_feed(req->upload, data, data_size);
         return upload_finish(req->upload, c);
     }
     return rest_dispatch(r, c, url, method);

@@ -38,8 +38,9 @@ int rest_queue_call(const Rest *rest, const char *type, json_t *body, int timeou
                     json_t **ret_reply);
 
 /* rest_upload.c: POST /v1/tasks, streamed into data/request/.tmp-<uuid>/ */
+/* 0: read the body; 1: refused before the body (answer now with upload_finish); <0: error */
 int upload_begin(Rest *rest, struct MHD_Connection *c, Upload **ret);
-enum MHD_Result upload_feed(Upload *u, struct MHD_Connection *c, const char *data, size_t *size);
+enum MHD_Result upload_feed(Upload *u, const char *data, size_t *size);
 enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c);
 void upload_free(Upload *u); /* removes the temporary directory unless it was published */
 

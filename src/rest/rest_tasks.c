@@ -290,7 +290,8 @@ static json_t *list_page(ListCtx *l, long limit)
     char cursor[80];
     size_t n = l->n < (size_t)limit ? l->n : (size_t)limit;
 
-    qsort(l->v, l->n, sizeof(*l->v), entry_cmp);
+    if (l->n)
+        qsort(l->v, l->n, sizeof(*l->v), entry_cmp);
     for (size_t i = 0; i < n; i++)
         if (task_view(l->rest->data_fd, l->v[i].stage, l->v[i].id, &view) == 0)
             json_array_append_new(tasks, view);

@@ -182,13 +182,13 @@ int upload_begin(Rest *rest, struct MHD_Connection *c, Upload **ret)
         fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
              "the body is larger than the server's limit of %" PRIu64 " bytes",
              rest->conf->max_upload_bytes);
-        return 0;
+        return 1;
     }
     u->pp = MHD_create_post_processor(c, 65536, on_part, u);
     if (!u->pp) {
         fail(u, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "not_multipart",
              "POST /v1/tasks takes multipart/form-data (curl -F)");
-        return 0;
+        return 1;
     }
     task_id_new(u->id);
     snprintf(u->tmp, sizeof(u->tmp), ".tmp-%s", u->id);
@@ -196,23 +196,27 @@ int upload_begin(Rest *rest, struct MHD_Connection *c, Upload **ret)
         (u->dir_fd = openat(rest->request_fd, u->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot store the upload: %s",
              strerror(errno));
-        return 0;
+        return 1;
     }
     return 0;
 }
 
-enum MHD_Result upload_feed(Upload *u, struct MHD_Connection *c, const char *data, size_t *size)
+enum MHD_Result upload_feed(Upload *u, const char *data, size_t *size)
 {
-    u->body += *size;
-    if (!u->err_status && u->body > u->rest->conf->max_upload_bytes)
-        fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-             "the body is larger than the server's limit of %" PRIu64 " bytes",
-             u->rest->conf->max_upload_bytes);
-    if (!u->err_status && MHD_post_process(u->pp, data, *size) != MHD_YES)
-        fail(u, MHD_HTTP_BAD_REQUEST, "malformed_multipart", "the multipart body is malformed");
+    size_t n = *size;
+
     *size = 0;
-    if (u->err_status) /* answer now: MHD discards the rest of the body and closes */
-        return http_error(c, u->err_status, u->err_code, "%s", u->err_msg);
+    u->body += n;
+    if (!u->err_status && u->body > u->rest->conf->max_upload_bytes) {
+        /* A body without Content-Length that grows past the limit: cut it. MHD 0.9.75 takes
+         * no response in the middle of a body, so the connection is closed. */
+        fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", "the body is too large");
+        return MHD_NO;
+    }
+    if (!u->err_status && MHD_post_process(u->pp, data, n) != MHD_YES)
+        fail(u, MHD_HTTP_BAD_REQUEST, "malformed_multipart", "the multipart body is malformed");
+    /* After an error the rest of the body (bounded by the limit) is read and dropped, and the
+     * error is answered at the end: MHD takes no response in the middle of a body. */
     return MHD_YES;
 }
 
@@ -359,7 +363,7 @@ enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c)
     Task t = {0};
     int r;
 
-    if (!u->err_status && u->pp && MHD_destroy_post_processor(u->pp) != MHD_YES)
+    if (u->pp && MHD_destroy_post_processor(u->pp) != MHD_YES)
         fail(u, MHD_HTTP_BAD_REQUEST, "malformed_multipart",
              "the multipart body is incomplete (unterminated boundary?)");
     u->pp = NULL;
