@@ -35,6 +35,22 @@ typedef struct Conf {
     int callback_backoff;
     /* [log] */
     int log_level;
+    /* [client]: the folder scanner, `taskmill sync` */
+    char *client_server;    /* base URL; NULL = http:// + [rest] listen */
+    char *client_token;     /* bearer token, or NULL */
+    char **client_folders;  /* `folder =` lines, repeatable */
+    size_t n_client_folders;
+    char *client_include;   /* space-separated shell patterns matched on the file name */
+    char *client_exclude;
+    char *client_state_dir;
+    char *client_output;    /* beside | mirror | replace */
+    char *client_output_dir;
+    char *client_suffix;    /* inserted before the extension: movie.hevc.mkv */
+    int client_settle;      /* seconds a file must be unchanged before it is sent */
+    int client_max_resubmits;
+    int client_priority;
+    int client_crf;         /* -1 = the server's default */
+    char *client_preset;    /* NULL = the server's default */
 } Conf;
 
 /* Loads path (or the built-in defaults when path is NULL). On error returns -errno or -EINVAL

@@ -27,6 +27,7 @@ typedef struct Task {
     char *file_path;  /* client metadata, never used on disk */
     char *input_name; /* on-disk name inside the job dir, chosen by the server */
     char *callback_url;
+    char *idempotency_key; /* the client's key, or NULL */
     uint64_t size;
     int priority;
     int64_t created_ns;

@@ -16,7 +16,7 @@
 
 #include "taskmill/tasktype.h"
 
-typedef enum { KEY_STR, KEY_INT, KEY_U64, KEY_BOOL, KEY_LEVEL, KEY_PRESET } KeyKind;
+typedef enum { KEY_STR, KEY_INT, KEY_U64, KEY_BOOL, KEY_LEVEL, KEY_PRESET, KEY_LIST, KEY_OUTPUT } KeyKind;
 
 typedef struct ConfKey {
     const char *section, *name;
@@ -47,6 +47,20 @@ static const ConfKey conf_keys[] = {
     K("callback", "timeout", KEY_INT, 1, 600, callback_timeout),
     K("callback", "backoff", KEY_INT, 1, 3600, callback_backoff),
     K("log", "level", KEY_LEVEL, 0, 0, log_level),
+    K("client", "server", KEY_STR, 0, 0, client_server),
+    K("client", "token", KEY_STR, 0, 0, client_token),
+    K("client", "folder", KEY_LIST, 0, 0, client_folders),
+    K("client", "include", KEY_STR, 0, 0, client_include),
+    K("client", "exclude", KEY_STR, 0, 0, client_exclude),
+    K("client", "state_dir", KEY_STR, 0, 0, client_state_dir),
+    K("client", "output", KEY_OUTPUT, 0, 0, client_output),
+    K("client", "output_dir", KEY_STR, 0, 0, client_output_dir),
+    K("client", "suffix", KEY_STR, 0, 0, client_suffix),
+    K("client", "settle_seconds", KEY_INT, 0, 86400, client_settle),
+    K("client", "max_resubmits", KEY_INT, 0, 100, client_max_resubmits),
+    K("client", "priority", KEY_INT, 0, 1000, client_priority),
+    K("client", "crf", KEY_INT, 0, 51, client_crf),
+    K("client", "preset", KEY_PRESET, 0, 0, client_preset),
 };
 
 typedef struct LoadCtx {
@@ -75,6 +89,15 @@ static void conf_defaults(Conf *c)
         .callback_timeout = 10,
         .callback_backoff = 2,
         .log_level = LOG_INFO,
+        .client_include = strdup("*.mp4 *.mkv *.mov *.avi *.m4v *.webm *.mpg *.ts"),
+        .client_exclude = strdup(""),
+        .client_state_dir = strdup("/var/lib/taskmill-client"),
+        .client_output = strdup("beside"),
+        .client_suffix = strdup(".hevc"),
+        .client_settle = 60,
+        .client_max_resubmits = 2,
+        .client_priority = 500,
+        .client_crf = -1,
     };
 }
 
@@ -114,12 +137,33 @@ static int parse_level(const char *v, int64_t *ret)
     return -EINVAL;
 }
 
+/* Repeatable keys (`folder =`) collect into a NULL-terminated list. */
+static const char *list_append(char ***list, Conf *c, const char *v)
+{
+    char **l = realloc(*list, (c->n_client_folders + 2) * sizeof(*l));
+
+    if (!l)
+        return "out of memory";
+    l[c->n_client_folders++] = strdup(v);
+    l[c->n_client_folders] = NULL;
+    *list = l;
+    return NULL;
+}
+
 static const char *key_apply(const ConfKey *k, Conf *c, const char *v)
 {
     char *field = (char *)c + k->offset;
     int64_t n = 0;
 
     switch (k->kind) {
+    case KEY_LIST:
+        return list_append((char ***)field, c, v);
+    case KEY_OUTPUT:
+        if (strcmp(v, "beside") && strcmp(v, "mirror") && strcmp(v, "replace"))
+            return "must be beside, mirror or replace";
+        free(*(char **)field);
+        *(char **)field = strdup(v);
+        return NULL;
     case KEY_PRESET:
         if (!tasktype_preset_known(v))
             return "must be one of x265's presets (ultrafast .. placebo)";
@@ -180,6 +224,8 @@ static const char *check_paths(const Conf *c)
         return "[paths] runtime_dir: must be an absolute path";
     if (!strchr(c->listen, ':'))
         return "[rest] listen: must be host:port";
+    if (!strcmp(c->client_output, "mirror") && !c->client_output_dir)
+        return "[client] output = mirror needs output_dir";
     return NULL;
 }
 
@@ -223,6 +269,18 @@ void conf_free(Conf *c)
     free(c->runtime_dir);
     free(c->listen);
     free(c->preset);
+    for (size_t i = 0; i < c->n_client_folders; i++)
+        free(c->client_folders[i]);
+    free(c->client_folders);
+    free(c->client_server);
+    free(c->client_token);
+    free(c->client_include);
+    free(c->client_exclude);
+    free(c->client_state_dir);
+    free(c->client_output);
+    free(c->client_output_dir);
+    free(c->client_suffix);
+    free(c->client_preset);
     *c = (Conf){0};
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <netdb.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -88,7 +89,7 @@ static int rest_init(Daemon *d, const Conf *c)
     socklen_t len;
     int r;
 
-    rest = (Rest){.conf = c, .data_fd = -1, .request_fd = -1};
+    rest = (Rest){.conf = c, .data_fd = -1, .request_fd = -1, .keys_fd = -1};
     daemon_set_userdata(d, &rest);
     r = jobdir_open_data(c->root, true, &rest.data_fd);
     if (r < 0) {
@@ -96,6 +97,11 @@ static int rest_init(Daemon *d, const Conf *c)
         return r;
     }
     rest.request_fd = openat(rest.data_fd, "request", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (mkdirat(rest.data_fd, "keys", 0750) < 0 && errno != EEXIST)
+        return -errno;
+    rest.keys_fd = openat(rest.data_fd, "keys", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rest.keys_fd < 0)
+        return -errno;
     if (rest.request_fd < 0 || (r = resolve_listen(c, &ss, &len)) < 0)
         return rest.request_fd < 0 ? -errno : r;
     rest.mhd = MHD_start_daemon(
@@ -121,6 +127,8 @@ static void rest_shutdown(Daemon *d)
         MHD_stop_daemon(r->mhd); /* ends every connection; on_completed cleans each */
     if (r->request_fd >= 0)
         close(r->request_fd);
+    if (r->keys_fd >= 0)
+        close(r->keys_fd);
     if (r->data_fd >= 0)
         close(r->data_fd);
 }

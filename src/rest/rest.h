@@ -16,6 +16,7 @@ typedef struct Rest {
     const Conf *conf;
     int data_fd;
     int request_fd; /* data/request, where uploads are written */
+    int keys_fd;    /* data/keys, the idempotency keys */
     struct MHD_Daemon *mhd;
 } Rest;
 
@@ -43,6 +44,12 @@ int upload_begin(Rest *rest, struct MHD_Connection *c, Upload **ret);
 enum MHD_Result upload_feed(Upload *u, const char *data, size_t *size);
 enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c);
 void upload_free(Upload *u); /* removes the temporary directory unless it was published */
+
+/* rest_idem.c: idempotency keys */
+bool idem_key_valid(const char *key);
+int idem_lookup(Rest *rest, const char *key, char ret_id[37]);
+int idem_record(Rest *rest, const char *key, const char *id);
+int idem_forget(Rest *rest, const char *key, const char *id);
 
 /* rest_tasks.c: the read side and delete */
 enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const char *id);

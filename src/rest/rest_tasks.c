@@ -185,12 +185,35 @@ enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const char *i
     return ret;
 }
 
+/* The task's idempotency key, read before the task is gone (NULL when it has none). */
+static char *task_key(Rest *rest, const char *id)
+{
+    char err[128], *key = NULL;
+    Stage s;
+    Task t;
+    int fd;
+
+    if (jobdir_find(rest->data_fd, id, &s) < 0 || jobdir_open(rest->data_fd, s, id, &fd) < 0)
+        return NULL;
+    if (task_load(fd, &t, err, sizeof(err)) == 0) {
+        key = t.idempotency_key;
+        t.idempotency_key = NULL;
+        task_free(&t);
+    }
+    close(fd);
+    return key;
+}
+
 enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const char *id)
 {
+    char *key = task_key(rest, id);
     json_t *reply;
     const char *code;
     int r = rest_queue_call(rest, "job.delete", json_pack("{s:s}", "id", id), 30000, &reply);
 
+    if (r == 0 && key && !strcmp(ipc_type(reply), "ok"))
+        idem_forget(rest, key, id);
+    free(key);
     if (r < 0)
         return http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "queue_unavailable",
                           "the queue daemon does not answer: %s", strerror(-r));

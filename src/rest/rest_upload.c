@@ -35,10 +35,11 @@ typedef enum {
     F_PRIORITY,
     F_CALLBACK,
     F_PARAMS,
+    F_IDEM,
     F_MAX
 } Field;
-static const char *const field_names[F_MAX] = {"task_type", "file_name",    "file_path",
-                                               "priority",  "callback_url", "params"};
+static const char *const field_names[F_MAX] = {
+    "task_type", "file_name", "file_path", "priority", "callback_url", "params", "idempotency_key"};
 
 struct Upload {
     Rest *rest;
@@ -284,6 +285,7 @@ static int form_to_task(Upload *u, Task *t)
     t->file_name = strdup(name);
     t->file_path = strdup(u->fields[F_FILE_PATH] ? u->fields[F_FILE_PATH] : "");
     t->callback_url = u->fields[F_CALLBACK] ? strdup(u->fields[F_CALLBACK]) : NULL;
+    t->idempotency_key = u->fields[F_IDEM] ? strdup(u->fields[F_IDEM]) : NULL;
     t->size = u->size;
     t->created_ns = now_ns();
     return 0;
@@ -323,26 +325,18 @@ static int publish(Upload *u, Task *t)
     return fsync(u->rest->request_fd) < 0 ? -errno : 0;
 }
 
-static enum MHD_Result respond_created(Upload *u, struct MHD_Connection *c)
+/* The task object with Location: 201 for a new task, 200 for the one a key already made. */
+static enum MHD_Result respond_task(Rest *rest, struct MHD_Connection *c, const char *id,
+                                    unsigned status)
 {
     struct MHD_Response *resp;
-    json_t *view, *reply = NULL;
+    json_t *view;
     char location[64], *s;
-    Stage stage;
     enum MHD_Result ret;
-    int r;
+    Stage stage;
 
-    /* The job is durable in request/ now; a lost message only delays it to the queue's next
-     * start, when it rescans request/. */
-    r = rest_queue_call(u->rest, "job.submitted", json_pack("{s:s}", "id", u->id), 5000, &reply);
-    if (r < 0 || strcmp(ipc_type(reply), "ok"))
-        log_task(LOG_WARNING, u->id, "queue not told (%s); it will pick the job up at start",
-                 r < 0 ? strerror(-r) : "error reply");
-    json_decref(reply);
-    r = jobdir_find(u->rest->data_fd, u->id, &stage);
-    if (r == 0)
-        r = task_view(u->rest->data_fd, stage, u->id, &view);
-    if (r < 0)
+    if (jobdir_find(rest->data_fd, id, &stage) < 0 ||
+        task_view(rest->data_fd, stage, id, &view) < 0)
         return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
                           "task stored but unreadable");
     s = json_dumps(view, JSON_INDENT(2) | JSON_ENSURE_ASCII);
@@ -350,16 +344,59 @@ static enum MHD_Result respond_created(Upload *u, struct MHD_Connection *c)
     if (!s)
         return MHD_NO;
     resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
-    snprintf(location, sizeof(location), "/v1/tasks/%s", u->id);
+    snprintf(location, sizeof(location), "/v1/tasks/%s", id);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json; charset=utf-8");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
-    ret = MHD_queue_response(c, MHD_HTTP_CREATED, resp);
+    ret = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     return ret;
 }
 
+/* The job is durable in request/; a lost message only delays it to the queue's next start,
+ * when it rescans request/. */
+static void tell_queue(Upload *u)
+{
+    json_t *reply = NULL;
+    int r =
+        rest_queue_call(u->rest, "job.submitted", json_pack("{s:s}", "id", u->id), 5000, &reply);
+
+    if (r < 0 || strcmp(ipc_type(reply), "ok"))
+        log_task(LOG_WARNING, u->id, "queue not told (%s); it will pick the job up at start",
+                 r < 0 ? strerror(-r) : "error reply");
+    json_decref(reply);
+}
+
+/* Before publishing: a known key answers with its task (*ret_existing set), a fresh key is
+ * recorded. Fails the upload on a bad or contended key. */
+static int key_check(Upload *u, char ret_existing[TASK_ID_LEN + 1])
+{
+    const char *key = u->fields[F_IDEM];
+    int r;
+
+    ret_existing[0] = '\0';
+    if (!key)
+        return 0;
+    if (!idem_key_valid(key))
+        return fail(u, MHD_HTTP_BAD_REQUEST, "bad_idempotency_key",
+                    "idempotency_key must be 1 to 200 printable ASCII characters"),
+               -EINVAL;
+    if (idem_lookup(u->rest, key, ret_existing) == 0)
+        return 0;
+    r = idem_record(u->rest, key, u->id);
+    if (r == -EEXIST)
+        return fail(u, MHD_HTTP_CONFLICT, "duplicate_in_progress",
+                    "another upload with this idempotency_key is in progress"),
+               r;
+    if (r < 0)
+        return fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot record the key: %s",
+                    strerror(-r)),
+               r;
+    return 0;
+}
+
 enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c)
 {
+    char existing[TASK_ID_LEN + 1] = "";
     Task t = {0};
     int r;
 
@@ -367,7 +404,8 @@ enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c)
         fail(u, MHD_HTTP_BAD_REQUEST, "malformed_multipart",
              "the multipart body is incomplete (unterminated boundary?)");
     u->pp = NULL;
-    if (!u->err_status && form_to_task(u, &t) == 0 && (r = publish(u, &t)) < 0)
+    if (!u->err_status && form_to_task(u, &t) == 0 && key_check(u, existing) == 0 && !*existing &&
+        (r = publish(u, &t)) < 0)
         fail(u, r == -ENOSPC ? MHD_HTTP_INSUFFICIENT_STORAGE : MHD_HTTP_INTERNAL_SERVER_ERROR,
              r == -ENOSPC ? "insufficient_storage" : "io_error", "cannot store the upload: %s",
              strerror(-r));
@@ -377,7 +415,12 @@ enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c)
     task_free(&t);
     if (u->err_status)
         return http_error(c, u->err_status, u->err_code, "%s", u->err_msg);
-    return respond_created(u, c);
+    if (*existing) {
+        log_task(LOG_INFO, existing, "repeated idempotency_key: answered with the existing task");
+        return respond_task(u->rest, c, existing, MHD_HTTP_OK);
+    }
+    tell_queue(u);
+    return respond_task(u->rest, c, u->id, MHD_HTTP_CREATED);
 }
 
 void upload_free(Upload *u)

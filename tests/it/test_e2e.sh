@@ -75,6 +75,27 @@ check "job is in done/" test -f "$ROOT/data/done/$id/request.json"
 check "output is in done/" test -f "$ROOT/data/done/$id/output.mp4"
 check "input removed after verification" test ! -e "$ROOT/data/done/$id/input.mp4"
 
+# An idempotency key: the same POST twice gives the same task, 201 then 200.
+k1=$(curl -s -S -w '\n%{http_code}' -F idempotency_key=client-a:/v/x.mp4:123 \
+    -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/clip one.mp4" "$URL/v1/tasks")
+k2=$(curl -s -S -w '\n%{http_code}' -F idempotency_key=client-a:/v/x.mp4:123 \
+    -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/clip one.mp4" "$URL/v1/tasks")
+kid=$(sed '$d' <<<"$k1" | jq -r .id)
+check "first POST with a key is 201" test "$(tail -n 1 <<<"$k1")" = 201
+check "repeated key is 200" test "$(tail -n 1 <<<"$k2")" = 200
+check "repeated key gives the same task" test "$(sed '$d' <<<"$k2" | jq -r .id)" = "$kid"
+api POST /v1/tasks -F idempotency_key="$(printf 'bad key\x01')" -F task_type=convert_video_to_libx265 \
+    -F "file_data=@$FIX/clip one.mp4" >"$W/out"
+check "a bad key is 400 bad_idempotency_key" test "$STATUS:$(jq -r .error.code "$W/out")" = 400:bad_idempotency_key
+wait_state "$kid" done 120
+api DELETE "/v1/tasks/$kid" >/dev/null
+k3=$(curl -s -S -w '\n%{http_code}' -F idempotency_key=client-a:/v/x.mp4:123 \
+    -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/clip one.mp4" "$URL/v1/tasks")
+check "a key whose task was deleted makes a new task" test "$(tail -n 1 <<<"$k3")" = 201
+kid3=$(sed '$d' <<<"$k3" | jq -r .id)
+wait_state "$kid3" done 120
+api DELETE "/v1/tasks/$kid3" >/dev/null
+
 # Listing and status.
 api GET '/v1/tasks?state=done' >"$W/out"
 check "list shows both done tasks" test "$(jq '.tasks | length' "$W/out")" = 2

@@ -66,9 +66,49 @@ static void expect_error(const char *dir, const char *text, const char *want)
     free(path);
 }
 
-int main(void)
+/* The shipped conf/taskmill.conf must load and match the built-in defaults it documents. */
+static void test_shipped(const char *path)
+{
+    char err[512] = "";
+    Conf c, d;
+
+    CHECK(conf_load(path, &c, err, sizeof(err)) == 0);
+    if (*err)
+        fprintf(stderr, "%s\n", err);
+    CHECK(conf_load(NULL, &d, err, sizeof(err)) == 0);
+    CHECK_STR(c.root, d.root);
+    CHECK_STR(c.listen, d.listen);
+    CHECK(c.workers == d.workers && c.crf == d.crf && c.max_upload_bytes == d.max_upload_bytes);
+    CHECK(c.stall_timeout == d.stall_timeout && c.client_settle == d.client_settle);
+    CHECK_STR(c.client_include, d.client_include);
+    conf_free(&c);
+    conf_free(&d);
+}
+
+static void test_client(const char *dir)
+{
+    char *path = write_conf(dir, "[client]\nfolder = /a\nfolder = /b c\noutput = mirror\n"
+                                 "output_dir = /out\n");
+    char err[512];
+    Conf c;
+
+    CHECK(conf_load(path, &c, err, sizeof(err)) == 0);
+    CHECK(c.n_client_folders == 2);
+    CHECK_STR(c.client_folders[1], "/b c");
+    CHECK_STR(c.client_output, "mirror");
+    conf_free(&c);
+    free(path);
+}
+
+int main(int argc, char **argv)
 {
     char *dir = check_tmpdir();
+
+    if (argc > 1)
+        test_shipped(argv[1]);
+    test_client(dir);
+    expect_error(dir, "[client]\noutput = elsewhere\n", ":2: [client] output");
+    expect_error(dir, "[client]\noutput = mirror\n", "output = mirror needs output_dir");
 
     test_defaults();
     test_good(dir);
