@@ -21,6 +21,9 @@ typedef struct Conf {
     int rest_threads;
     uint64_t max_upload_bytes;
     int connection_timeout;
+    char *tokens_file;       /* bearer tokens; NULL = $CREDENTIALS_DIRECTORY/tokens if any */
+    bool allow_open;         /* serve a non-loopback address without tokens */
+    int max_tasks_per_token; /* unfinished tasks one token may have */
     /* [convert] */
     int workers;
     int crf;
@@ -36,21 +39,21 @@ typedef struct Conf {
     /* [log] */
     int log_level;
     /* [client]: the folder scanner, `taskmill sync` */
-    char *client_server;    /* base URL; NULL = http:// + [rest] listen */
-    char *client_token;     /* bearer token, or NULL */
-    char **client_folders;  /* `folder =` lines, repeatable */
+    char *client_server;   /* base URL; NULL = http:// + [rest] listen */
+    char *client_token;    /* bearer token, or NULL */
+    char **client_folders; /* `folder =` lines, repeatable */
     size_t n_client_folders;
-    char *client_include;   /* space-separated shell patterns matched on the file name */
+    char *client_include; /* space-separated shell patterns matched on the file name */
     char *client_exclude;
     char *client_state_dir;
-    char *client_output;    /* beside | mirror | replace */
+    char *client_output; /* beside | mirror | replace */
     char *client_output_dir;
-    char *client_suffix;    /* inserted before the extension: movie.hevc.mkv */
-    int client_settle;      /* seconds a file must be unchanged before it is sent */
+    char *client_suffix; /* inserted before the extension: movie.hevc.mkv */
+    int client_settle;   /* seconds a file must be unchanged before it is sent */
     int client_max_resubmits;
     int client_priority;
-    int client_crf;         /* -1 = the server's default */
-    char *client_preset;    /* NULL = the server's default */
+    int client_crf;      /* -1 = the server's default */
+    char *client_preset; /* NULL = the server's default */
 } Conf;
 
 /* Loads path (or the built-in defaults when path is NULL). On error returns -errno or -EINVAL

@@ -28,6 +28,7 @@ typedef struct Task {
     char *input_name; /* on-disk name inside the job dir, chosen by the server */
     char *callback_url;
     char *idempotency_key; /* the client's key, or NULL */
+    char *owner;           /* the name of the token that created it, or NULL (open API) */
     uint64_t size;
     int priority;
     int64_t created_ns;

@@ -3,9 +3,10 @@
  * main() parses the global options, then one subcommand from a table (name, arguments, the
  * options it takes, handler); every argument is checked, task ids with task_id_valid, before the
  * config is read or the network touched. The server is --server, else $TASKMILL_SERVER, else
- * http:// plus the config's [rest] listen. Commands print a short summary, or the server's JSON
- * with --json. Exit codes: 0 ok, 1 the server refused (its "code: message" on stderr), no answer,
- * a failed task or a bad download, 2 bad arguments, 3 wait --timeout ran out. */
+ * the config's [client] server, else http:// plus its [rest] listen. Commands print a short
+ * summary, or the server's JSON with --json; `sync` and `status` without an id live in
+ * client_sync.c. Exit codes: 0 ok, 1 the server refused (its "code: message" on stderr), no
+ * answer, a failed task or a bad download, 2 bad arguments, 3 wait --timeout ran out. */
 #define _GNU_SOURCE
 #include "client.h"
 
@@ -20,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client_sync.h"
 #include "taskmill/conf.h"
 #include "taskmill/daemon.h"
 #include "taskmill/task.h"
@@ -35,6 +37,8 @@ typedef struct Client {
     bool json;               /* print the server's JSON instead of a summary */
     bool tty;                /* stderr is a terminal: draw progress */
     Http *http;
+    Conf conf; /* loaded when have_conf */
+    bool have_conf;
 } Client;
 
 /* The options of the subcommands; a command lists the ones it takes as a mask. */
@@ -48,6 +52,8 @@ typedef enum ArgKind {
     ARG_OUTPUT,
     ARG_STATE,
     ARG_LIMIT,
+    ARG_WAIT,
+    ARG_DRY_RUN,
 } ArgKind;
 #define OPT_BASE 0x100
 #define A(kind)  (1u << ARG_##kind)
@@ -58,6 +64,7 @@ typedef struct Args {
     const char *pos;                    /* FILE or ID, NULL when absent */
     long priority, crf, timeout, limit; /* -1 when not given */
     const char *preset, *callback, *type, *output, *state;
+    bool wait, dry_run;
 } Args;
 
 typedef struct Command {
@@ -65,6 +72,7 @@ typedef struct Command {
     unsigned opts;
     PosKind pos;
     int (*run)(Client *cl, const Args *a);
+    bool local; /* reads this client's own config: [client], the state file */
 } Command;
 
 static const char *const task_states[] = {"received", "pending", "in_progress", "done", "failed"};
@@ -146,33 +154,47 @@ static int listen_url(const char *host, int port, char **ret)
     return 0;
 }
 
-static int server_from_conf(const Client *cl, char **ret)
+/* --config, else the default file when it exists, else the built-in defaults. */
+static int client_load_conf(Client *cl)
 {
     const char *path = cl->config_path;
-    char err[1024], host[256];
-    Conf conf;
-    int port, r;
+    char err[1024];
+    int r;
 
     if (!path && access(CONF_DEFAULT_PATH, F_OK) == 0)
         path = CONF_DEFAULT_PATH;
-    r = conf_load(path, &conf, err, sizeof(err));
+    r = conf_load(path, &cl->conf, err, sizeof(err));
     if (r < 0) {
         fprintf(stderr, "taskmill: %s\n", err);
         return r;
     }
-    r = conf_listen_split(&conf, host, sizeof(host), &port);
-    if (r < 0)
+    cl->have_conf = true;
+    return 0;
+}
+
+static int server_from_conf(const Client *cl, char **ret)
+{
+    const Conf *conf = &cl->conf;
+    char host[256];
+    int port, r;
+
+    if (conf->client_server) {
+        *ret = strdup(conf->client_server);
+        return *ret ? 0 : -ENOMEM;
+    }
+    r = conf_listen_split(conf, host, sizeof(host), &port);
+    if (r < 0) {
         fprintf(stderr, "taskmill: %s: [rest] listen = '%s' is not host:port\n",
-                path ? path : "built-in defaults", conf.listen);
-    else
-        r = listen_url(host, port, ret);
-    conf_free(&conf);
-    return r;
+                conf->path ? conf->path : "built-in defaults", conf->listen);
+        return r;
+    }
+    return listen_url(host, port, ret);
 }
 
 /* An explicit --config is always checked; the default file is read only when no server was
- * named, so a client of a remote server never trips over a local file it may not read. */
-static int client_find_server(Client *cl)
+ * named or the command needs it (sync, status), so a client of a remote server never trips over
+ * a local file it may not read. */
+static int client_find_server(Client *cl, bool local)
 {
     const char *env = getenv("TASKMILL_SERVER"), *url;
     char *from_conf = NULL;
@@ -181,7 +203,9 @@ static int client_find_server(Client *cl)
 
     if (env && !*env)
         env = NULL;
-    if (cl->config_path || !(cl->server_arg || env))
+    if (local || cl->config_path || !(cl->server_arg || env))
+        r = client_load_conf(cl);
+    if (r == 0 && !(cl->server_arg || env))
         r = server_from_conf(cl, &from_conf);
     if (r < 0)
         return r;
@@ -196,13 +220,15 @@ static int client_find_server(Client *cl)
     return cl->server ? 0 : -ENOMEM;
 }
 
-static int client_connect(Client *cl)
+static int client_connect(Client *cl, bool local)
 {
-    int r = client_find_server(cl);
+    int r = client_find_server(cl, local);
 
     if (r < 0)
         return r;
     r = http_new(&cl->http);
+    if (r == 0 && cl->have_conf)
+        r = http_set_token(cl->http, cl->conf.client_token);
     if (r < 0) {
         fprintf(stderr, "taskmill: cannot set up libcurl: %s\n", strerror(-r));
         return r;
@@ -215,6 +241,8 @@ static void client_close(Client *cl)
 {
     http_free(cl->http);
     free(cl->server);
+    if (cl->have_conf)
+        conf_free(&cl->conf);
 }
 
 /* ---- requests ---- */
@@ -441,10 +469,30 @@ static int server_status_print(json_t *st)
     return 0;
 }
 
+static SyncOptions sync_options(const Client *cl, const Args *a)
+{
+    return (SyncOptions){.conf = &cl->conf,
+                         .http = cl->http,
+                         .server = cl->server,
+                         .tty = cl->tty,
+                         .dry_run = a->dry_run,
+                         .wait = a->wait,
+                         .json = cl->json};
+}
+
 static int cmd_status(Client *cl, const Args *a)
 {
     json_t *j = NULL;
-    int r = a->pos ? client_get_task(cl, a->pos, &j) : client_get(cl, "/v1/status", &j);
+    SyncOptions o = sync_options(cl, a);
+    bool shown = false;
+    int r;
+
+    if (!a->pos) {
+        r = sync_status_table(&o, &shown);
+        if (shown)
+            return r;
+    }
+    r = a->pos ? client_get_task(cl, a->pos, &j) : client_get(cl, "/v1/status", &j);
 
     if (r < 0)
         return CLIENT_EXIT_FAIL;
@@ -855,22 +903,48 @@ static int cmd_types(Client *cl, const Args *a)
     return CLIENT_EXIT_OK;
 }
 
+/* ---- sync ---- */
+
+/* TASKMILL_SYNC_TEST_THROTTLE=BYTES: slows every transfer to BYTES per second, so that tests
+ * can kill a run in the middle of an upload or a download. Not for production use. */
+static void sync_test_throttle(Client *cl)
+{
+    const char *v = getenv("TASKMILL_SYNC_TEST_THROTTLE");
+
+    if (v && *v)
+        http_set_throttle(cl->http, strtoull(v, NULL, 10));
+}
+
+static int cmd_sync(Client *cl, const Args *a)
+{
+    SyncOptions o = sync_options(cl, a);
+
+    sync_test_throttle(cl);
+    return sync_run(&o);
+}
+
 /* ---- arguments ---- */
 
 static const Command commands[] = {
     {"submit", "FILE [--priority N] [--crf N] [--preset P] [--callback URL] [--type T]",
      "upload FILE as a new task and print its id",
-     A(PRIORITY) | A(CRF) | A(PRESET) | A(CALLBACK) | A(TYPE), POS_FILE, cmd_submit},
-    {"status", "[ID]", "show a task; without ID, the server's queue counts", 0, POS_ID_OPTIONAL,
-     cmd_status},
+     A(PRIORITY) | A(CRF) | A(PRESET) | A(CALLBACK) | A(TYPE), POS_FILE, cmd_submit, false},
+    {"status", "[ID]",
+     "show a task; without ID, this client's tasks (from its sync state), else the server's "
+     "queue counts",
+     0, POS_ID_OPTIONAL, cmd_status, true},
     {"wait", "ID [--timeout S]", "poll until the task is done (exit 0) or failed (exit 1)",
-     A(TIMEOUT), POS_ID, cmd_wait},
+     A(TIMEOUT), POS_ID, cmd_wait, false},
     {"fetch", "ID [-o PATH]", "download the result (resumable), check its sha256", A(OUTPUT),
-     POS_ID, cmd_fetch},
-    {"delete", "ID", "delete a task and its files", 0, POS_ID, cmd_delete},
+     POS_ID, cmd_fetch, false},
+    {"delete", "ID", "delete a task and its files", 0, POS_ID, cmd_delete, false},
     {"list", "[--state S] [--limit N]", "list tasks, all of them unless --limit",
-     A(STATE) | A(LIMIT), POS_NONE, cmd_list},
-    {"types", "", "list the task types the server knows", 0, POS_NONE, cmd_types},
+     A(STATE) | A(LIMIT), POS_NONE, cmd_list, false},
+    {"types", "", "list the task types the server knows", 0, POS_NONE, cmd_types, false},
+    {"sync", "[--wait] [--dry-run]",
+     "send new videos of the [client] folders, fetch finished results, delete their tasks; "
+     "--wait polls until nothing is left on the server, --dry-run only says what it would do",
+     A(WAIT) | A(DRY_RUN), POS_NONE, cmd_sync, true},
 };
 
 static const struct option command_options[] = {
@@ -883,6 +957,8 @@ static const struct option command_options[] = {
     {"output", required_argument, NULL, 'o'},
     {"state", required_argument, NULL, OPT_BASE + ARG_STATE},
     {"limit", required_argument, NULL, OPT_BASE + ARG_LIMIT},
+    {"wait", no_argument, NULL, OPT_BASE + ARG_WAIT},
+    {"dry-run", no_argument, NULL, OPT_BASE + ARG_DRY_RUN},
     {"json", no_argument, NULL, 'j'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -903,7 +979,9 @@ static void usage(FILE *f)
             "  -j, --json         print the server's JSON instead of a summary\n"
             "  -h, --help         show this help\n"
             "  -V, --version      show the version\n\n"
-            "Exit status: 0 ok, 1 error or failed task, 2 bad arguments, 3 wait timed out.\n",
+            "Exit status: 0 ok, 1 error or failed task, 2 bad arguments, 3 wait timed out.\n"
+            "sync exits 0 when it did its work (failed tasks are recorded in its state), also\n"
+            "when another run holds its lock; 1 when the server cannot be reached.\n",
             CONF_DEFAULT_PATH);
 }
 
@@ -979,6 +1057,12 @@ static const char *arg_set(Args *a, ArgKind kind, const char *v)
     case ARG_OUTPUT:
         a->output = v;
         return *v ? NULL : "-o is empty";
+    case ARG_WAIT:
+        a->wait = true;
+        return NULL;
+    case ARG_DRY_RUN:
+        a->dry_run = true;
+        return NULL;
     }
     return "unknown option";
 }
@@ -1101,7 +1185,7 @@ int main(int argc, char **argv)
     r = command_parse(cmd, argc - optind, argv + optind, &cl, &a);
     if (r != 0)
         return r < 0 ? CLIENT_EXIT_USAGE : CLIENT_EXIT_OK;
-    r = client_connect(&cl) < 0 ? CLIENT_EXIT_FAIL : cmd->run(&cl, &a);
+    r = client_connect(&cl, cmd->local) < 0 ? CLIENT_EXIT_FAIL : cmd->run(&cl, &a);
     client_close(&cl);
     return r;
 }

@@ -26,6 +26,7 @@ typedef struct Http Http;
 
 /* The fields of POST /v1/tasks; NULL (or priority < 0) leaves a field out. */
 typedef struct HttpTaskForm {
+    const char *idempotency_key; /* sent first; a repeated key gets the existing task (200) */
     const char *task_type;
     const char *path;      /* the local file, streamed as file_data */
     const char *file_name; /* the name the server is told, also the file part's filename */
@@ -39,6 +40,14 @@ int http_new(Http **ret);
 void http_free(Http *h);
 /* Shows upload and download progress on stderr (meant for a terminal). */
 void http_set_progress(Http *h, bool on);
+/* The file named after the progress bar (NULL for none); the string must outlive the transfers. */
+void http_set_progress_name(Http *h, const char *name);
+/* Draws one progress line "\rLABEL [####....] 42.0%  NAME" on stderr. */
+void http_progress_draw(const char *label, const char *name, int permille);
+/* Sends "Authorization: Bearer <token>" with every request (NULL: none). */
+int http_set_token(Http *h, const char *token);
+/* Caps every transfer at bytes_per_second (0: no cap); only tests slow themselves down. */
+void http_set_throttle(Http *h, uint64_t bytes_per_second);
 /* Why the last exchange got no answer, or why a fetched file was refused. */
 const char *http_strerror(const Http *h);
 /* URL-encodes s for a query string; free() the result. NULL when out of memory. */

@@ -24,13 +24,17 @@
 #define HTTP_JSON_TIMEOUT    120L /* seconds for a whole JSON exchange */
 #define HTTP_STALL_TIME      60L  /* a transfer below 1 byte/s this long is abandoned */
 #define HTTP_BODY_MAX        ((size_t)32 << 20)
+#define HTTP_BAR_WIDTH       30
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 struct Http {
     CURL *curl;
-    bool progress; /* draw a progress line on stderr */
+    struct curl_slist *headers; /* Authorization, when a token is set */
+    curl_off_t throttle;        /* bytes/s for transfers, 0 = unlimited (tests) */
+    bool progress;              /* draw a progress line on stderr */
     const char *progress_label;
+    const char *progress_name; /* the file shown after the bar, or NULL */
     uint64_t progress_base; /* bytes a resumed download already had */
     int progress_shown;     /* the per-mille last drawn, -1 for none */
     char error[CURL_ERROR_SIZE];
@@ -78,6 +82,7 @@ void http_free(Http *h)
     if (!h)
         return;
     curl_easy_cleanup(h->curl);
+    curl_slist_free_all(h->headers);
     free(h);
     curl_global_cleanup();
 }
@@ -85,6 +90,35 @@ void http_free(Http *h)
 void http_set_progress(Http *h, bool on)
 {
     h->progress = on;
+}
+
+void http_set_progress_name(Http *h, const char *name)
+{
+    h->progress_name = name;
+}
+
+int http_set_token(Http *h, const char *token)
+{
+    char *line = NULL;
+    struct curl_slist *l;
+
+    curl_slist_free_all(h->headers);
+    h->headers = NULL;
+    if (!token)
+        return 0;
+    if (asprintf(&line, "Authorization: Bearer %s", token) < 0)
+        return -ENOMEM;
+    l = curl_slist_append(NULL, line);
+    free(line);
+    if (!l)
+        return -ENOMEM;
+    h->headers = l;
+    return 0;
+}
+
+void http_set_throttle(Http *h, uint64_t bytes_per_second)
+{
+    h->throttle = (curl_off_t)bytes_per_second;
 }
 
 const char *http_strerror(const Http *h)
@@ -122,6 +156,18 @@ static int curl_errno(CURLcode c)
     }
 }
 
+void http_progress_draw(const char *label, const char *name, int permille)
+{
+    char bar[HTTP_BAR_WIDTH + 1];
+    int fill = permille * HTTP_BAR_WIDTH / 1000;
+
+    for (int i = 0; i < HTTP_BAR_WIDTH; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[HTTP_BAR_WIDTH] = '\0';
+    fprintf(stderr, "\r%-11s [%s] %5.1f%%%s%.60s\033[K", label, bar, permille / 10.0,
+            name ? "  " : "", name ? name : "");
+}
+
 static int http_xferinfo(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                          curl_off_t ulnow)
 {
@@ -136,7 +182,7 @@ static int http_xferinfo(void *userdata, curl_off_t dltotal, curl_off_t dlnow, c
     now += up ? 0 : h->progress_base;
     permille = (int)(now * 1000 / total);
     if (permille != h->progress_shown) {
-        fprintf(stderr, "\r%s %5.1f%%", h->progress_label, permille / 10.0);
+        http_progress_draw(h->progress_label, h->progress_name, permille);
         h->progress_shown = permille;
     }
     return 0;
@@ -176,6 +222,12 @@ static void http_prepare(Http *h, const char *url)
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, HTTP_STALL_TIME);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->error);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "taskmill/" TASKMILL_VERSION);
+    if (h->headers)
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h->headers);
+    if (h->throttle > 0) {
+        curl_easy_setopt(c, CURLOPT_MAX_SEND_SPEED_LARGE, h->throttle);
+        curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, h->throttle);
+    }
 }
 
 static int http_perform(Http *h, long *ret_status)
@@ -302,6 +354,7 @@ static int mime_build(Http *h, const HttpTaskForm *f, curl_mime **ret)
 {
     char prio[16];
     const char *fields[][2] = {
+        {"idempotency_key", f->idempotency_key}, /* first: the server checks it early */
         {"task_type", f->task_type},       {"file_name", f->file_name},
         {"file_path", f->file_path},       {"priority", f->priority >= 0 ? prio : NULL},
         {"callback_url", f->callback_url}, {"params", f->params},

@@ -16,7 +16,16 @@
 
 #include "taskmill/tasktype.h"
 
-typedef enum { KEY_STR, KEY_INT, KEY_U64, KEY_BOOL, KEY_LEVEL, KEY_PRESET, KEY_LIST, KEY_OUTPUT } KeyKind;
+typedef enum {
+    KEY_STR,
+    KEY_INT,
+    KEY_U64,
+    KEY_BOOL,
+    KEY_LEVEL,
+    KEY_PRESET,
+    KEY_LIST,
+    KEY_OUTPUT
+} KeyKind;
 
 typedef struct ConfKey {
     const char *section, *name;
@@ -36,6 +45,9 @@ static const ConfKey conf_keys[] = {
     K("rest", "threads", KEY_INT, 1, 64, rest_threads),
     K("rest", "max_upload_bytes", KEY_U64, 1, INT64_MAX, max_upload_bytes),
     K("rest", "connection_timeout", KEY_INT, 1, 3600, connection_timeout),
+    K("rest", "tokens_file", KEY_STR, 0, 0, tokens_file),
+    K("rest", "allow_open", KEY_BOOL, 0, 1, allow_open),
+    K("rest", "max_tasks_per_token", KEY_INT, 1, 10000000, max_tasks_per_token),
     K("convert", "workers", KEY_INT, 1, 64, workers),
     K("convert", "crf", KEY_INT, 0, 51, crf),
     K("convert", "preset", KEY_PRESET, 0, 0, preset),
@@ -78,6 +90,7 @@ static void conf_defaults(Conf *c)
         .rest_threads = 4,
         .max_upload_bytes = UINT64_C(16) << 30,
         .connection_timeout = 60,
+        .max_tasks_per_token = 1000,
         .workers = 1,
         .crf = 28,
         .preset = strdup("medium"),
@@ -268,6 +281,7 @@ void conf_free(Conf *c)
     free(c->root);
     free(c->runtime_dir);
     free(c->listen);
+    free(c->tokens_file);
     free(c->preset);
     for (size_t i = 0; i < c->n_client_folders; i++)
         free(c->client_folders[i]);

@@ -132,19 +132,20 @@ void task_free(Task *t)
     free(t->input_name);
     free(t->callback_url);
     free(t->idempotency_key);
+    free(t->owner);
     json_decref(t->params);
     *t = (Task){0};
 }
 
 int task_to_request_json(const Task *t, json_t **ret)
 {
-    json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s:O, s:s*, s:s*}",
-                          "version", TASK_REQUEST_VERSION, "id", t->id, "task_type", t->task_type,
-                          "file_name", t->file_name, "file_path", t->file_path ? t->file_path : "",
-                          "input_name", t->input_name, "size", (json_int_t)t->size, "priority",
-                          t->priority, "created_ns", (json_int_t)t->created_ns, "created_at",
-                          time_json(t->created_ns), "params", t->params, "callback_url",
-                          t->callback_url, "idempotency_key", t->idempotency_key);
+    json_t *j = json_pack(
+        "{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s:O, s:s*, s:s*, s:s*}", "version",
+        TASK_REQUEST_VERSION, "id", t->id, "task_type", t->task_type, "file_name", t->file_name,
+        "file_path", t->file_path ? t->file_path : "", "input_name", t->input_name, "size",
+        (json_int_t)t->size, "priority", t->priority, "created_ns", (json_int_t)t->created_ns,
+        "created_at", time_json(t->created_ns), "params", t->params, "callback_url",
+        t->callback_url, "idempotency_key", t->idempotency_key, "owner", t->owner);
     if (!j)
         return -ENOMEM;
     *ret = j;
@@ -155,7 +156,7 @@ int task_from_request_json(json_t *j, Task *ret, char *err, size_t errlen)
 {
     json_error_t e;
     int version = 0, priority;
-    const char *id, *type, *name, *path, *input, *cb = NULL, *key = NULL;
+    const char *id, *type, *name, *path, *input, *cb = NULL, *key = NULL, *owner = NULL;
     json_int_t size, created;
     json_t *params;
     Task t = {0};
@@ -164,11 +165,11 @@ int task_from_request_json(json_t *j, Task *ret, char *err, size_t errlen)
         snprintf(err, errlen, "request.json: unsupported version %d", version);
         return -EBADMSG;
     }
-    if (json_unpack_ex(j, &e, 0, "{s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s?s, s?s}", "id",
-                       &id, "task_type", &type, "file_name", &name, "file_path", &path,
+    if (json_unpack_ex(j, &e, 0, "{s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s?s, s?s, s?s}",
+                       "id", &id, "task_type", &type, "file_name", &name, "file_path", &path,
                        "input_name", &input, "size", &size, "priority", &priority, "created_ns",
-                       &created, "params", &params, "callback_url", &cb, "idempotency_key",
-                       &key) < 0) {
+                       &created, "params", &params, "callback_url", &cb, "idempotency_key", &key,
+                       "owner", &owner) < 0) {
         snprintf(err, errlen, "request.json: %s", e.text);
         return -EBADMSG;
     }
@@ -183,6 +184,7 @@ int task_from_request_json(json_t *j, Task *ret, char *err, size_t errlen)
     t.input_name = strdup(input);
     t.callback_url = cb ? strdup(cb) : NULL;
     t.idempotency_key = key ? strdup(key) : NULL;
+    t.owner = owner ? strdup(owner) : NULL;
     t.size = (uint64_t)size;
     t.priority = priority;
     t.created_ns = created;

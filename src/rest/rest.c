@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -18,6 +19,23 @@
 #include "taskmill/log.h"
 
 static Rest rest;
+
+static enum MHD_Result unauthorized(struct MHD_Connection *c)
+{
+    json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", "unauthorized", "message",
+                             "a valid 'Authorization: Bearer <token>' header is required");
+    char *s = json_dumps(body, JSON_COMPACT);
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    json_decref(body);
+    resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json; charset=utf-8");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"taskmill\"");
+    ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *data,
@@ -32,8 +50,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!req)
             return MHD_NO;
         *con_cls = req;
+        req->denied = strcmp(url, "/healthz") &&
+                      auth_check(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                             MHD_HTTP_HEADER_AUTHORIZATION),
+                                 &req->auth) < 0;
+        if (req->denied) /* before any body is read */
+            return unauthorized(c);
         if (!strcmp(method, "POST") && !strcmp(url, "/v1/tasks")) {
-            int q = upload_begin(r, c, &req->upload);
+            int q = upload_begin(r, c, &req->auth, &req->upload);
             /* Refused before the body (413, 415): answer at once; MHD then closes the
              * connection rather than read a body nobody wants. */
             return q < 0 ? MHD_NO : q > 0 ? upload_finish(req->upload, c) : MHD_YES;
@@ -45,7 +69,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return upload_feed(req->upload, data, data_size);
         return upload_finish(req->upload, c);
     }
-    return rest_dispatch(r, c, url, method);
+    return rest_dispatch(r, c, &req->auth, url, method);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -83,6 +107,40 @@ static int resolve_listen(const Conf *c, struct sockaddr_storage *ss, socklen_t 
     return 0;
 }
 
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    return ss->ss_family == AF_INET6 &&
+           IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+/* The token file: [rest] tokens_file, else the systemd credential "tokens", else none. */
+static int load_tokens(const Conf *c, const struct sockaddr_storage *ss)
+{
+    const char *creds = getenv("CREDENTIALS_DIRECTORY");
+    char path[4096] = "", err[600];
+    int r;
+
+    if (c->tokens_file)
+        snprintf(path, sizeof(path), "%s", c->tokens_file);
+    else if (creds)
+        snprintf(path, sizeof(path), "%s/tokens", creds);
+    if (*path && (c->tokens_file || access(path, F_OK) == 0)) {
+        if ((r = auth_load(path, err, sizeof(err))) < 0) {
+            log_err("bad token file: %s", err);
+            return r;
+        }
+        log_info("%zu tokens loaded from %s", auth_count(), path);
+    }
+    if (auth_count() == 0 && !is_loopback(ss) && !c->allow_open) {
+        log_err("refusing to serve %s without tokens: set [rest] tokens_file, or allow_open = yes",
+                c->listen);
+        return -EPERM;
+    }
+    return 0;
+}
+
 static int rest_init(Daemon *d, const Conf *c)
 {
     struct sockaddr_storage ss;
@@ -104,6 +162,8 @@ static int rest_init(Daemon *d, const Conf *c)
         return -errno;
     if (rest.request_fd < 0 || (r = resolve_listen(c, &ss, &len)) < 0)
         return rest.request_fd < 0 ? -errno : r;
+    if ((r = load_tokens(c, &ss)) < 0)
+        return r;
     rest.mhd = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
             (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
@@ -129,6 +189,7 @@ static void rest_shutdown(Daemon *d)
         close(r->request_fd);
     if (r->keys_fd >= 0)
         close(r->keys_fd);
+    auth_free();
     if (r->data_fd >= 0)
         close(r->data_fd);
 }

@@ -20,19 +20,34 @@ typedef struct Rest {
     struct MHD_Daemon *mhd;
 } Rest;
 
+/* Who is asking: a token's name and role, or the open API (no tokens configured). */
+typedef struct Auth {
+    char name[64];
+    bool admin, open;
+} Auth;
+
 /* The per-request state MHD keeps in *con_cls. */
 typedef struct Upload Upload;
 typedef struct Req {
-    bool seen;      /* the first call (headers only) has happened */
+    Auth auth;
+    bool denied;    /* no valid token: 401 */
     Upload *upload; /* POST /v1/tasks */
 } Req;
+
+/* rest_auth.c */
+int auth_load(const char *path, char *err, size_t errlen);
+size_t auth_count(void);
+void auth_free(void);
+void auth_hash(const char *token, unsigned char out[32]);
+int auth_check(const char *authorization_header, Auth *ret);
+bool auth_sees(const Auth *a, const char *owner);
 
 /* rest_http.c: responses */
 enum MHD_Result http_json(struct MHD_Connection *c, unsigned status, json_t *body);
 enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *code,
                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status);
-enum MHD_Result rest_dispatch(Rest *rest, struct MHD_Connection *c, const char *url,
+enum MHD_Result rest_dispatch(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *url,
                               const char *method);
 /* Calls the queue and maps "cannot reach it" to false. */
 int rest_queue_call(const Rest *rest, const char *type, json_t *body, int timeout_ms,
@@ -40,23 +55,25 @@ int rest_queue_call(const Rest *rest, const char *type, json_t *body, int timeou
 
 /* rest_upload.c: POST /v1/tasks, streamed into data/request/.tmp-<uuid>/ */
 /* 0: read the body; 1: refused before the body (answer now with upload_finish); <0: error */
-int upload_begin(Rest *rest, struct MHD_Connection *c, Upload **ret);
+int upload_begin(Rest *rest, struct MHD_Connection *c, const Auth *a, Upload **ret);
 enum MHD_Result upload_feed(Upload *u, const char *data, size_t *size);
 enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c);
 void upload_free(Upload *u); /* removes the temporary directory unless it was published */
 
 /* rest_idem.c: idempotency keys */
 bool idem_key_valid(const char *key);
-int idem_lookup(Rest *rest, const char *key, char ret_id[37]);
-int idem_record(Rest *rest, const char *key, const char *id);
-int idem_forget(Rest *rest, const char *key, const char *id);
+int idem_lookup(Rest *rest, const char *owner, const char *key, char ret_id[37]);
+int idem_record(Rest *rest, const char *owner, const char *key, const char *id);
+int idem_forget(Rest *rest, const char *owner, const char *key, const char *id);
 
 /* rest_tasks.c: the read side and delete */
-enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const char *id);
-enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const char *id);
-enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const char *id);
-enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c);
+enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
+enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
+enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
+enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a);
 enum MHD_Result tasks_status(Rest *rest, struct MHD_Connection *c);
 enum MHD_Result tasks_health(Rest *rest, struct MHD_Connection *c);
+/* Number of unfinished tasks (received, pending, in progress) owned by name. */
+unsigned tasks_count_owned(Rest *rest, const char *name);
 
 #endif

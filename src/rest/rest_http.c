@@ -68,31 +68,35 @@ int rest_queue_call(const Rest *rest, const char *type, json_t *body, int timeou
                     ret_reply);
 }
 
-static enum MHD_Result on_task_types(Rest *rest, struct MHD_Connection *c, const char *arg)
+static enum MHD_Result on_task_types(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                     const char *arg)
 {
-    (void)arg;
+    (void)arg, (void)a;
     return http_json(c, MHD_HTTP_OK, tasktype_list_json(rest->conf));
 }
 
-static enum MHD_Result on_list(Rest *rest, struct MHD_Connection *c, const char *arg)
+static enum MHD_Result on_list(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg)
 {
     (void)arg;
-    return tasks_list(rest, c);
+    return tasks_list(rest, c, a);
 }
 
-static enum MHD_Result on_status(Rest *rest, struct MHD_Connection *c, const char *arg)
+static enum MHD_Result on_status(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                 const char *arg)
 {
-    (void)arg;
+    (void)arg, (void)a;
     return tasks_status(rest, c);
 }
 
-static enum MHD_Result on_health(Rest *rest, struct MHD_Connection *c, const char *arg)
+static enum MHD_Result on_health(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                 const char *arg)
 {
-    (void)arg;
+    (void)arg, (void)a;
     return tasks_health(rest, c);
 }
 
-typedef enum MHD_Result (*Route)(Rest *rest, struct MHD_Connection *c, const char *arg);
+typedef enum MHD_Result (*Route)(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                 const char *arg);
 
 /* A pattern ends in "*" for one path segment (a task id) and may have a suffix after it. */
 static const struct {
@@ -129,7 +133,7 @@ static bool route_match(const char *url, const char *prefix, const char *suffix,
     return true;
 }
 
-enum MHD_Result rest_dispatch(Rest *rest, struct MHD_Connection *c, const char *url,
+enum MHD_Result rest_dispatch(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *url,
                               const char *method)
 {
     bool path_known = false;
@@ -146,7 +150,7 @@ enum MHD_Result rest_dispatch(Rest *rest, struct MHD_Connection *c, const char *
             return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_id",
                               "task ids are lower-case UUIDs like "
                               "3f1c2d4e-5b6a-4c7d-8e9f-0a1b2c3d4e5f");
-        return routes[i].fn(rest, c, has_arg ? arg : NULL);
+        return routes[i].fn(rest, c, a, has_arg ? arg : NULL);
     }
     if (path_known || (!strcmp(url, "/v1/tasks") && strcmp(method, "POST")))
         return http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",

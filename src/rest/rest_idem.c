@@ -31,25 +31,29 @@ bool idem_key_valid(const char *key)
     return true;
 }
 
-static void key_file(const char *key, char hex[65])
+/* Keys are per token: the file name hashes the owner's name with the key, so one token can
+ * never reach another's task by guessing its key. */
+static void key_file(const char *owner, const char *key, char hex[65])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned len = 0;
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf), "%s\n%s", owner ? owner : "", key);
 
-    EVP_Digest(key, strlen(key), md, &len, EVP_sha256(), NULL);
+    EVP_Digest(buf, (size_t)n, md, &len, EVP_sha256(), NULL);
     for (unsigned i = 0; i < len && i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
 }
 
 /* 0 with the id of a task that still exists; -ENOENT when the key is unknown or stale. */
-int idem_lookup(Rest *rest, const char *key, char ret_id[TASK_ID_LEN + 1])
+int idem_lookup(Rest *rest, const char *owner, const char *key, char ret_id[TASK_ID_LEN + 1])
 {
     char hex[65], *buf;
     size_t len;
     Stage s;
     int r;
 
-    key_file(key, hex);
+    key_file(owner, key, hex);
     r = file_read_all(rest->keys_fd, hex, TASK_ID_LEN, &buf, &len);
     if (r < 0)
         return r;
@@ -63,12 +67,12 @@ int idem_lookup(Rest *rest, const char *key, char ret_id[TASK_ID_LEN + 1])
 }
 
 /* Records key -> id. -EEXIST when another upload with the same key got there first. */
-int idem_record(Rest *rest, const char *key, const char *id)
+int idem_record(Rest *rest, const char *owner, const char *key, const char *id)
 {
     char hex[65], tmp[128], other[TASK_ID_LEN + 1];
     int r;
 
-    key_file(key, hex);
+    key_file(owner, key, hex);
     snprintf(tmp, sizeof(tmp), ".tmp.%s", id);
     r = file_write_atomic(rest->keys_fd, tmp, id, TASK_ID_LEN);
     if (r < 0)
@@ -76,7 +80,8 @@ int idem_record(Rest *rest, const char *key, const char *id)
     if (renameat2(rest->keys_fd, tmp, rest->keys_fd, hex, RENAME_NOREPLACE) == 0)
         return fsync(rest->keys_fd) < 0 ? -errno : 0;
     r = -errno;
-    if (r == -EEXIST && idem_lookup(rest, key, other) == -ENOENT) /* stale: its task is gone */
+    if (r == -EEXIST &&
+        idem_lookup(rest, owner, key, other) == -ENOENT) /* stale: its task is gone */
         r = renameat(rest->keys_fd, tmp, rest->keys_fd, hex) < 0 ? -errno : 0;
     if (r == 0)
         return fsync(rest->keys_fd) < 0 ? -errno : 0;
@@ -86,13 +91,13 @@ int idem_record(Rest *rest, const char *key, const char *id)
 
 /* After a deletion: drops the key if it still names this task, so data/keys/ does not grow
  * with every task ever made. */
-int idem_forget(Rest *rest, const char *key, const char *id)
+int idem_forget(Rest *rest, const char *owner, const char *key, const char *id)
 {
     char hex[65], *buf;
     size_t len;
     int r;
 
-    key_file(key, hex);
+    key_file(owner, key, hex);
     r = file_read_all(rest->keys_fd, hex, TASK_ID_LEN, &buf, &len);
     if (r < 0)
         return r == -ENOENT ? 0 : r;

@@ -28,12 +28,37 @@ static enum MHD_Result not_found(struct MHD_Connection *c, const char *id)
     return http_error(c, MHD_HTTP_NOT_FOUND, "task_not_found", "no task %s", id);
 }
 
-enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const char *id)
+/* The task's request.json, when a is allowed to see the task; another token's task is "not
+ * found", exactly like a task that does not exist. */
+static int find_visible(Rest *rest, const Auth *a, const char *id, Stage *ret_stage, Task *ret)
+{
+    char err[128];
+    Task t;
+    int fd, r = jobdir_find(rest->data_fd, id, ret_stage);
+
+    if (r < 0 || (r = jobdir_open(rest->data_fd, *ret_stage, id, &fd)) < 0)
+        return r;
+    r = task_load(fd, &t, err, sizeof(err));
+    close(fd);
+    if (r < 0)
+        return r;
+    if (!auth_sees(a, t.owner)) {
+        task_free(&t);
+        return -ENOENT;
+    }
+    if (ret)
+        *ret = t;
+    else
+        task_free(&t);
+    return 0;
+}
+
+enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id)
 {
     json_t *view;
     Stage s;
 
-    if (jobdir_find(rest->data_fd, id, &s) < 0 || task_view(rest->data_fd, s, id, &view) < 0)
+    if (find_visible(rest, a, id, &s, NULL) < 0 || task_view(rest->data_fd, s, id, &view) < 0)
         return not_found(c, id);
     return http_json(c, MHD_HTTP_OK, view);
 }
@@ -149,7 +174,7 @@ static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t siz
     return ret;
 }
 
-enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const char *id)
+enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id)
 {
     json_t *result;
     struct stat st;
@@ -157,7 +182,7 @@ enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const char *i
     Stage s;
     int fd, r;
 
-    if (jobdir_find(rest->data_fd, id, &s) < 0)
+    if (find_visible(rest, a, id, &s, NULL) < 0)
         return not_found(c, id);
     if (s != STAGE_DONE)
         return http_error(c, MHD_HTTP_CONFLICT, "not_done", "task %s is %s, not done", id,
@@ -185,35 +210,20 @@ enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const char *i
     return ret;
 }
 
-/* The task's idempotency key, read before the task is gone (NULL when it has none). */
-static char *task_key(Rest *rest, const char *id)
+enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id)
 {
-    char err[128], *key = NULL;
-    Stage s;
-    Task t;
-    int fd;
-
-    if (jobdir_find(rest->data_fd, id, &s) < 0 || jobdir_open(rest->data_fd, s, id, &fd) < 0)
-        return NULL;
-    if (task_load(fd, &t, err, sizeof(err)) == 0) {
-        key = t.idempotency_key;
-        t.idempotency_key = NULL;
-        task_free(&t);
-    }
-    close(fd);
-    return key;
-}
-
-enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const char *id)
-{
-    char *key = task_key(rest, id);
     json_t *reply;
     const char *code;
-    int r = rest_queue_call(rest, "job.delete", json_pack("{s:s}", "id", id), 30000, &reply);
+    Task t;
+    Stage s;
+    int r;
 
-    if (r == 0 && key && !strcmp(ipc_type(reply), "ok"))
-        idem_forget(rest, key, id);
-    free(key);
+    if (find_visible(rest, a, id, &s, &t) < 0)
+        return not_found(c, id);
+    r = rest_queue_call(rest, "job.delete", json_pack("{s:s}", "id", id), 30000, &reply);
+    if (r == 0 && t.idempotency_key && !strcmp(ipc_type(reply), "ok"))
+        idem_forget(rest, t.owner, t.idempotency_key, id);
+    task_free(&t);
     if (r < 0)
         return http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "queue_unavailable",
                           "the queue daemon does not answer: %s", strerror(-r));
@@ -238,6 +248,9 @@ typedef struct ListEntry {
 
 typedef struct ListCtx {
     Rest *rest;
+    const Auth *auth;
+    const char *count_owner; /* tasks_count_owned: count, do not list */
+    unsigned count;
     Stage stage;
     ListEntry *v;
     size_t n, cap;
@@ -253,7 +266,9 @@ static bool after_cursor(const ListCtx *l, int64_t ns, const char *id)
 static int list_one(const char *id, void *userdata)
 {
     ListCtx *l = userdata;
+    const char *owner;
     json_t *req;
+    bool seen;
     int64_t ns;
     int fd;
 
@@ -265,9 +280,15 @@ static int list_one(const char *id, void *userdata)
     }
     close(fd);
     ns = json_integer_value(json_object_get(req, "created_ns"));
+    owner = json_string_value(json_object_get(req, "owner"));
+    seen = l->auth ? auth_sees(l->auth, owner) : owner && !strcmp(owner, l->count_owner);
     json_decref(req);
-    if (!after_cursor(l, ns, id))
+    if (!seen || !after_cursor(l, ns, id))
         return 0;
+    if (l->count_owner) {
+        l->count++;
+        return 0;
+    }
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 256;
         ListEntry *v = realloc(l->v, cap * sizeof(*v));
@@ -325,11 +346,22 @@ static json_t *list_page(ListCtx *l, long limit)
     return json_pack("{s:o, s:n}", "tasks", tasks, "next_cursor");
 }
 
-enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c)
+unsigned tasks_count_owned(Rest *rest, const char *name)
+{
+    ListCtx l = {.rest = rest, .count_owner = name, .after_ns = INT64_MIN};
+
+    for (int s = STAGE_REQUEST; s <= STAGE_IN_PROGRESS; s++) {
+        l.stage = (Stage)s;
+        jobdir_each(rest->data_fd, l.stage, list_one, &l);
+    }
+    return l.count;
+}
+
+enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a)
 {
     const char *state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
     const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
-    ListCtx l = {.rest = rest, .after_ns = INT64_MIN};
+    ListCtx l = {.rest = rest, .auth = a, .after_ns = INT64_MIN};
     Stage only = state ? stage_from_state(state) : STAGE_INVALID;
     long limit = LIST_LIMIT_DEFAULT;
     char *end;

@@ -43,6 +43,7 @@ static const char *const field_names[F_MAX] = {
 
 struct Upload {
     Rest *rest;
+    const Auth *auth;
     struct MHD_PostProcessor *pp;
     char id[TASK_ID_LEN + 1];
     char tmp[64];    /* ".tmp-<uuid>" under data/request */
@@ -170,15 +171,21 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
     return MHD_YES;
 }
 
-int upload_begin(Rest *rest, struct MHD_Connection *c, Upload **ret)
+int upload_begin(Rest *rest, struct MHD_Connection *c, const Auth *a, Upload **ret)
 {
     const char *len = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     Upload *u = calloc(1, sizeof(*u));
 
     if (!u)
         return -ENOMEM;
-    *u = (Upload){.rest = rest, .dir_fd = -1, .file_fd = -1};
+    *u = (Upload){.rest = rest, .auth = a, .dir_fd = -1, .file_fd = -1};
     *ret = u;
+    if (!a->open && tasks_count_owned(rest, a->name) >= (unsigned)rest->conf->max_tasks_per_token) {
+        fail(u, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_tasks",
+             "this token has %d unfinished tasks, the server's limit",
+             rest->conf->max_tasks_per_token);
+        return 1;
+    }
     if (len && strtoull(len, NULL, 10) > rest->conf->max_upload_bytes) {
         fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
              "the body is larger than the server's limit of %" PRIu64 " bytes",
@@ -286,6 +293,7 @@ static int form_to_task(Upload *u, Task *t)
     t->file_path = strdup(u->fields[F_FILE_PATH] ? u->fields[F_FILE_PATH] : "");
     t->callback_url = u->fields[F_CALLBACK] ? strdup(u->fields[F_CALLBACK]) : NULL;
     t->idempotency_key = u->fields[F_IDEM] ? strdup(u->fields[F_IDEM]) : NULL;
+    t->owner = u->auth->open ? NULL : strdup(u->auth->name);
     t->size = u->size;
     t->created_ns = now_ns();
     return 0;
@@ -371,6 +379,7 @@ static void tell_queue(Upload *u)
 static int key_check(Upload *u, char ret_existing[TASK_ID_LEN + 1])
 {
     const char *key = u->fields[F_IDEM];
+    const char *owner = u->auth->open ? NULL : u->auth->name;
     int r;
 
     ret_existing[0] = '\0';
@@ -380,9 +389,9 @@ static int key_check(Upload *u, char ret_existing[TASK_ID_LEN + 1])
         return fail(u, MHD_HTTP_BAD_REQUEST, "bad_idempotency_key",
                     "idempotency_key must be 1 to 200 printable ASCII characters"),
                -EINVAL;
-    if (idem_lookup(u->rest, key, ret_existing) == 0)
+    if (idem_lookup(u->rest, owner, key, ret_existing) == 0)
         return 0;
-    r = idem_record(u->rest, key, u->id);
+    r = idem_record(u->rest, owner, key, u->id);
     if (r == -EEXIST)
         return fail(u, MHD_HTTP_CONFLICT, "duplicate_in_progress",
                     "another upload with this idempotency_key is in progress"),

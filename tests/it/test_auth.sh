@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# test_auth.sh - bearer tokens: 401 without or with a wrong token, each token sees only its own
+# tasks (another's is 404), an admin sees all, per-token idempotency keys, the per-token task
+# limit, and the start-up refusals (public listen without tokens, a world-readable token file).
+. "$(dirname "$0")/lib.sh"
+
+tok() { openssl rand -hex 32; }
+hash() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
+ALICE=$(tok) BOB=$(tok) ADMIN=$(tok)
+{
+    echo "# test tokens"
+    echo "alice user $(hash "$ALICE")"
+    echo "bob user $(hash "$BOB")"
+    echo "root admin $(hash "$ADMIN")"
+} >"$T/tokens"
+chmod 600 "$T/tokens"
+write_conf "[rest]" "tokens_file = $T/tokens" "max_tasks_per_token = 3"
+# write_conf starts a [convert] section; the [rest] lines above follow it, which INI allows.
+tm_start_all
+make_mp4 "$FIX/a.mp4" 1
+
+as() { local who=$1; shift; api "$@" -H "Authorization: Bearer $who"; }
+
+api GET /v1/tasks >"$W/out"
+check "no token: 401 unauthorized" test "$STATUS:$(jq -r .error.code "$W/out")" = 401:unauthorized
+curl -s -D "$W/hdr" -o /dev/null "$URL/v1/status"
+check "401 carries WWW-Authenticate: Bearer" grep -qi '^www-authenticate: Bearer' "$W/hdr"
+as "$(tok)" GET /v1/tasks >/dev/null
+check "wrong token: 401" test "$STATUS" = 401
+api GET /v1/tasks -H "Authorization: Basic $(printf 'alice:x' | base64)" >/dev/null
+check "not a bearer token: 401" test "$STATUS" = 401
+api POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null
+check "upload without a token: 401 before the body" test "$STATUS" = 401
+check "no upload stored for it" test -z "$(ls -A "$ROOT/data/request")"
+api GET /healthz >/dev/null
+check "healthz needs no token" test "$STATUS" = 200
+
+as "$ALICE" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >"$W/out"
+check "alice creates a task" test "$STATUS" = 201
+id=$(jq -r .id "$W/out")
+as "$ALICE" GET "/v1/tasks/$id" >/dev/null
+check "alice sees her task" test "$STATUS" = 200
+as "$BOB" GET "/v1/tasks/$id" >"$W/out"
+check "bob gets 404 for alice's task" test "$STATUS:$(jq -r .error.code "$W/out")" = 404:task_not_found
+as "$BOB" DELETE "/v1/tasks/$id" >/dev/null
+check "bob cannot delete it" test "$STATUS" = 404
+as "$BOB" GET "/v1/tasks/$id/result" >/dev/null
+check "bob cannot fetch its result" test "$STATUS" = 404
+as "$BOB" GET /v1/tasks >"$W/out"
+check "bob's list is empty" test "$(jq '.tasks | length' "$W/out")" = 0
+as "$ADMIN" GET /v1/tasks >"$W/out"
+check "the admin's list shows alice's task" test "$(jq -r '.tasks[0].id' "$W/out")" = "$id"
+check "request.json records the owner" test "$(jq -r .owner "$ROOT/data/"*"/$id/request.json")" = alice
+
+# Idempotency keys are per token.
+as "$ALICE" POST /v1/tasks -F idempotency_key=k1 -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >"$W/out"
+k1=$(jq -r .id "$W/out")
+as "$BOB" POST /v1/tasks -F idempotency_key=k1 -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >"$W/out"
+k2=$(jq -r .id "$W/out")
+check "the same key from another token makes its own task" test "$STATUS" = 201 -a "$k1" != "$k2"
+for t in "$id" "$k1" "$k2"; do
+    for _ in $(seq 300); do
+        [ -d "$ROOT/data/done/$t" ] && break
+        sleep 0.2
+    done
+done
+
+# The per-token limit counts unfinished tasks only.
+tm_stop convert
+for _ in 1 2 3; do as "$BOB" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null; done
+as "$BOB" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >"$W/out"
+check "over max_tasks_per_token: 429 too_many_tasks" test "$STATUS:$(jq -r .error.code "$W/out")" = 429:too_many_tasks
+as "$ALICE" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null
+check "another token is not limited by bob's tasks" test "$STATUS" = 201
+tm_start convert
+as "$ADMIN" GET /v1/tasks >"$W/out"
+check "the admin sees everyone's tasks" test "$(jq '.tasks | length' "$W/out")" = 7
+
+# Start-up refusals.
+tm_write_conf "$W/public.conf" "$ROOT" "$PORT"
+sed -i 's/^listen = .*/listen = 0.0.0.0:1/' "$W/public.conf"
+check "rest refuses a public listen without tokens" bash -c "! '$TM_BIN/taskmill-rest' --config '$W/public.conf' 2>'$W/err'"
+check "and says why" grep -q "refusing to serve 0.0.0.0:1 without tokens" "$W/err"
+cp "$T/tokens" "$W/open-tokens"
+chmod 644 "$W/open-tokens"
+tm_write_conf "$W/badtok.conf" "$ROOT" 1 "[rest]" "tokens_file = $W/open-tokens"
+check "rest refuses a world-readable token file" bash -c "! '$TM_BIN/taskmill-rest' --config '$W/badtok.conf' 2>'$W/err'"
+check "and names it" grep -q "open-tokens: must not be accessible to others" "$W/err"
