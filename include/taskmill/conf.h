@@ -22,6 +22,10 @@ typedef struct Conf {
     uint64_t max_upload_bytes;
     int connection_timeout;
     char *tokens_file;       /* bearer tokens; NULL = $CREDENTIALS_DIRECTORY/tokens if any */
+    char *tls_cert, *tls_key; /* PEM files; both set = HTTPS */
+    int max_connections, max_connections_per_ip;
+    int max_header_bytes;
+    uint64_t min_free_bytes; /* uploads that would leave less free space get 507 */
     bool allow_open;         /* serve a non-loopback address without tokens */
     int max_tasks_per_token; /* unfinished tasks one token may have */
     /* [convert] */
@@ -32,6 +36,11 @@ typedef struct Conf {
     bool keep_input;
     int max_attempts;
     int stall_timeout; /* seconds without progress before a conversion is killed */
+    uint64_t max_memory_bytes; /* a conversion child's address space (0 = unlimited) */
+    uint64_t max_output_bytes; /* 0 = 4 x the input + 1 GiB */
+    int max_cpu_seconds;       /* CPU time of one conversion (0 = unlimited) */
+    int max_width, max_height, max_streams;
+    int max_duration;          /* seconds of media */
     /* [callback] */
     int callback_max_attempts;
     int callback_timeout;

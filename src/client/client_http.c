@@ -224,9 +224,9 @@ static void http_prepare(Http *h, const char *url)
     curl_easy_setopt(c, CURLOPT_USERAGENT, "taskmill/" TASKMILL_VERSION);
     if (h->headers)
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, h->headers);
-    if (h->throttle > 0) {
+    if (h->throttle > 0) { /* downloads are slowed in dl_write: curl lets small ones through */
         curl_easy_setopt(c, CURLOPT_MAX_SEND_SPEED_LARGE, h->throttle);
-        curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, h->throttle);
+        curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 4096L);
     }
 }
 
@@ -461,6 +461,8 @@ static size_t dl_write(char *p, size_t size, size_t n, void *userdata)
         return 0;
     if (d->mode == DL_BODY)
         return buf_write(p, size, n, &d->body);
+    if (d->h->throttle > 0)
+        usleep((useconds_t)((uint64_t)len * 1000000 / (uint64_t)d->h->throttle));
     d->err = write_all(d->fd, p, len);
     if (d->err < 0)
         snprintf(d->why, sizeof(d->why), "cannot write the download: %s", strerror(-d->err));

@@ -46,6 +46,12 @@ static const ConfKey conf_keys[] = {
     K("rest", "max_upload_bytes", KEY_U64, 1, INT64_MAX, max_upload_bytes),
     K("rest", "connection_timeout", KEY_INT, 1, 3600, connection_timeout),
     K("rest", "tokens_file", KEY_STR, 0, 0, tokens_file),
+    K("rest", "tls_cert", KEY_STR, 0, 0, tls_cert),
+    K("rest", "tls_key", KEY_STR, 0, 0, tls_key),
+    K("rest", "max_connections", KEY_INT, 1, 100000, max_connections),
+    K("rest", "max_connections_per_ip", KEY_INT, 1, 100000, max_connections_per_ip),
+    K("rest", "max_header_bytes", KEY_INT, 4096, 1048576, max_header_bytes),
+    K("rest", "min_free_bytes", KEY_U64, 0, INT64_MAX, min_free_bytes),
     K("rest", "allow_open", KEY_BOOL, 0, 1, allow_open),
     K("rest", "max_tasks_per_token", KEY_INT, 1, 10000000, max_tasks_per_token),
     K("convert", "workers", KEY_INT, 1, 64, workers),
@@ -55,6 +61,13 @@ static const ConfKey conf_keys[] = {
     K("convert", "keep_input", KEY_BOOL, 0, 1, keep_input),
     K("convert", "max_attempts", KEY_INT, 1, 100, max_attempts),
     K("convert", "stall_timeout", KEY_INT, 5, 86400, stall_timeout),
+    K("convert", "max_memory_bytes", KEY_U64, 0, INT64_MAX, max_memory_bytes),
+    K("convert", "max_output_bytes", KEY_U64, 0, INT64_MAX, max_output_bytes),
+    K("convert", "max_cpu_seconds", KEY_INT, 0, 10000000, max_cpu_seconds),
+    K("convert", "max_width", KEY_INT, 16, 65536, max_width),
+    K("convert", "max_height", KEY_INT, 16, 65536, max_height),
+    K("convert", "max_streams", KEY_INT, 1, 1024, max_streams),
+    K("convert", "max_duration", KEY_INT, 1, 10000000, max_duration),
     K("callback", "max_attempts", KEY_INT, 1, 1000, callback_max_attempts),
     K("callback", "timeout", KEY_INT, 1, 600, callback_timeout),
     K("callback", "backoff", KEY_INT, 1, 3600, callback_backoff),
@@ -91,6 +104,10 @@ static void conf_defaults(Conf *c)
         .max_upload_bytes = UINT64_C(16) << 30,
         .connection_timeout = 60,
         .max_tasks_per_token = 1000,
+        .max_connections = 256,
+        .max_connections_per_ip = 32,
+        .max_header_bytes = 32768,
+        .min_free_bytes = UINT64_C(1) << 30,
         .workers = 1,
         .crf = 28,
         .preset = strdup("medium"),
@@ -98,6 +115,12 @@ static void conf_defaults(Conf *c)
         .keep_input = false,
         .max_attempts = 3,
         .stall_timeout = 300,
+        .max_memory_bytes = UINT64_C(8) << 30,
+        .max_cpu_seconds = 86400,
+        .max_width = 8192,
+        .max_height = 8192,
+        .max_streams = 64,
+        .max_duration = 86400,
         .callback_max_attempts = 8,
         .callback_timeout = 10,
         .callback_backoff = 2,
@@ -237,6 +260,8 @@ static const char *check_paths(const Conf *c)
         return "[paths] runtime_dir: must be an absolute path";
     if (!strchr(c->listen, ':'))
         return "[rest] listen: must be host:port";
+    if (!c->tls_cert != !c->tls_key)
+        return "[rest] tls_cert and tls_key go together";
     if (!strcmp(c->client_output, "mirror") && !c->client_output_dir)
         return "[client] output = mirror needs output_dir";
     return NULL;
@@ -282,6 +307,8 @@ void conf_free(Conf *c)
     free(c->runtime_dir);
     free(c->listen);
     free(c->tokens_file);
+    free(c->tls_cert);
+    free(c->tls_key);
     free(c->preset);
     for (size_t i = 0; i < c->n_client_folders; i++)
         free(c->client_folders[i]);

@@ -147,6 +147,7 @@ static int run_job(const Conf *c, const Task *t)
         .preset = json_string_value(json_object_get(t->params, "preset")),
         .threads = c->threads,
         .out_format = fmt,
+        .limits = {c->max_width, c->max_height, c->max_streams, c->max_duration},
         .cancel = &job_cancel,
     };
 
@@ -185,6 +186,10 @@ static int job_main(const Conf *c, int data_fd, const char *id)
     if (task_load(AT_FDCWD, &t, err, sizeof(err)) < 0) {
         write_error("bad_request_file", err);
         return JOB_EXIT_FAILED;
+    }
+    if (job_jail(c, t.size) < 0) {
+        task_free(&t);
+        return JOB_EXIT_JAIL;
     }
     r = run_job(c, &t);
     task_free(&t);

@@ -141,6 +141,45 @@ static int load_tokens(const Conf *c, const struct sockaddr_storage *ss)
     return 0;
 }
 
+/* [rest] tls_cert/tls_key: read once; MHD keeps pointers to the text. */
+static int load_tls(Rest *r)
+{
+    size_t len;
+    int q;
+
+    if (!r->conf->tls_cert)
+        return 0;
+    if ((q = file_read_all(AT_FDCWD, r->conf->tls_cert, 1 << 20, &r->tls_cert, &len)) < 0 ||
+        (q = file_read_all(AT_FDCWD, r->conf->tls_key, 1 << 20, &r->tls_key, &len)) < 0) {
+        log_err("cannot read the TLS certificate or key: %s", strerror(-q));
+        return q;
+    }
+    return 0;
+}
+
+/* Limits against slow and greedy clients: connection timeout (MHD has none by default),
+ * connections in all and per address, and the memory for a request's headers. */
+static struct MHD_Daemon *start_mhd(Rest *r, const struct sockaddr_storage *ss)
+{
+    const Conf *c = r->conf;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     (ss->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0) | (r->tls_cert ? MHD_USE_TLS : 0);
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, r->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, r->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
+
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, r, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->rest_threads, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, r, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->max_header_bytes, MHD_OPTION_ARRAY,
+        r->tls_cert ? tls : tls + 2, MHD_OPTION_END);
+}
+
 static int rest_init(Daemon *d, const Conf *c)
 {
     struct sockaddr_storage ss;
@@ -164,18 +203,14 @@ static int rest_init(Daemon *d, const Conf *c)
         return rest.request_fd < 0 ? -errno : r;
     if ((r = load_tokens(c, &ss)) < 0)
         return r;
-    rest.mhd = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-            (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-        0, NULL, NULL, on_request, &rest, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->rest_threads, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, &rest, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout,
-        MHD_OPTION_END);
+    if ((r = load_tls(&rest)) < 0)
+        return r;
+    rest.mhd = start_mhd(&rest, &ss);
     if (!rest.mhd) {
         log_err("cannot listen on %s", c->listen);
         return -EADDRINUSE;
     }
-    log_info("listening on http://%s/", c->listen);
+    log_info("listening on %s://%s/", rest.tls_cert ? "https" : "http", c->listen);
     return 0;
 }
 
@@ -190,6 +225,8 @@ static void rest_shutdown(Daemon *d)
     if (r->keys_fd >= 0)
         close(r->keys_fd);
     auth_free();
+    free(r->tls_cert);
+    free(r->tls_key);
     if (r->data_fd >= 0)
         close(r->data_fd);
 }

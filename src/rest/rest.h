@@ -18,6 +18,7 @@ typedef struct Rest {
     int request_fd; /* data/request, where uploads are written */
     int keys_fd;    /* data/keys, the idempotency keys */
     struct MHD_Daemon *mhd;
+    char *tls_cert, *tls_key; /* PEM text, kept for MHD's lifetime */
 } Rest;
 
 /* Who is asking: a token's name and role, or the open API (no tokens configured). */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "rest.h"
@@ -171,6 +172,16 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
     return MHD_YES;
 }
 
+/* Free bytes on the data root's filesystem, less the reserve [rest] min_free_bytes. */
+static int64_t space_left(const Rest *rest)
+{
+    struct statvfs sv;
+
+    if (fstatvfs(rest->request_fd, &sv) < 0)
+        return INT64_MAX; /* cannot tell: ENOSPC, if it comes, is still caught */
+    return (int64_t)(sv.f_bavail * sv.f_frsize) - (int64_t)rest->conf->min_free_bytes;
+}
+
 int upload_begin(Rest *rest, struct MHD_Connection *c, const Auth *a, Upload **ret)
 {
     const char *len = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
@@ -190,6 +201,11 @@ int upload_begin(Rest *rest, struct MHD_Connection *c, const Auth *a, Upload **r
         fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
              "the body is larger than the server's limit of %" PRIu64 " bytes",
              rest->conf->max_upload_bytes);
+        return 1;
+    }
+    if (len && (int64_t)strtoull(len, NULL, 10) > space_left(rest)) {
+        fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage",
+             "the server has not enough free space for this upload");
         return 1;
     }
     u->pp = MHD_create_post_processor(c, 65536, on_part, u);
@@ -219,6 +235,13 @@ enum MHD_Result upload_feed(Upload *u, const char *data, size_t *size)
         /* A body without Content-Length that grows past the limit: cut it. MHD 0.9.75 takes
          * no response in the middle of a body, so the connection is closed. */
         fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", "the body is too large");
+        return MHD_NO;
+    }
+    /* A body of unknown length: look at the free space every 16 MiB. */
+    if (!u->err_status && u->body / (16 << 20) != (u->body - n) / (16 << 20) &&
+        space_left(u->rest) < 0) {
+        fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage",
+             "the server ran out of free space during this upload");
         return MHD_NO;
     }
     if (!u->err_status && MHD_post_process(u->pp, data, n) != MHD_YES)

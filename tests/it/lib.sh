@@ -39,7 +39,7 @@ check() {
 
 # write_conf [INI lines...]: the test's config (preset ultrafast keeps the suite quick).
 write_conf() {
-    tm_write_conf "$TM_CONF" "$ROOT" "$PORT" "[convert]" "preset = ultrafast" "$@"
+    tm_write_conf "$TM_CONF" "$ROOT" "$PORT" "min_free_bytes = 0" "[convert]" "preset = ultrafast" "$@"
     if [ -n "${TASKMILL_TEST_BASE_CONF:-}" ]; then
         : # the base config is only a template for humans; tests own their paths and port
     fi
