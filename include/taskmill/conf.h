@@ -45,6 +45,8 @@ typedef struct Conf {
     int callback_max_attempts;
     int callback_timeout;
     int callback_backoff;
+    char *callback_allow;  /* CIDRs callbacks may reach despite being private/loopback */
+    char *callback_secret; /* HMAC-SHA256 key for X-Taskmill-Signature, or NULL */
     /* [log] */
     int log_level;
     /* [client]: the folder scanner, `taskmill sync` */

@@ -8,6 +8,7 @@
 #define TASKMILL_CALLBACK_H
 
 #include <curl/curl.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,7 +34,9 @@ typedef struct CallbackJob {
     CURL *easy;         /* non-NULL while an attempt is in flight */
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
-    struct CallbackJob *next; /* in its hash bucket */
+    char refused[CURL_ERROR_SIZE]; /* why callback_guard refused the address, if it did */
+    const Conf *conf;              /* for the open-socket check */
+    struct CallbackJob *next;      /* in its hash bucket */
 } CallbackJob;
 
 typedef struct Callback {
@@ -59,6 +62,11 @@ void deliver_free(Callback *cb);
 int deliver_start(Callback *cb, CallbackJob *j, const char *body);
 /* Drops the attempt in flight without reporting it. */
 void deliver_abort(Callback *cb, CallbackJob *j);
+
+/* callback_guard.c */
+bool guard_address_allowed(const Conf *c, const struct sockaddr *sa, char *why, size_t whylen);
+/* Fills header with X-Taskmill-Signature for body; 0 when no secret is set, 1 when signed. */
+int guard_sign(const Conf *c, const char *body, char *header, size_t len);
 
 /* callback.c: error is NULL when the HTTP exchange completed (status then tells). */
 void callback_attempt_done(Callback *cb, CallbackJob *j, long status, const char *error);

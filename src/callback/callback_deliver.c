@@ -49,7 +49,10 @@ static void report_done(Callback *cb, CURL *easy, CURLcode res)
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&j);
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
     if (res != CURLE_OK)
-        snprintf(error, sizeof(error), "%s", j->errbuf[0] ? j->errbuf : curl_easy_strerror(res));
+        snprintf(error, sizeof(error), "%s",
+                 j->refused[0]  ? j->refused
+                 : j->errbuf[0] ? j->errbuf
+                                : curl_easy_strerror(res));
     request_free(cb, j);
     callback_attempt_done(cb, j, status, res == CURLE_OK ? NULL : error);
 }
@@ -169,16 +172,19 @@ void deliver_free(Callback *cb)
     curl_global_cleanup();
 }
 
-static struct curl_slist *request_headers(const CallbackJob *j)
+static struct curl_slist *request_headers(const CallbackJob *j, const char *body)
 {
-    char id[64], attempt[64];
+    char id[64], attempt[64], sig[256] = "X-Taskmill-Signature;";
     /* "Expect:" turns off 100-continue, which costs a round trip or a one-second wait. */
-    const char *const lines[] = {"Content-Type: application/json", id, attempt, "Expect:"};
+    const char *const lines[] = {"Content-Type: application/json", id, attempt, "Expect:", sig};
     struct curl_slist *h = NULL, *t;
+    size_t n = sizeof(lines) / sizeof(lines[0]);
 
     snprintf(id, sizeof(id), "X-Taskmill-Task-Id: %s", j->id);
     snprintf(attempt, sizeof(attempt), "X-Taskmill-Attempt: %d", j->attempts + 1);
-    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+    if (guard_sign(j->conf, body, sig, sizeof(sig)) <= 0)
+        n--; /* no secret: no signature header */
+    for (size_t i = 0; i < n; i++) {
         t = curl_slist_append(h, lines[i]);
         if (!t) {
             curl_slist_free_all(h);
@@ -189,13 +195,29 @@ static struct curl_slist *request_headers(const CallbackJob *j)
     return h;
 }
 
+/* Every connection curl opens passes the address check first. */
+static curl_socket_t open_socket(void *userdata, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    CallbackJob *j = userdata;
+
+    if (purpose != CURLSOCKTYPE_IPCXN ||
+        !guard_address_allowed(j->conf, &a->addr, j->refused, sizeof(j->refused)))
+        return CURL_SOCKET_BAD;
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 static bool request_setup(Callback *cb, CallbackJob *j, const char *body)
 {
     long timeout = cb->conf->callback_timeout;
     CURL *e = j->easy;
 
     j->errbuf[0] = '\0';
+    j->refused[0] = '\0';
+    j->conf = cb->conf;
     return curl_easy_setopt(e, CURLOPT_URL, j->url) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, j) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_PROXY, "") == CURLE_OK && /* no proxy from the env */
            curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
@@ -214,8 +236,9 @@ static bool request_setup(Callback *cb, CallbackJob *j, const char *body)
 
 int deliver_start(Callback *cb, CallbackJob *j, const char *body)
 {
+    j->conf = cb->conf;
     j->easy = curl_easy_init();
-    j->headers = request_headers(j);
+    j->headers = request_headers(j, body);
     if (j->easy && j->headers && request_setup(cb, j, body) &&
         curl_multi_add_handle(cb->multi, j->easy) == CURLM_OK) {
         cb->n_in_flight++;

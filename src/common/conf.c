@@ -71,6 +71,8 @@ static const ConfKey conf_keys[] = {
     K("callback", "max_attempts", KEY_INT, 1, 1000, callback_max_attempts),
     K("callback", "timeout", KEY_INT, 1, 600, callback_timeout),
     K("callback", "backoff", KEY_INT, 1, 3600, callback_backoff),
+    K("callback", "allow_networks", KEY_STR, 0, 0, callback_allow),
+    K("callback", "secret", KEY_STR, 0, 0, callback_secret),
     K("log", "level", KEY_LEVEL, 0, 0, log_level),
     K("client", "server", KEY_STR, 0, 0, client_server),
     K("client", "token", KEY_STR, 0, 0, client_token),
@@ -307,6 +309,8 @@ void conf_free(Conf *c)
     free(c->runtime_dir);
     free(c->listen);
     free(c->tokens_file);
+    free(c->callback_allow);
+    free(c->callback_secret);
     free(c->tls_cert);
     free(c->tls_key);
     free(c->preset);

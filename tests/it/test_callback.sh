@@ -45,7 +45,8 @@ posts() {
     jq -c --arg id "$2" 'select(.headers["X-Taskmill-Task-Id"] == $id)' "$1"
 }
 
-write_conf "[callback]" "backoff = 1" "max_attempts = 4"
+# The receivers listen on loopback, which callbacks may reach only when allow-listed.
+write_conf "[callback]" "backoff = 1" "max_attempts = 4" "allow_networks = 127.0.0.0/8"
 tm_start_all
 
 make_mp4 "$FIX/clip.mp4" 1 160x120
