@@ -541,11 +541,12 @@ static int sha256_fd(int fd, char ret_hex[SHA256_HEX_LEN + 1])
 }
 
 /* Opens (creating) the partial file for appending; a partial longer than the result cannot be
- * a prefix of it and starts over. */
+ * a prefix of it and starts over. A symbolic link planted at the partial's name is refused: the
+ * sync client may run as root in folders that others can write. */
 static int partial_open(Http *h, const char *partial, uint64_t size, int *ret_fd,
                         uint64_t *ret_have)
 {
-    int fd = open(partial, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = open(partial, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
     struct stat st;
 
     if (fd < 0 || fstat(fd, &st) < 0 || ((uint64_t)st.st_size > size && ftruncate(fd, 0) < 0)) {

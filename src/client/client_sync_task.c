@@ -25,6 +25,11 @@ static const char *jstr(json_t *obj, const char *key)
     return s ? s : "";
 }
 
+static const char *base_name(const char *path)
+{
+    return strrchr(path, '/') + 1; /* our paths are absolute */
+}
+
 static char *task_url(const Sync *s, const char *id, const char *suffix)
 {
     char *url = NULL;
@@ -109,7 +114,7 @@ static int form_params(const Conf *c, char **ret)
  * the result matters here, the name of the destination comes from the source. */
 static const char *form_file_name(const char *path, char *buf, size_t len)
 {
-    const char *name = strrchr(path, '/') + 1, *dot = strrchr(name, '.');
+    const char *name = base_name(path), *dot = strrchr(name, '.');
 
     if (!task_file_name_problem(name))
         return name;
@@ -160,7 +165,7 @@ static int post(Sync *s, SyncEntry *e, const HttpTaskForm *form)
 
     if (!url)
         return -ENOMEM;
-    http_set_progress_name(s->o->http, e->path);
+    http_set_progress_name(s->o->http, base_name(e->path));
     r = http_post_task(s->o->http, url, form, &status, &task);
     http_set_progress_name(s->o->http, NULL);
     sync_crash_point("after_post");
@@ -321,7 +326,7 @@ static int fetch_into(Sync *s, SyncEntry *e, const char *dest, const Result *res
         return r == -ENOMEM ? r : 0;
     }
     resume_note(s, e, dest);
-    http_set_progress_name(s->o->http, dest);
+    http_set_progress_name(s->o->http, base_name(dest));
     r = http_fetch_file(s->o->http, url, dest, res->size, res->sha256, &status, &j);
     http_set_progress_name(s->o->http, NULL);
     r = fetch_outcome(s, e, url, r, status, j);
@@ -372,7 +377,7 @@ static void poll_show(Sync *s, SyncEntry *e, json_t *task)
         return;
     http_progress_draw(!strcmp(jstr(task, "state"), "in_progress") ? "converting"
                                                                    : jstr(task, "state"),
-                       e->path, (int)(pct * 10));
+                       base_name(e->path), (int)(pct * 10));
     s->progress = true;
 }
 

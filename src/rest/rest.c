@@ -163,21 +163,22 @@ static struct MHD_Daemon *start_mhd(Rest *r, const struct sockaddr_storage *ss)
 {
     const Conf *c = r->conf;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-                     (ss->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0) | (r->tls_cert ? MHD_USE_TLS : 0);
+                     (ss->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0) |
+                     (r->tls_cert ? MHD_USE_TLS : 0);
     struct MHD_OptionItem tls[] = {
         {MHD_OPTION_HTTPS_MEM_CERT, 0, r->tls_cert},
         {MHD_OPTION_HTTPS_MEM_KEY, 0, r->tls_key},
         {MHD_OPTION_END, 0, NULL},
     };
 
-    return MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, r, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->rest_threads, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, r, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_connections_per_ip,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->max_header_bytes, MHD_OPTION_ARRAY,
-        r->tls_cert ? tls : tls + 2, MHD_OPTION_END);
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, r, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)ss, MHD_OPTION_THREAD_POOL_SIZE,
+                            (unsigned)c->rest_threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, r,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_connections_per_ip,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->max_header_bytes,
+                            MHD_OPTION_ARRAY, r->tls_cert ? tls : tls + 2, MHD_OPTION_END);
 }
 
 static int rest_init(Daemon *d, const Conf *c)

@@ -426,6 +426,8 @@ static int key_check(Upload *u, char ret_existing[TASK_ID_LEN + 1])
     return 0;
 }
 
+static void discard(Upload *u);
+
 enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c)
 {
     char existing[TASK_ID_LEN + 1] = "";
@@ -445,8 +447,10 @@ enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c)
         log_task(LOG_INFO, u->id, "received file_name='%s' size=%" PRIu64 " priority=%d",
                  t.file_name, t.size, t.priority);
     task_free(&t);
-    if (u->err_status)
+    if (u->err_status) {
+        discard(u); /* before answering: a client that saw the error sees no leftover */
         return http_error(c, u->err_status, u->err_code, "%s", u->err_msg);
+    }
     if (*existing) {
         log_task(LOG_INFO, existing, "repeated idempotency_key: answered with the existing task");
         return respond_task(u->rest, c, existing, MHD_HTTP_OK);
@@ -455,16 +459,24 @@ enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c)
     return respond_task(u->rest, c, u->id, MHD_HTTP_CREATED);
 }
 
-void upload_free(Upload *u)
+/* Closes the upload's files and removes its temporary directory unless it was published. */
+static void discard(Upload *u)
 {
-    if (u->pp)
-        MHD_destroy_post_processor(u->pp);
     if (u->file_fd >= 0)
         close(u->file_fd);
     if (u->dir_fd >= 0)
         close(u->dir_fd);
+    u->file_fd = u->dir_fd = -1;
     if (!u->published && u->tmp[0])
         rm_rf_at(u->rest->request_fd, u->tmp);
+    u->tmp[0] = '\0';
+}
+
+void upload_free(Upload *u)
+{
+    if (u->pp)
+        MHD_destroy_post_processor(u->pp);
+    discard(u);
     for (int f = 0; f < F_MAX; f++)
         free(u->fields[f]);
     free(u->part_name);

@@ -50,6 +50,8 @@ finish() {
     if ! tm_stop_all; then
         fail "a daemon did not exit cleanly"
     fi
+    # A test may define test_cleanup (e.g. to unmount a tmpfs it put on the root).
+    if declare -F test_cleanup >/dev/null; then test_cleanup || true; fi
     if [ $FAILS -ne 0 ] || [ $rc -ne 0 ]; then
         echo "--- logs" >&2
         tail -n 40 "$TM_LOG"/*.log >&2 || true

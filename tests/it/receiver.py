@@ -42,6 +42,7 @@ def main():
                     "path": self.path,
                     "headers": {k: v for k, v in self.headers.items()},
                     "body": body,
+                    "raw": raw.decode("utf-8", "replace"),
                     "status": status,
                     "t": time.time(),
                 }

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# test_hostile.sh - hostile input: callback targets that must never be reached (SSRF: loopback in
+# every spelling), signed deliveries, a slowloris client, huge headers, the per-address
+# connection limit, Range edge cases, traversal attempts in every field, deep JSON, malicious
+# media (no moov atom, absurd dimensions, zero bytes), and a full disk (a small tmpfs root:
+# 507, partial removed, the daemons keep serving). Every case checks the status and error code,
+# that the server still answers, and that nothing appeared outside the root.
+. "$(dirname "$0")/lib.sh"
+
+if [ "$(id -u)" -eq 0 ]; then # a real small disk for the root
+    mount -t tmpfs -o size=48m tmpfs "$ROOT"
+    test_cleanup() { umount "$ROOT" 2>/dev/null || umount -l "$ROOT"; }
+fi
+write_conf "[rest]" "connection_timeout = 2" "max_connections_per_ip = 6" \
+    "[callback]" "max_attempts = 1" "[convert]" "max_width = 4096"
+tm_start_all
+make_mp4 "$FIX/a.mp4" 1
+alive() { test "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")" = 200; }
+code() { jq -r .error.code "$W/out" 2>/dev/null; }
+post() { api POST /v1/tasks -F task_type=convert_video_to_libx265 "$@" >"$W/out"; }
+
+# --- SSRF: a receiver on loopback that must never hear from us.
+python3 "$TASKMILL_SRC/tests/it/receiver.py" "$W/rport" "$W/rlog" 0 &
+rpid=$!
+for _ in $(seq 50); do [ -s "$W/rport" ] && break; sleep 0.1; done
+RP=$(cat "$W/rport")
+ids=()
+for target in "http://127.0.0.1:$RP/x" "http://[::ffff:127.0.0.1]:$RP/x" "http://2130706433:$RP/x" \
+    "http://0x7f000001:$RP/x" "http://127.1:$RP/x" "http://localhost:$RP/x" "http://[::1]:$RP/x" \
+    "http://0.0.0.0:$RP/x"; do
+    post -F "file_data=@$FIX/a.mp4" -F "callback_url=$target"
+    check "callback $target accepted for the task (201)" test "$STATUS" = 201
+    ids+=("$(jq -r .id "$W/out")")
+done
+for id in "${ids[@]}"; do wait_state "$id" done 60; done
+for id in "${ids[@]}"; do
+    for _ in $(seq 50); do [ -f "$ROOT/data/done/$id/callback.json" ] && break; sleep 0.1; done
+done
+check "the loopback receiver got nothing" test ! -s "$W/rlog"
+for i in "${!ids[@]}"; do
+    check "callback.json $i records the refusal" \
+        grep -q "refused to connect" "$ROOT/data/done/${ids[$i]}/callback.json"
+done
+for u in "file:///etc/passwd" "gopher://127.0.0.1/" "http//x" "ftp://example.com/"; do
+    post -F "file_data=@$FIX/a.mp4" -F "callback_url=$u"
+    check "callback_url $u: 400 bad_callback_url" test "$STATUS:$(code)" = 400:bad_callback_url
+done
+
+# Signed deliveries to an allow-listed receiver.
+tm_stop callback
+sed -i 's/^max_attempts = 1$/max_attempts = 1\nallow_networks = 127.0.0.0\/8\nsecret = s3cret/' "$TM_CONF"
+tm_start callback
+post -F "file_data=@$FIX/a.mp4" -F "callback_url=http://127.0.0.1:$RP/signed"
+sid=$(jq -r .id "$W/out")
+wait_state "$sid" done 60
+for _ in $(seq 50); do [ -s "$W/rlog" ] && break; sleep 0.1; done
+check "the allow-listed receiver got the callback" test -s "$W/rlog"
+check "the delivery's HMAC signature verifies" python3 - "$W/rlog" <<'PY'
+import hmac, hashlib, json, sys
+rec = json.loads(open(sys.argv[1]).readline())
+h = {k.lower(): v for k, v in rec["headers"].items()}
+t, v1 = (p.split("=", 1)[1] for p in h["x-taskmill-signature"].split(","))
+raw = rec["raw"]
+want = hmac.new(b"s3cret", (t + "." + raw).encode(), hashlib.sha256).hexdigest()
+sys.exit(0 if hmac.compare_digest(want, v1) else 1)
+PY
+kill "$rpid" 2>/dev/null || true
+
+# --- Slow and greedy clients.
+check "slowloris: an idle half-sent request is closed after connection_timeout" python3 - "$PORT" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")
+s.settimeout(10)
+t = time.time()
+data = s.recv(100)
+sys.exit(0 if data == b"" or b"408" in data else 1)
+PY
+check "server answers after slowloris" alive
+big=$(head -c 100000 /dev/zero | tr '\0' a)
+st=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $big" "$URL/v1/status" || true)
+check "100 kB of headers refused ($st)" test "$st" = 431 -o "$st" = 413 -o "$st" = 000
+check "server answers after huge headers" alive
+check "per-address limit: the 7th connection is refused while 6 are open" python3 - "$PORT" <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+time.sleep(0.3)
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+s.settimeout(5)
+try:
+    data = s.recv(100)
+except OSError:
+    data = b""
+sys.exit(0 if data == b"" else 1)
+PY
+check "server answers once those are gone" alive
+
+# --- Traversal and junk in every field.
+post -F "file_data=@$FIX/a.mp4" -F "file_name=../../../../tmp/pwned.mp4"
+check "traversal in file_name: 400 bad_file_name" test "$STATUS:$(code)" = 400:bad_file_name
+post -F "file_data=@$FIX/a.mp4;filename=../../x.mp4"
+check "traversal in the part's filename: 400 bad_file_name" test "$STATUS:$(code)" = 400:bad_file_name
+post -F "file_data=@$FIX/a.mp4" -F "file_path=../../../../etc"
+check "traversal in file_path is only metadata (201)" test "$STATUS" = 201
+api POST /v1/tasks -F "task_type=../../bin/sh" -F "file_data=@$FIX/a.mp4" >"$W/out"
+check "traversal in task_type: 422 unknown_task_type" test "$STATUS:$(code)" = 422:unknown_task_type
+post -F "file_data=@$FIX/a.mp4" -F 'params={"../../crf":1}'
+check "traversal in a params key: 422 invalid_params" test "$STATUS:$(code)" = 422:invalid_params
+post -F "file_data=@$FIX/a.mp4" -F "idempotency_key=../../../etc/passwd"
+check "an idempotency key is only hashed, never a path (201)" test "$STATUS" = 201
+api GET "/v1/tasks/..%2F..%2F..%2Fetc%2Fpasswd/result" >"$W/out"
+check "an encoded traversal as id: 404" test "$STATUS" = 404
+deep=$(python3 -c 'print("[" * 5000 + "]" * 5000)')
+post -F "file_data=@$FIX/a.mp4" -F "params=$deep"
+check "5000-deep params: 400 (bad_params or field_too_long): $(code)" test "$STATUS" = 400
+post -F "file_data=@$FIX/a.mp4" -F "params={\"crf\":$(python3 -c 'print("1"*400)')}"
+check "a huge number in params: rejected" test "$STATUS" = 400 -o "$STATUS" = 422
+
+# --- Range edge cases on a finished result.
+post -F "file_data=@$FIX/a.mp4"
+rid=$(jq -r .id "$W/out")
+wait_state "$rid" done 60
+size=$(curl -s "$URL/v1/tasks/$rid" | jq -r .result.size)
+rng() { curl -s -o "$W/part" -w '%{http_code}' -H "Range: $1" "$URL/v1/tasks/$rid/result"; }
+check "Range bytes=0-0 gives 1 byte" test "$(rng bytes=0-0):$(stat -c %s "$W/part")" = 206:1
+check "Range bytes=-5 gives the last 5" test "$(rng bytes=-5):$(stat -c %s "$W/part")" = 206:5
+check "Range past the end: 416" test "$(rng "bytes=$size-")" = 416
+check "Range bytes=5-2 is ignored (200)" test "$(rng bytes=5-2):$(stat -c %s "$W/part")" = "200:$size"
+check "Range with two ranges is ignored (200)" test "$(rng bytes=0-1,4-5)" = 200
+check "Range in another unit is ignored (200)" test "$(rng items=0-1)" = 200
+check "Range bytes=0-99999999 is clamped (206, whole file)" test "$(rng bytes=0-99999999):$(stat -c %s "$W/part")" = "206:$size"
+
+# --- Malicious media.
+head -c 40000 "$FIX/a.mp4" >"$FIX/nomoov.mp4"
+ffmpeg -v error -y -f lavfi -i color=c=red:size=4200x16:rate=1 -frames:v 1 -c:v libx264 "$FIX/wide.mkv"
+: >"$FIX/zero.mp4"
+post -F "file_data=@$FIX/zero.mp4"
+check "zero bytes: 400 empty_file" test "$STATUS:$(code)" = 400:empty_file
+for f in nomoov.mp4 wide.mkv; do
+    post -F "file_data=@$FIX/$f"
+    id=$(jq -r .id "$W/out")
+    wait_state "$id" failed 60
+    api GET "/v1/tasks/$id" >"$W/out"
+    check "$f fails with a clear error ($(jq -c .error "$W/out"))" test -n "$(jq -r .error.message "$W/out")"
+done
+check "absurd dimensions: limits_exceeded" test "$(jq -r .error.code "$W/out")" = limits_exceeded
+
+# --- A full disk: the root is a 48 MiB tmpfs.
+if [ "$(id -u)" -eq 0 ]; then
+    head -c 80000000 /dev/urandom >"$FIX/huge.mp4"
+    post -F "file_data=@$FIX/huge.mp4"
+    check "an upload larger than the free space: 507 insufficient_storage" \
+        test "$STATUS:$(code)" = 507:insufficient_storage
+    st=$(curl -s -o "$W/out" -w '%{http_code}' -H 'Transfer-Encoding: chunked' \
+        -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/huge.mp4" "$URL/v1/tasks" || true)
+    check "ENOSPC during a chunked upload: 507 or cut ($st)" test "$st" = 507 -o "$st" = 000
+    check "the partial upload was removed" test -z "$(ls -A "$ROOT/data/request")"
+    post -F "file_data=@$FIX/a.mp4"
+    check "after ENOSPC a small upload works again (201)" test "$STATUS" = 201
+fi
+
+check "the server still answers" alive
+check "nothing written outside the root" test -z "$(files_outside_root)"
