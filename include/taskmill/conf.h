@@ -41,6 +41,8 @@ typedef struct Conf {
     int max_cpu_seconds;       /* CPU time of one conversion (0 = unlimited) */
     int max_width, max_height, max_streams;
     int max_duration;          /* seconds of media */
+    /* [queue] */
+    int result_ttl; /* seconds a finished task is kept (0 = forever) */
     /* [callback] */
     int callback_max_attempts;
     int callback_timeout;

@@ -35,8 +35,8 @@ struct Http {
     bool progress;              /* draw a progress line on stderr */
     const char *progress_label;
     const char *progress_name; /* the file shown after the bar, or NULL */
-    uint64_t progress_base; /* bytes a resumed download already had */
-    int progress_shown;     /* the per-mille last drawn, -1 for none */
+    uint64_t progress_base;    /* bytes a resumed download already had */
+    int progress_shown;        /* the per-mille last drawn, -1 for none */
     char error[CURL_ERROR_SIZE];
 };
 
@@ -355,9 +355,12 @@ static int mime_build(Http *h, const HttpTaskForm *f, curl_mime **ret)
     char prio[16];
     const char *fields[][2] = {
         {"idempotency_key", f->idempotency_key}, /* first: the server checks it early */
-        {"task_type", f->task_type},       {"file_name", f->file_name},
-        {"file_path", f->file_path},       {"priority", f->priority >= 0 ? prio : NULL},
-        {"callback_url", f->callback_url}, {"params", f->params},
+        {"task_type", f->task_type},
+        {"file_name", f->file_name},
+        {"file_path", f->file_path},
+        {"priority", f->priority >= 0 ? prio : NULL},
+        {"callback_url", f->callback_url},
+        {"params", f->params},
     };
     curl_mime *m = curl_mime_init(h->curl);
     int r = m ? 0 : -ENOMEM;

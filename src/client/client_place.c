@@ -32,6 +32,8 @@ int place_init(Place *p, const Conf *c)
         p->mode = PLACE_BESIDE;
     if (p->mode == PLACE_MIRROR && (!p->output_dir || p->output_dir[0] != '/'))
         return -EINVAL;
+    if ((p->mode == PLACE_BESIDE && !*p->suffix) || strchr(p->suffix, '/'))
+        return -EINVAL; /* the result would replace the source, or go elsewhere */
     return 0;
 }
 
@@ -58,12 +60,11 @@ static const char *relative_dir(const char *folder, const char *source, size_t d
     return source + flen;
 }
 
-int place_dest(const Place *p, const char *folder, const char *source, const char *ext,
-               char **ret)
+int place_dest(const Place *p, const char *folder, const char *source, const char *ext, char **ret)
 {
     const char *name = strrchr(source, '/') + 1, *dot = strrchr(name, '.'), *rel;
-    int dirlen = (int)(name - 1 - source), stemlen = dot && dot > name ? (int)(dot - name)
-                                                                        : (int)strlen(name);
+    int dirlen = (int)(name - 1 - source),
+        stemlen = dot && dot > name ? (int)(dot - name) : (int)strlen(name);
     const char *suffix = p->mode == PLACE_REPLACE ? "" : p->suffix;
     int n;
 

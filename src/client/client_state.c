@@ -235,14 +235,13 @@ static json_t *entry_error_json(const SyncEntry *e)
 
 static json_t *entry_to_json(const SyncEntry *e)
 {
-    return json_pack("{s:s, s:I, s:I, s:s, s:o, s:s, s:i, s:o, s:o, s:o, s:I, s:b, s:s}", "path",
-                     e->path, "size", (json_int_t)e->size, "mtime_ns", (json_int_t)e->mtime_ns,
-                     "key", e->key, "task_id", jstr_or_null(e->task_id), "status",
-                     sync_status_name(e->status), "attempts", e->attempts, "error",
-                     entry_error_json(e), "result_path", jstr_or_null(e->result_path),
-                     "result_sha256", jstr_or_null(e->result_sha256), "result_size",
-                     (json_int_t)e->result_size, "task_deleted", e->task_deleted, "updated_at",
-                     e->updated_at);
+    return json_pack(
+        "{s:s, s:I, s:I, s:s, s:o, s:s, s:i, s:o, s:o, s:o, s:I, s:b, s:s}", "path", e->path,
+        "size", (json_int_t)e->size, "mtime_ns", (json_int_t)e->mtime_ns, "key", e->key, "task_id",
+        jstr_or_null(e->task_id), "status", sync_status_name(e->status), "attempts", e->attempts,
+        "error", entry_error_json(e), "result_path", jstr_or_null(e->result_path), "result_sha256",
+        jstr_or_null(e->result_sha256), "result_size", (json_int_t)e->result_size, "task_deleted",
+        e->task_deleted, "updated_at", e->updated_at);
 }
 
 static json_t *state_to_json(const SyncState *s)
@@ -358,10 +357,10 @@ static int entry_from_json(json_t *j, SyncEntry **ret)
     if (!e)
         return -ENOMEM;
     r = json_unpack(j, "{s:s, s:I, s:I, s:s, s:o, s:s, s:i, s:o, s:o, s:o, s:I, s:b, s:s !}",
-                    "path", &path, "size", &size, "mtime_ns", &mtime, "key", &key, "task_id",
-                    &task, "status", &status, "attempts", &attempts, "error", &err,
-                    "result_path", &rpath, "result_sha256", &rsha, "result_size", &rsize,
-                    "task_deleted", &deleted, "updated_at", &updated) < 0
+                    "path", &path, "size", &size, "mtime_ns", &mtime, "key", &key, "task_id", &task,
+                    "status", &status, "attempts", &attempts, "error", &err, "result_path", &rpath,
+                    "result_sha256", &rsha, "result_size", &rsize, "task_deleted", &deleted,
+                    "updated_at", &updated) < 0
             ? -EINVAL
             : 0;
     if (r == 0 && (size < 0 || rsize < 0 || attempts < 0 || *path != '/' ||

@@ -36,6 +36,7 @@ typedef struct Scan {
     Sync *s;
     Candidate *v;
     size_t n, cap;
+    size_t next;      /* the first candidate not yet submitted */
     json_t *reserved; /* paths that are (or will be) our results -> their size, or -1 */
     bool dirty;       /* skip records to save */
 } Scan;
@@ -131,7 +132,9 @@ static int place_setup(Sync *s)
         c.client_output_dir = s->output_dir;
     }
     if (place_init(&s->place, &c) < 0) {
-        sync_event(s, LOG_ERR, "[client] output = mirror needs an absolute output_dir");
+        sync_event(s, LOG_ERR, "[client] output = %s: %s", s->conf->client_output,
+                   s->place.mode == PLACE_MIRROR ? "needs an absolute output_dir"
+                                                 : "needs a suffix without '/'");
         return -EINVAL;
     }
     s->place.output_dir = s->output_dir;
@@ -147,8 +150,7 @@ static int state_setup(Sync *s)
     if (r == -ENOENT && s->o->dry_run)
         return 0; /* a dry run creates nothing: an empty state */
     if (r == 0 && !s->o->dry_run && (r = state_lock(&s->state)) == -EWOULDBLOCK) {
-        fprintf(stderr, "taskmill sync: another run is in progress (lock %s/lock); exiting\n",
-                dir);
+        fprintf(stderr, "taskmill sync: another run is in progress (lock %s/lock); exiting\n", dir);
         return r;
     }
     if (r < 0) {
@@ -167,8 +169,8 @@ static int sync_setup(Sync *s)
     int r;
 
     if (s->conf->n_client_folders == 0) {
-        sync_event(s, LOG_ERR, "no [client] folder configured%s%s",
-                   s->conf->path ? " in " : "", s->conf->path ? s->conf->path : "");
+        sync_event(s, LOG_ERR, "no [client] folder configured%s%s", s->conf->path ? " in " : "",
+                   s->conf->path ? s->conf->path : "");
         return -EINVAL;
     }
     if (!s->conf->client_state_dir || s->conf->client_state_dir[0] != '/') {
@@ -202,6 +204,11 @@ static bool in_flight(const SyncEntry *e)
 static bool entry_changed(const SyncEntry *e, const struct stat *st)
 {
     return e->size != (uint64_t)st->st_size || e->mtime_ns != stat_mtime_ns(st);
+}
+
+static bool same_file_state(const struct stat *a, const struct stat *b)
+{
+    return a->st_size == b->st_size && stat_mtime_ns(a) == stat_mtime_ns(b);
 }
 
 /* Our results, and where the results of files in flight will go, are never sources. */
@@ -292,8 +299,7 @@ static int consider_new(Scan *sc, const char *folder, const char *path, const st
         r = record_skip(sc, path, st, "already_converted", msg);
     } else if (r == 0 && scan_probe_hevc(path, &hevc) == 0 && hevc) {
         r = record_skip(sc, path, st, "already_hevc", "already hevc");
-    } else if (r == 0 && (lstat(path, &again) < 0 || again.st_size != st->st_size ||
-                          stat_mtime_ns(&again) != stat_mtime_ns(st))) {
+    } else if (r == 0 && (lstat(path, &again) < 0 || !same_file_state(&again, st))) {
         sync_event(sc->s, LOG_INFO, "left %s for the next run: it is being written", path);
     } else if (r == 0) {
         r = candidate_add(sc, folder, path, st);
@@ -400,10 +406,15 @@ static int attempt_start(Sync *s, SyncEntry *e, int attempt)
 static int submit_candidate(Sync *s, const Candidate *c)
 {
     SyncEntry *e = state_find(&s->state, c->path);
+    struct stat st;
     int r = 0;
 
     if (s->o->dry_run) {
         sync_event(s, LOG_INFO, "would submit %s", c->path);
+        return 0;
+    }
+    if (lstat(c->path, &st) < 0 || !same_file_state(&st, &c->st)) {
+        sync_event(s, LOG_INFO, "left %s for the next run: it changed since the scan", c->path);
         return 0;
     }
     if (!e)
@@ -434,9 +445,9 @@ static int pass_entry(Sync *s, SyncEntry *e, int step)
     if (step == 0 && *e->task_id && !e->task_deleted &&
         (e->status == SYNC_FETCHED || e->status == SYNC_FAILED || e->status == SYNC_GAVE_UP))
         return task_delete(s, e); /* a DELETE that did not get through last time */
-    if (step == 1 && e->status == SYNC_SENDING && source_check(s, e) != -ENOENT)
+    if (step == 1 && e->status == SYNC_SENDING && !s->throttled && source_check(s, e) != -ENOENT)
         return task_send(s, e); /* the same key: the server answers with its task, if any */
-    if (step == 2 && task_retry_due(s, e) && source_check(s, e) == 0) {
+    if (step == 2 && task_retry_due(s, e) && !s->throttled && source_check(s, e) == 0) {
         if (!s->o->dry_run)
             return attempt_start(s, e, e->attempts + 1);
         sync_event(s, LOG_INFO, "would resubmit %s (attempt %d)", e->path, e->attempts + 1);
@@ -455,14 +466,15 @@ static int pass_step(Sync *s, int step)
     return r;
 }
 
-static int sync_pass(Sync *s, Scan *sc, bool first)
+static int sync_pass(Sync *s, Scan *sc)
 {
     int r = 0;
 
+    s->throttled = false;
     for (int step = 0; r == 0 && step < 3; step++)
         r = pass_step(s, step);
-    for (size_t i = 0; r == 0 && first && i < sc->n; i++)
-        r = submit_candidate(s, &sc->v[i]);
+    for (; r == 0 && !s->throttled && sc->next < sc->n; sc->next++)
+        r = submit_candidate(s, &sc->v[sc->next]);
     s->in_flight = 0;
     if (r == 0)
         r = pass_step(s, 3);
@@ -473,8 +485,10 @@ static int sync_pass(Sync *s, Scan *sc, bool first)
 }
 
 /* Something is still to be done by the server, or by the next pass. */
-static bool sync_busy(const Sync *s)
+static bool sync_busy(const Sync *s, const Scan *sc)
 {
+    if (sc->next < sc->n)
+        return true;
     for (size_t i = 0; i < s->state.n; i++) {
         const SyncEntry *e = s->state.files[i];
 
@@ -486,11 +500,11 @@ static bool sync_busy(const Sync *s)
 
 static int sync_loop(Sync *s, Scan *sc)
 {
-    int r = sync_pass(s, sc, true);
+    int r = sync_pass(s, sc);
 
-    while (r == 0 && s->o->wait && !s->o->dry_run && sync_busy(s)) {
+    while (r == 0 && s->o->wait && !s->o->dry_run && sync_busy(s, sc)) {
         sleep(WAIT_POLL_SECONDS);
-        r = sync_pass(s, sc, false);
+        r = sync_pass(s, sc);
     }
     return r;
 }
@@ -541,8 +555,8 @@ static void status_row(const SyncOptions *o, const SyncEntry *e)
                      json_number_value(json_object_get(json_object_get(t, "progress"), "percent")));
         json_decref(t);
     }
-    printf("%-9s  %-36s  %7s  %s", sync_status_name(e->status), *e->task_id ? e->task_id : "-",
-           pct, e->path);
+    printf("%-9s  %-36s  %7s  %s", sync_status_name(e->status), *e->task_id ? e->task_id : "-", pct,
+           e->path);
     if (e->error_code && e->status != SYNC_FETCHED)
         printf("  (%s: %s)", e->error_code, e->error_message ? e->error_message : "");
     putchar('\n');

@@ -134,12 +134,12 @@ typedef struct Place {
     const char *suffix;     /* beside, mirror */
 } Place;
 
+/* -EINVAL: mirror without an absolute output_dir, beside without a suffix, a suffix with '/'. */
 int place_init(Place *p, const Conf *c);
 /* ".mp4" for mp4/mov/m4v sources, else ".mkv": the extension the server will give. */
 const char *place_result_ext(const char *source);
 /* The result's path for source (found under folder) when the result has extension ext. */
-int place_dest(const Place *p, const char *folder, const char *source, const char *ext,
-               char **ret);
+int place_dest(const Place *p, const char *folder, const char *source, const char *ext, char **ret);
 /* Creates the folders dest needs (mirror), mode 0755. */
 int place_prepare(const char *dest);
 /* After the result was renamed to dest: fsyncs its folder and, for replace with a new
@@ -155,11 +155,12 @@ typedef struct Sync {
     SyncState state;
     char **folders; /* the configured folders, resolved */
     size_t n_folders;
-    int env_errors; /* local failures that make the exit status 1 */
-    int in_flight;  /* tasks the server is still working on, after a pass */
+    int env_errors;                       /* local failures that make the exit status 1 */
+    int in_flight;                        /* tasks the server is still working on, after a pass */
     int n_submitted, n_fetched, n_failed; /* this run's events, for its last line */
-    char *output_dir; /* [client] output_dir without trailing '/' */
-    bool progress;  /* a progress line is on the screen */
+    char *output_dir;                     /* [client] output_dir without trailing '/' */
+    bool progress;                        /* a progress line is on the screen */
+    bool throttled; /* the server said 429 in this pass: send nothing more until the next */
 } Sync;
 
 void sync_event(Sync *s, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -34,8 +34,7 @@ static char *task_url(const Sync *s, const char *id, const char *suffix)
 {
     char *url = NULL;
 
-    if (asprintf(&url, "%s/v1/tasks%s%s%s", s->o->server, id ? "/" : "", id ? id : "",
-                 suffix) < 0)
+    if (asprintf(&url, "%s/v1/tasks%s%s%s", s->o->server, id ? "/" : "", id ? id : "", suffix) < 0)
         return NULL;
     return url;
 }
@@ -144,10 +143,11 @@ static int post_answer(Sync *s, SyncEntry *e, long status, json_t *task)
 
     if (status == 200 || status == 201)
         return post_answer_ok(s, e, status, task);
-    if (status >= 500)
+    if (status >= 500 || status == 401 || status == 403) /* the server, or our token */
         return server_error(s, "POST /v1/tasks", status, task);
     answer_error(status, task, code, sizeof(code), msg, sizeof(msg));
-    if (status == 409) { /* the same key is still being uploaded by a run that was killed */
+    if (status == 409 || status == 429) { /* the key is still being uploaded by a killed run, */
+        s->throttled = status == 429;     /* or we have too many tasks: try again later */
         sync_event(s, LOG_NOTICE, "waiting to submit %s: %s: %s", e->path, code, msg);
         return 0;
     }
@@ -296,8 +296,13 @@ static int fetch_outcome(Sync *s, SyncEntry *e, const char *url, int r, long sta
         task_record_failure(s, e, "bad_download", http_strerror(s->o->http));
         return sync_save(s) < 0 ? -EIO : 1;
     }
-    if (r < 0)
-        return transport_error(s, "GET", url);
+    if (r == -EHOSTUNREACH || r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EIO)
+        return transport_error(s, "GET", url); /* the partial stays for a Range next time */
+    if (r < 0) {
+        sync_event(s, LOG_ERR, "cannot fetch %s: %s", e->path, http_strerror(s->o->http));
+        s->env_errors++;
+        return 1;
+    }
     if (status == 200 || status == 206)
         return 0;
     if (status >= 500)
@@ -387,8 +392,8 @@ static int poll_failed(Sync *s, SyncEntry *e, json_t *task)
     int r;
 
     if (s->o->dry_run) {
-        sync_event(s, LOG_INFO, "would record %s as failed (%s: %s) and delete task %s",
-                   e->path, jstr(err, "code"), jstr(err, "message"), e->task_id);
+        sync_event(s, LOG_INFO, "would record %s as failed (%s: %s) and delete task %s", e->path,
+                   jstr(err, "code"), jstr(err, "message"), e->task_id);
         return 0;
     }
     task_record_failure(s, e, *jstr(err, "code") ? jstr(err, "code") : "failed",

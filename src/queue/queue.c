@@ -147,6 +147,18 @@ static void queue_shutdown(Daemon *d)
         close(q->lock_fd);
 }
 
+/* Expired results are swept every minute, or more often for a short result_ttl. */
+static void queue_tick(Daemon *d)
+{
+    Queue *q = daemon_userdata(d);
+    unsigned every = q->conf->result_ttl / 4 < 60 ? (unsigned)q->conf->result_ttl / 4 : 60;
+
+    if (++q->ticks >= (every ? every : 1)) {
+        q->ticks = 0;
+        sched_expire(q);
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const DaemonSpec spec = {
@@ -154,6 +166,7 @@ int main(int argc, char **argv)
         .summary = "Moves jobs through the file queue and hands work to converters.",
         .init = queue_init,
         .shutdown = queue_shutdown,
+        .on_tick = queue_tick,
     };
     return daemon_main(argc, argv, &spec);
 }

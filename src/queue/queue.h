@@ -55,6 +55,7 @@ typedef struct Queue {
     Running *running;
     Claim *claims, **claims_tail;
     unsigned n_done, n_failed, n_received;
+    unsigned ticks;
 } Queue;
 
 /* queue_sched.c */
@@ -70,6 +71,8 @@ void sched_dispatch(Queue *q);
 unsigned sched_working(const Queue *q);
 unsigned sched_max_workers(const Queue *q);
 void sched_update_status(Queue *q);
+/* Removes finished jobs older than [queue] result_ttl. */
+void sched_expire(Queue *q);
 
 /* queue_proto.c */
 void proto_handle(Queue *q, Peer *p, json_t *msg);

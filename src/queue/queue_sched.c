@@ -465,3 +465,51 @@ void sched_peer_gone(Queue *q, Peer *p)
     }
     sched_dispatch(q);
 }
+
+/* When a finished job finished: finished_ns of result.json or error.json, else 0. */
+static int64_t finished_at(Queue *q, Stage s, const char *id)
+{
+    json_t *j = NULL;
+    int64_t ns = 0;
+    int fd;
+
+    if (jobdir_open(q->data_fd, s, id, &fd) < 0)
+        return 0;
+    if (json_read_at(fd, s == STAGE_DONE ? "result.json" : "error.json", &j) == 0)
+        ns = json_integer_value(json_object_get(j, "finished_ns"));
+    json_decref(j);
+    close(fd);
+    return ns;
+}
+
+typedef struct Expire {
+    Queue *q;
+    Stage stage;
+    int64_t before_ns;
+} Expire;
+
+static int expire_one(const char *id, void *userdata)
+{
+    Expire *e = userdata;
+    int64_t ns = finished_at(e->q, e->stage, id);
+
+    if (ns <= 0 || ns >= e->before_ns || jobdir_remove(e->q->data_fd, e->stage, id) < 0)
+        return 0;
+    if (e->stage == STAGE_DONE)
+        e->q->n_done--;
+    else
+        e->q->n_failed--;
+    log_task(LOG_INFO, id, "expired from=%s after [queue] result_ttl", stage_dir(e->stage));
+    return 0;
+}
+
+void sched_expire(Queue *q)
+{
+    Expire e = {.q = q, .before_ns = now_ns() - (int64_t)q->conf->result_ttl * 1000000000};
+
+    if (q->conf->result_ttl == 0)
+        return;
+    for (e.stage = STAGE_DONE; e.stage <= STAGE_FAILED; e.stage++)
+        jobdir_each(q->data_fd, e.stage, expire_one, &e);
+    sched_update_status(q);
+}

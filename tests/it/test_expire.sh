@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# test_expire.sh - results nobody fetches are removed after [queue] result_ttl, done and failed
+# alike, and the status counters follow.
+. "$(dirname "$0")/lib.sh"
+
+write_conf "[queue]" "result_ttl = 3"
+tm_start_all
+make_mp4 "$FIX/a.mp4" 1
+head -c 5000 /dev/urandom >"$FIX/bad.mp4"
+ok_id=$(submit "$FIX/a.mp4")
+bad_id=$(submit "$FIX/bad.mp4")
+wait_state "$ok_id" done 60
+wait_state "$bad_id" failed 60
+check "status counts one done and one failed" \
+    test "$(curl -s "$URL/v1/status" | jq -c '[.done, .failed]')" = "[1,1]"
+for _ in $(seq 100); do
+    [ -z "$(find "$ROOT/data/done" "$ROOT/data/failed" -mindepth 1)" ] && break
+    sleep 0.1
+done
+api GET "/v1/tasks/$ok_id" >/dev/null
+check "an expired done task is 404" test "$STATUS" = 404
+api GET "/v1/tasks/$bad_id" >/dev/null
+check "an expired failed task is 404" test "$STATUS" = 404
+check "done/ and failed/ are empty" test -z "$(find "$ROOT/data/done" "$ROOT/data/failed" -mindepth 1)"
+check "status counts follow" test "$(curl -s "$URL/v1/status" | jq -c '[.done, .failed]')" = "[0,0]"
+check "the queue logged the expiry" grep -q "$ok_id: expired from=done" "$TM_LOG/queue.log"
