@@ -21,7 +21,7 @@ typedef struct Conf {
     int rest_threads;
     uint64_t max_upload_bytes;
     int connection_timeout;
-    char *tokens_file;       /* bearer tokens; NULL = $CREDENTIALS_DIRECTORY/tokens if any */
+    char *tokens_file;        /* bearer tokens; NULL = $CREDENTIALS_DIRECTORY/tokens if any */
     char *tls_cert, *tls_key; /* PEM files; both set = HTTPS */
     int max_connections, max_connections_per_ip;
     int max_header_bytes;
@@ -35,12 +35,12 @@ typedef struct Conf {
     int threads;
     bool keep_input;
     int max_attempts;
-    int stall_timeout; /* seconds without progress before a conversion is killed */
+    int stall_timeout;         /* seconds without progress before a conversion is killed */
     uint64_t max_memory_bytes; /* a conversion child's address space (0 = unlimited) */
     uint64_t max_output_bytes; /* 0 = 4 x the input + 1 GiB */
     int max_cpu_seconds;       /* CPU time of one conversion (0 = unlimited) */
     int max_width, max_height, max_streams;
-    int max_duration;          /* seconds of media */
+    int max_duration; /* seconds of media */
     /* [queue] */
     int result_ttl; /* seconds a finished task is kept (0 = forever) */
     /* [callback] */

@@ -45,6 +45,11 @@ int jobdir_remove(int data_fd, Stage s, const char *id);
 /* Calls fn for every job id in a stage folder (names that are not task ids are skipped). */
 typedef int (*JobdirEachFn)(const char *id, void *userdata);
 int jobdir_each(int data_fd, Stage s, JobdirEachFn fn, void *userdata);
+/* The same for every entry of the folder, temporary names included. */
+int jobdir_each_entry(int data_fd, Stage s, JobdirEachFn fn, void *userdata);
+
+/* write(2) until done, through EINTR and short writes. */
+int fd_write_all(int fd, const void *buf, size_t len);
 
 /* Writes name inside dir_fd atomically and durably. */
 int file_write_atomic(int dir_fd, const char *name, const void *buf, size_t len);

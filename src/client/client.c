@@ -930,9 +930,8 @@ static const Command commands[] = {
      "upload FILE as a new task and print its id",
      A(PRIORITY) | A(CRF) | A(PRESET) | A(CALLBACK) | A(TYPE), POS_FILE, cmd_submit, false},
     {"status", "[ID]",
-     "show a task; without ID, this client's tasks (from its sync state), else the server's "
-     "queue counts",
-     0, POS_ID_OPTIONAL, cmd_status, true},
+     "show a task; without ID, this client's sync tasks (else the server's queue counts)", 0,
+     POS_ID_OPTIONAL, cmd_status, true},
     {"wait", "ID [--timeout S]", "poll until the task is done (exit 0) or failed (exit 1)",
      A(TIMEOUT), POS_ID, cmd_wait, false},
     {"fetch", "ID [-o PATH]", "download the result (resumable), check its sha256", A(OUTPUT),
@@ -942,8 +941,7 @@ static const Command commands[] = {
      A(STATE) | A(LIMIT), POS_NONE, cmd_list, false},
     {"types", "", "list the task types the server knows", 0, POS_NONE, cmd_types, false},
     {"sync", "[--wait] [--dry-run]",
-     "send new videos of the [client] folders, fetch finished results, delete their tasks; "
-     "--wait polls until nothing is left on the server, --dry-run only says what it would do",
+     "send the new videos of the [client] folders, fetch the results (docs/client.md)",
      A(WAIT) | A(DRY_RUN), POS_NONE, cmd_sync, true},
 };
 
@@ -974,8 +972,8 @@ static void usage(FILE *f)
     fprintf(f,
             "\nOptions:\n"
             "  -c, --config FILE  configuration file (default %s, if it exists)\n"
-            "  -s, --server URL   server URL (default $TASKMILL_SERVER, else http:// and the\n"
-            "                     config's [rest] listen)\n"
+            "  -s, --server URL   server URL (default $TASKMILL_SERVER, else the config's\n"
+            "                     [client] server, else http:// and its [rest] listen)\n"
             "  -j, --json         print the server's JSON instead of a summary\n"
             "  -h, --help         show this help\n"
             "  -V, --version      show the version\n\n"

@@ -492,17 +492,22 @@ static bool sync_busy(const Sync *s, const Scan *sc)
     for (size_t i = 0; i < s->state.n; i++) {
         const SyncEntry *e = s->state.files[i];
 
-        if (e->status == SYNC_SENDING || e->status == SYNC_SUBMITTED || task_retry_due(s, e))
+        struct stat st;
+
+        if (e->status == SYNC_SENDING || e->status == SYNC_SUBMITTED)
             return true;
+        if (task_retry_due(s, e) && lstat(e->path, &st) == 0 && !entry_changed(e, &st))
+            return true; /* a changed file waits for the next run's scan */
     }
     return false;
 }
 
 static int sync_loop(Sync *s, Scan *sc)
 {
-    int r = sync_pass(s, sc);
+    int errors = s->env_errors, r = sync_pass(s, sc);
 
-    while (r == 0 && s->o->wait && !s->o->dry_run && sync_busy(s, sc)) {
+    /* A local failure (a folder we cannot write) would repeat every pass: leave it to a run. */
+    while (r == 0 && s->o->wait && !s->o->dry_run && sync_busy(s, sc) && s->env_errors == errors) {
         sleep(WAIT_POLL_SECONDS);
         r = sync_pass(s, sc);
     }

@@ -197,7 +197,7 @@ int jobdir_remove(int data_fd, Stage s, const char *id)
     return rm_rf_at(data_fd, path);
 }
 
-int jobdir_each(int data_fd, Stage s, JobdirEachFn fn, void *userdata)
+int jobdir_each_entry(int data_fd, Stage s, JobdirEachFn fn, void *userdata)
 {
     int fd = openat(data_fd, stage_dirs[s], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d;
@@ -212,13 +212,32 @@ int jobdir_each(int data_fd, Stage s, JobdirEachFn fn, void *userdata)
         return -errno;
     }
     while (r == 0 && (de = readdir(d)))
-        if (task_id_valid(de->d_name))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
             r = fn(de->d_name, userdata);
     closedir(d);
     return r;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+typedef struct EachId {
+    JobdirEachFn fn;
+    void *userdata;
+} EachId;
+
+static int each_id(const char *name, void *userdata)
+{
+    EachId *e = userdata;
+
+    return task_id_valid(name) ? e->fn(name, e->userdata) : 0;
+}
+
+int jobdir_each(int data_fd, Stage s, JobdirEachFn fn, void *userdata)
+{
+    EachId e = {fn, userdata};
+
+    return jobdir_each_entry(data_fd, s, each_id, &e);
+}
+
+int fd_write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
 
@@ -244,7 +263,7 @@ int file_write_atomic(int dir_fd, const char *name, const void *buf, size_t len)
     fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
     if (fd < 0)
         return -errno;
-    r = write_all(fd, buf, len);
+    r = fd_write_all(fd, buf, len);
     if (r == 0 && fsync(fd) < 0)
         r = -errno;
     if (close(fd) < 0 && r == 0)

@@ -7,7 +7,6 @@
  * request/.tmp-...  -> removed (an upload that never completed), only with JOBDIR_RECOVER_UPLOADS
  * trash/...         -> removed (a deletion that was interrupted) */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -24,12 +23,14 @@ typedef struct Recover {
     RecoverStats st;
 } Recover;
 
-static void note(Recover *rc, const char *name, Stage from, Stage to, int r)
+/* Counts and reports one entry's outcome; returns 0 so the walk goes on. */
+static int note(Recover *rc, const char *name, Stage from, Stage to, int r)
 {
     if (r < 0)
         rc->st.errors++;
     if (rc->fn)
         rc->fn(name, from, to, r, rc->userdata);
+    return 0;
 }
 
 static int requeue(Recover *rc, const char *id, Stage from)
@@ -57,38 +58,19 @@ static bool request_complete(Recover *rc, const char *id)
     return ok;
 }
 
-/* Visits every entry of a stage folder, task id or not. */
-static int each_entry(Recover *rc, Stage s, void (*fn)(Recover *, const char *))
+static int recover_in_progress(const char *name, void *userdata)
 {
-    int fd = openat(rc->data_fd, stage_dir(s), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    struct dirent *de;
-    DIR *d;
-
-    if (fd < 0)
-        return -errno;
-    d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return -errno;
-    }
-    while ((de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            fn(rc, de->d_name);
-    closedir(d);
-    return 0;
-}
-
-static void recover_in_progress(Recover *rc, const char *name)
-{
+    Recover *rc = userdata;
     int r = task_id_valid(name) ? requeue(rc, name, STAGE_IN_PROGRESS) : -EINVAL;
 
     if (r >= 0)
         rc->st.requeued++;
-    note(rc, name, STAGE_IN_PROGRESS, STAGE_PENDING, r);
+    return note(rc, name, STAGE_IN_PROGRESS, STAGE_PENDING, r);
 }
 
-static void recover_request(Recover *rc, const char *name)
+static int recover_request(const char *name, void *userdata)
 {
+    Recover *rc = userdata;
     char path[300];
     int r;
 
@@ -96,24 +78,24 @@ static void recover_request(Recover *rc, const char *name)
         r = jobdir_move(rc->data_fd, name, STAGE_REQUEST, STAGE_PENDING);
         if (r == 0)
             rc->st.published++;
-        note(rc, name, STAGE_REQUEST, STAGE_PENDING, r);
-        return;
+        return note(rc, name, STAGE_REQUEST, STAGE_PENDING, r);
     }
     if (!(rc->flags & JOBDIR_RECOVER_UPLOADS))
-        return; /* rest may be writing it right now */
+        return 0; /* rest may be writing it right now */
     snprintf(path, sizeof(path), "%s/%s", stage_dir(STAGE_REQUEST), name);
     r = rm_rf_at(rc->data_fd, path);
     if (r == 0)
         rc->st.dropped_uploads++;
-    note(rc, name, STAGE_REQUEST, STAGE_TRASH, r);
+    return note(rc, name, STAGE_REQUEST, STAGE_TRASH, r);
 }
 
-static void recover_trash(Recover *rc, const char *name)
+static int recover_trash(const char *name, void *userdata)
 {
+    Recover *rc = userdata;
     char path[300];
 
     snprintf(path, sizeof(path), "%s/%s", stage_dir(STAGE_TRASH), name);
-    note(rc, name, STAGE_TRASH, STAGE_TRASH, rm_rf_at(rc->data_fd, path));
+    return note(rc, name, STAGE_TRASH, STAGE_TRASH, rm_rf_at(rc->data_fd, path));
 }
 
 int jobdir_recover(int data_fd, int flags, RecoverFn on_move, void *userdata, RecoverStats *ret)
@@ -121,9 +103,9 @@ int jobdir_recover(int data_fd, int flags, RecoverFn on_move, void *userdata, Re
     Recover rc = {.data_fd = data_fd, .flags = flags, .fn = on_move, .userdata = userdata};
     int r;
 
-    if ((r = each_entry(&rc, STAGE_IN_PROGRESS, recover_in_progress)) < 0 ||
-        (r = each_entry(&rc, STAGE_REQUEST, recover_request)) < 0 ||
-        (r = each_entry(&rc, STAGE_TRASH, recover_trash)) < 0)
+    if ((r = jobdir_each_entry(data_fd, STAGE_IN_PROGRESS, recover_in_progress, &rc)) < 0 ||
+        (r = jobdir_each_entry(data_fd, STAGE_REQUEST, recover_request, &rc)) < 0 ||
+        (r = jobdir_each_entry(data_fd, STAGE_TRASH, recover_trash, &rc)) < 0)
         return r;
     if (fsync_at(data_fd, stage_dir(STAGE_REQUEST)) < 0 || fsync_at(data_fd, ".") < 0)
         rc.st.errors++;

@@ -54,6 +54,9 @@ static void check_reply(int fd_out, int fd_in, json_t *req, json_t *reply, const
         abort();
     if (strcmp(ipc_type(back), type) || ipc_rid(back) != ipc_rid(req))
         abort();
+    if (!strcmp(type, "error") && (!json_is_string(json_object_get(back, "code")) ||
+                                   !json_is_string(json_object_get(back, "message"))))
+        abort(); /* docs/ipc.md: an error reply carries code and message */
     json_decref(back);
 }
 

@@ -6,7 +6,8 @@
  * json_read_at, decode) with every field unchanged. The same JSON also goes to tasktype_params()
  * as a client's params, whole and as its "params" member: accepted output is exactly
  * {crf: 0..51, preset: a known preset}. Failures leave the out-parameter untouched and say why
- * in err. A broken promise calls abort() so that libFuzzer reports the input. */
+ * in err, in UTF-8 (rest sends it in a JSON body). A broken promise calls abort() so that
+ * libFuzzer reports the input. */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,6 +23,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static bool str_eq(const char *a, const char *b)
 {
     return a == b || (a && b && !strcmp(a, b));
+}
+
+/* rest sends err to the client inside a JSON body, which jansson refuses unless it is UTF-8. */
+static bool utf8_ok(const char *s)
+{
+    json_t *j = json_string(s);
+
+    if (!j)
+        return false;
+    json_decref(j);
+    return true;
 }
 
 static void check_same(const Task *a, const Task *b)
@@ -84,7 +96,7 @@ static void check_params(json_t *client)
     json_t *out = NULL, *crf, *preset;
 
     if (tasktype_params(tasktype_find(TASKTYPE_X265), &c, client, &out, err, sizeof(err)) < 0) {
-        if (out || !err[0])
+        if (out || !err[0] || !utf8_ok(err))
             abort();
         return;
     }
