@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "client_sync.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -18,8 +19,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#define STATE_FILE    "state.json"
-#define STATE_VERSION 1
+#define STATE_FILE       "state.json"
+#define STATE_TMP_PREFIX ".state.json.tmp-"
+#define STATE_VERSION    1
 
 static const char *const status_names[SYNC_STATUS_MAX] = {
     "sending", "submitted", "fetched", "failed", "gave_up", "skipped",
@@ -59,6 +61,25 @@ int state_open(SyncState *s, const char *dir, bool create)
     return s->dir_fd < 0 ? -errno : 0;
 }
 
+/* Temporary files of a run killed while it wrote state.json; only the lock holder may do this. */
+static int state_clean(SyncState *s)
+{
+    int fd = dup(s->dir_fd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return -errno;
+    }
+    while ((de = readdir(d)))
+        if (!strncmp(de->d_name, STATE_TMP_PREFIX, strlen(STATE_TMP_PREFIX)))
+            unlinkat(s->dir_fd, de->d_name, 0);
+    closedir(d);
+    return 0;
+}
+
 int state_lock(SyncState *s)
 {
     int fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -72,7 +93,7 @@ int state_lock(SyncState *s)
         return r;
     }
     s->lock_fd = fd; /* held until the process ends: a killed run frees it at once */
-    return 0;
+    return state_clean(s);
 }
 
 static void entry_free(SyncEntry *e)
@@ -279,7 +300,7 @@ static int write_atomic(SyncState *s, const char *text)
     char tmp[64];
     int fd, r;
 
-    snprintf(tmp, sizeof(tmp), ".%s.tmp-%ld", STATE_FILE, (long)getpid());
+    snprintf(tmp, sizeof(tmp), STATE_TMP_PREFIX "%ld", (long)getpid());
     fd = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -errno;

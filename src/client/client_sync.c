@@ -201,6 +201,12 @@ static bool in_flight(const SyncEntry *e)
     return e->status == SYNC_SENDING || e->status == SYNC_SUBMITTED || e->status == SYNC_FAILED;
 }
 
+/* Being sent, or the server has it: a change of the file waits until it is back. */
+static bool with_server(const SyncEntry *e)
+{
+    return e->status == SYNC_SENDING || e->status == SYNC_SUBMITTED;
+}
+
 static bool entry_changed(const SyncEntry *e, const struct stat *st)
 {
     return e->size != (uint64_t)st->st_size || e->mtime_ns != stat_mtime_ns(st);
@@ -209,6 +215,14 @@ static bool entry_changed(const SyncEntry *e, const struct stat *st)
 static bool same_file_state(const struct stat *a, const struct stat *b)
 {
     return a->st_size == b->st_size && stat_mtime_ns(a) == stat_mtime_ns(b);
+}
+
+/* dest is (or will be) the result of owner; size is the result's, -1 while unknown. */
+static int reserve(Scan *sc, const char *dest, json_int_t size, const char *owner)
+{
+    json_t *v = json_pack("{s:I, s:s}", "size", size, "owner", owner);
+
+    return v && json_object_set_new(sc->reserved, dest, v) == 0 ? 0 : -ENOMEM;
 }
 
 /* Our results, and where the results of files in flight will go, are never sources. */
@@ -224,12 +238,11 @@ static int reserved_build(Scan *sc)
         char *dest = NULL;
 
         if (e->result_path && e->status == SYNC_FETCHED)
-            r = json_object_set_new(sc->reserved, e->result_path,
-                                    json_integer((json_int_t)e->result_size));
+            r = reserve(sc, e->result_path, (json_int_t)e->result_size, e->path);
         if (r == 0 && in_flight(e) && folder &&
             place_dest(&sc->s->place, folder, e->path, place_result_ext(e->path), &dest) == 0 &&
             strcmp(dest, e->path))
-            r = json_object_set_new(sc->reserved, dest, json_integer(-1));
+            r = reserve(sc, dest, -1, e->path);
         free(dest);
     }
     return sc->reserved && r == 0 ? 0 : -ENOMEM;
@@ -237,9 +250,10 @@ static int reserved_build(Scan *sc)
 
 static bool reserved(const Scan *sc, const char *path, const struct stat *st)
 {
-    json_t *size = json_object_get(sc->reserved, path);
+    json_int_t size =
+        json_integer_value(json_object_get(json_object_get(sc->reserved, path), "size"));
 
-    return size && (json_integer_value(size) < 0 || json_integer_value(size) == st->st_size);
+    return json_object_get(sc->reserved, path) && (size < 0 || size == st->st_size);
 }
 
 static int record_skip(Scan *sc, const char *path, const struct stat *st, const char *code,
@@ -277,22 +291,46 @@ static int candidate_add(Scan *sc, const char *folder, const char *path, const s
     return sc->v[sc->n++].path ? 0 : -ENOMEM;
 }
 
-static int already_converted(Scan *sc, const char *folder, const char *path, char **ret_dest)
+/* Two sources with one result (movie.mp4 and movie.mov beside each other): the first one found
+ * is sent, the other waits until a human renames one of them. 1 when dest is taken. */
+static int dest_claim(Scan *sc, const char *path, const char *dest)
+{
+    const char *owner =
+        json_string_value(json_object_get(json_object_get(sc->reserved, dest), "owner"));
+
+    if (!strcmp(dest, path))
+        return 0; /* replace, same name: the result takes the source's place */
+    if (owner && strcmp(owner, path)) {
+        sync_event(sc->s, LOG_WARNING,
+                   "left %s: its result %s would also be the result of %s; rename one of them",
+                   path, dest, owner);
+        return 1;
+    }
+    return reserve(sc, dest, -1, path);
+}
+
+/* 1 when the result is there already; a stale result of this very file (it changed since) does
+ * not count: it is replaced by the new one. */
+static int already_converted(Scan *sc, const SyncEntry *e, const char *folder, const char *path,
+                             char **ret_dest)
 {
     int r = place_dest(&sc->s->place, folder, path, place_result_ext(path), ret_dest);
 
     if (r < 0)
         return r;
+    if (e && e->result_path && !strcmp(e->result_path, *ret_dest))
+        return 0;
     return strcmp(*ret_dest, path) && access(*ret_dest, F_OK) == 0;
 }
 
 /* A file we have not sent (or that changed since): skip it, or make it a candidate. */
-static int consider_new(Scan *sc, const char *folder, const char *path, const struct stat *st)
+static int consider_new(Scan *sc, const SyncEntry *e, const char *folder, const char *path,
+                        const struct stat *st)
 {
     char *dest = NULL, msg[PATH_MAX + 32];
     struct stat again;
     bool hevc = false;
-    int r = already_converted(sc, folder, path, &dest);
+    int r = already_converted(sc, e, folder, path, &dest);
 
     if (r > 0) {
         snprintf(msg, sizeof(msg), "already converted (%s exists)", dest);
@@ -301,7 +339,7 @@ static int consider_new(Scan *sc, const char *folder, const char *path, const st
         r = record_skip(sc, path, st, "already_hevc", "already hevc");
     } else if (r == 0 && (lstat(path, &again) < 0 || !same_file_state(&again, st))) {
         sync_event(sc->s, LOG_INFO, "left %s for the next run: it is being written", path);
-    } else if (r == 0) {
+    } else if (r == 0 && (r = dest_claim(sc, path, dest)) == 0) {
         r = candidate_add(sc, folder, path, st);
     }
     free(dest);
@@ -328,11 +366,11 @@ static int scan_file(void *userdata, const char *folder, const char *path, const
         sync_event(sc->s, LOG_NOTICE, "skipped a file in %s: its name is not UTF-8", folder);
         return 0;
     }
-    if (reserved(sc, path, st) || (e && (!entry_changed(e, st) || in_flight(e))))
+    if (reserved(sc, path, st) || (e && (!entry_changed(e, st) || with_server(e))))
         return 0; /* ours, or known: the passes deal with it */
     if (settling(sc, path, st))
         return 0;
-    return consider_new(sc, folder, path, st);
+    return consider_new(sc, e, folder, path, st);
 }
 
 static void scan_error(void *userdata, const char *path, int err)
@@ -388,12 +426,26 @@ static void scan_free(Scan *sc)
 /* ---- the passes ---- */
 
 /* Starts attempt n of e, whose file is st: a fresh key, recorded before the POST. */
+/* A partial download of an earlier task is not a prefix of the next task's result. */
+static void partial_drop(Sync *s, const SyncEntry *e)
+{
+    const char *folder = sync_folder_of(s, e->path);
+    char *dest = NULL, *partial = NULL;
+
+    if (folder && place_dest(&s->place, folder, e->path, place_result_ext(e->path), &dest) == 0 &&
+        asprintf(&partial, "%s.partial", dest) >= 0 && unlink(partial) == 0)
+        sync_event(s, LOG_INFO, "removed %s, left by an earlier task", partial);
+    free(partial);
+    free(dest);
+}
+
 static int attempt_start(Sync *s, SyncEntry *e, int attempt)
 {
     int r = sync_key(e->path, e->size, e->mtime_ns, attempt, e->key);
 
     if (r < 0)
         return r;
+    partial_drop(s, e);
     e->attempts = attempt;
     e->status = SYNC_SENDING;
     e->task_id[0] = '\0';

@@ -6,8 +6,11 @@
 # state.json consistent. Then the crashes: kill -9 during an upload (while a second run is
 # refused by the lock), a crash right after the POST, kill -9 during a download, a crash after
 # the result is in place, and kills at random moments; each time the next run finishes the work
-# without a duplicate task. Also --dry-run, a file still being written, `status`, a terminal's
-# progress bars, and output = mirror and output = replace.
+# without a duplicate task. A source that changes after it was fetched or given up is sent
+# again with a new key; of two sources with one result only one is sent. Also --dry-run, a file
+# still being written, `status`, a terminal's progress bars, an unreachable server and a refused
+# token (exit 1, state intact), the bearer token (the server runs with a token file), and
+# output = mirror and output = replace.
 #
 # Test hooks of the client (documented in docs/client.md, not for production):
 #   TASKMILL_SYNC_TEST_THROTTLE=BYTES  caps uploads and downloads at BYTES per second
@@ -15,7 +18,16 @@
 #                                      state not yet written) or after_fetch (result in place)
 . "$(dirname "$0")/lib.sh"
 
-write_conf
+# The server wants bearer tokens: the client sends its [client] token; the test looks with an
+# admin token (which sees every task).
+CLIENT_TOKEN=$(openssl rand -hex 32)
+ADMIN_TOKEN=$(openssl rand -hex 32)
+{
+    echo "client user $(printf %s "$CLIENT_TOKEN" | sha256sum | cut -d' ' -f1)"
+    echo "admin admin $(printf %s "$ADMIN_TOKEN" | sha256sum | cut -d' ' -f1)"
+} >"$W/tokens"
+chmod 600 "$W/tokens"
+write_conf "[rest]" "tokens_file = $W/tokens"
 tm_start_all
 START=$SECONDS
 SRC=$W/videos
@@ -48,11 +60,12 @@ ln -s "$W/elsewhere/india.mp4" "$SRC/india-link.mp4"
 ln -s "$W/elsewhere" "$SRC/elsewhere-link"
 echo notes >"$SRC/juliet.txt"
 
-client_conf() { # FILE STATE_DIR FOLDER [INI lines...]
+client_conf() { # FILE STATE_DIR FOLDER [INI lines...]; later lines win
     local file=$1 state=$2 folder=$3
     shift 3
-    printf '%s\n' "[client]" "server = $URL" "folder = $folder" "state_dir = $state" \
-        "settle_seconds = 30" "max_resubmits = 1" "exclude = *sample*" "$@" >"$file"
+    printf '%s\n' "[client]" "server = $URL" "token = $CLIENT_TOKEN" "folder = $folder" \
+        "state_dir = $state" "settle_seconds = 30" "max_resubmits = 1" "exclude = *sample*" \
+        "$@" >"$file"
 }
 client_conf "$CCONF" "$STATE" "$SRC"
 
@@ -67,8 +80,12 @@ received() { # NAME: how many tasks the server ever created for this file name
     grep -c "received file_name='$1'" "$TM_LOG/rest.log" || true
 }
 
+admin_get() { # PATH
+    curl -s -H "Authorization: Bearer $ADMIN_TOKEN" "$URL$1"
+}
+
 server_tasks() {
-    curl -s "$URL/v1/tasks" | jq '.tasks | length'
+    admin_get /v1/tasks | jq '.tasks | length'
 }
 
 entry() { # STATE_DIR PATH FIELD
@@ -205,7 +222,10 @@ check "mike fetched" test "$(entry "$STATE" "$SRC/mike.mp4" status)" = fetched
 put clip.mp4 "$SRC/november.mp4"
 sync_run "$W/submit-nov.log" # one pass: submitted, not yet done
 id=$(entry "$STATE" "$SRC/november.mp4" task_id)
-wait_state "$id" done 60
+for _ in $(seq 300); do
+    [ "$(admin_get "/v1/tasks/$id" | jq -r .state)" = "done" ] && break
+    sleep 0.2
+done
 TASKMILL_SYNC_TEST_THROTTLE=8000 "$TM_BIN/taskmill" --config "$CCONF" sync 2>"$W/slow-dl.log" &
 slow=$!
 for _ in $(seq 100); do
@@ -228,38 +248,76 @@ check "november sent once" test "$(received november.mp4)" = 1
 # ---- kill -9 at random moments ----
 RANDOM=${TASKMILL_SYNC_SEED:-$$}
 for n in oscar papa quebec; do put clip.mp4 "$SRC/random/$n.mp4"; done
-for round in 1 2 3 4 5; do
-    TASKMILL_SYNC_TEST_THROTTLE=150000 "$TM_BIN/taskmill" --config "$CCONF" sync --wait 2>>"$W/random.log" &
+for _ in 1 2 3 4 5 6; do
+    TASKMILL_SYNC_TEST_THROTTLE=300000 "$TM_BIN/taskmill" --config "$CCONF" sync --wait 2>>"$W/random.log" &
     pid=$!
-    sleep "$(printf '0.%03d' $((200 + RANDOM % 800)))"
+    ms=$((300 + RANDOM % 2500))
+    sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 done
 sync_run "$W/after-random.log" --wait
-check "after 5 random kills the run finishes (rc $RC)" test "$RC" = 0
+check "after 6 random kills the run finishes (rc $RC)" test "$RC" = 0
 for n in oscar papa quebec; do
     check "$n converted once" test "$(received $n.mp4)" = 1 -a "$(entry "$STATE" "$SRC/random/$n.mp4" status)" = fetched
 done
+
+# ---- a source that changes after it was fetched, or after it was given up, is new ----
+oldkey=$(entry "$STATE" "$SRC/alpha.mp4" key)
+touch -d '5 minutes ago' "$SRC/alpha.mp4"
+cp "$FIX/clip.mp4" "$SRC/echo-bad.mp4"
+touch -d '5 minutes ago' "$SRC/echo-bad.mp4"
+sync_run "$W/changed.log" --wait
+check "a changed source is sent again, with a new key" \
+    test "$(received alpha.mp4):$(entry "$STATE" "$SRC/alpha.mp4" status)" = 2:fetched -a \
+    "$(entry "$STATE" "$SRC/alpha.mp4" key)" != "$oldkey"
+check "its new result replaced the old one" grep -q "fetched $SRC/alpha.mp4 -> $SRC/alpha.hevc.mp4" "$W/changed.log"
+check "a given-up file that was fixed is converted" \
+    test "$(received echo-bad.mp4):$(entry "$STATE" "$SRC/echo-bad.mp4" status)" = 3:fetched
 check "no task left on the server" test "$(server_tasks)" = 0
 check "state.json consistent after the crashes" state_consistent "$STATE"
 check "no partial or temporary file left" no_partials "$SRC" "$STATE"
 check "sources untouched" test "$(find "$SRC" -name '*.mp4' ! -name '*.hevc.*' -newer "$W/state.before" | wc -l)" = 0
 
+# ---- the server unreachable, or refusing our token: exit 1, state intact ----
+put clip.mp4 "$W/d-src/whiskey.mp4"
+client_conf "$W/down.conf" "$W/d-state" "$W/d-src" "server = http://127.0.0.1:1"
+RC=0
+"$TM_BIN/taskmill" --config "$W/down.conf" sync 2>"$W/down.log" || RC=$?
+check "server unreachable: exit 1 (rc $RC)" test "$RC" = 1
+check "and it says so" grep -q "POST http://127.0.0.1:1/v1/tasks" "$W/down.log"
+check "the file stays sending, with its key" test "$(entry "$W/d-state" "$W/d-src/whiskey.mp4" status)" = sending
+client_conf "$W/down.conf" "$W/d-state" "$W/d-src" "token = wrong"
+RC=0
+"$TM_BIN/taskmill" --config "$W/down.conf" sync 2>"$W/down.log" || RC=$?
+check "a refused token: exit 1 (rc $RC)" test "$RC" = 1 -a "$(entry "$W/d-state" "$W/d-src/whiskey.mp4" status)" = sending
+check "and it says why" grep -q "401: unauthorized" "$W/down.log"
+client_conf "$W/down.conf" "$W/d-state" "$W/d-src"
+RC=0
+"$TM_BIN/taskmill" --config "$W/down.conf" sync --wait 2>"$W/down.log" || RC=$?
+check "with the server back the work is done once" \
+    test "$RC:$(entry "$W/d-state" "$W/d-src/whiskey.mp4" status):$(received whiskey.mp4)" = 0:fetched:1
+
 # ---- output = mirror, with progress bars in a terminal ----
 put clip.mp4 "$W/m-src/sub/romeo.mp4"
 put clip.mov "$W/m-src/sierra.mov"
+put clip.mp4 "$W/m-src/sierra.mp4" # the same result as sierra.mov: only one may be sent
 client_conf "$W/mirror.conf" "$W/m-state" "$W/m-src" "output = mirror" "output_dir = $W/m-out/"
 script -qec "$TM_BIN/taskmill --config $W/mirror.conf sync --wait" /dev/null >"$W/tty.log" 2>&1 || true
 check "terminal: upload bar" grep -q 'uploading   \[#' "$W/tty.log"
 check "terminal: download bar" grep -q 'downloading \[#' "$W/tty.log"
 check "mirror: result under output_dir, same tree" is_hevc "$W/m-out/sub/romeo.hevc.mp4"
 check "mirror: mov gives mp4" is_hevc "$W/m-out/sierra.hevc.mp4"
+check "two sources with one result: one is sent" \
+    test "$(($(received sierra.mov) + $(received sierra.mp4)))" = 1
+check "the other is left, saying why" grep -q "would also be the result of $W/m-src/sierra" "$W/tty.log"
 check "mirror: sources untouched, nothing beside them" \
-    test "$(find "$W/m-src" -type f | sort | tr '\n' ' ')" = "$W/m-src/sierra.mov $W/m-src/sub/romeo.mp4 "
+    test "$(find "$W/m-src" -type f | sort | tr '\n' ' ')" = "$W/m-src/sierra.mov $W/m-src/sierra.mp4 $W/m-src/sub/romeo.mp4 "
 check "mirror: state consistent" state_consistent "$W/m-state"
 
 # ---- output = replace ----
 put clip.mp4 "$W/r-src/tango.mp4"
+put clip.mov "$W/r-src/tango.mov" # its result would be tango.mp4: never sent
 ffmpeg -v error -y -i "$FIX/clip.mp4" -c:v mpeg4 -c:a mp3 "$W/r-src/uniform.avi"
 touch -d '10 minutes ago' "$W/r-src/uniform.avi"
 client_conf "$W/replace.conf" "$W/r-state" "$W/r-src" "output = replace"
@@ -267,6 +325,9 @@ client_conf "$W/replace.conf" "$W/r-state" "$W/r-src" "output = replace"
 check "replace: tango.mp4 is now HEVC" is_hevc "$W/r-src/tango.mp4"
 check "replace: uniform.avi became uniform.mkv" is_hevc "$W/r-src/uniform.mkv"
 check "replace: the avi is gone after the mkv is in place" test ! -e "$W/r-src/uniform.avi"
+check "replace: tango.mov, whose result would overwrite tango.mp4, is kept and not sent" \
+    test "$(received tango.mov):$(entry "$W/r-state" "$W/r-src/tango.mov" error.code)" = 0:already_converted
+check "replace: tango.mov untouched" cmp -s "$FIX/clip.mov" "$W/r-src/tango.mov"
 check "replace: state consistent" state_consistent "$W/r-state"
 "$TM_BIN/taskmill" --config "$W/replace.conf" sync --wait 2>"$W/replace2.log" || fail "replace rerun"
 check "replace: a second run sends nothing" test -z "$(grep -E 'submitted|skipped' "$W/replace2.log")"
@@ -274,6 +335,8 @@ check "replace: each sent once" test "$(received tango.mp4)" = 1 -a "$(received 
 
 check "no task left on the server" test "$(server_tasks)" = 0
 check "nothing written outside the root" test -z "$(files_outside_root)"
+cat "$W/random.log" "$W/after-random.log" >"$W/random-all.log"
 echo "figures: $(grep -c 'received file_name' "$TM_LOG/rest.log") tasks created," \
     "$(grep -c 'repeated idempotency_key' "$TM_LOG/rest.log") repeated keys answered," \
-    "$((SECONDS - START)) s"
+    "random kills: $(grep -c 'already had it' "$W/random-all.log" || true) re-POSTs found the task," \
+    "$(grep -c 'resuming' "$W/random-all.log" || true) downloads resumed; $((SECONDS - START)) s"
