@@ -8,6 +8,7 @@
  * and SHA-256 (OpenSSL's libcrypto, which libcurl already loads) match what the server said. */
 #define _GNU_SOURCE
 #include "client.h"
+#include "taskmill/jobdir.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -398,21 +399,6 @@ int http_post_task(Http *h, const char *url, const HttpTaskForm *form, long *ret
     return r;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Header lines arrive unterminated; the status line of each answer resets what we saw. */
 static size_t dl_header(char *p, size_t size, size_t n, void *userdata)
 {
@@ -466,7 +452,7 @@ static size_t dl_write(char *p, size_t size, size_t n, void *userdata)
         return buf_write(p, size, n, &d->body);
     if (d->h->throttle > 0)
         usleep((useconds_t)((uint64_t)len * 1000000 / (uint64_t)d->h->throttle));
-    d->err = write_all(d->fd, p, len);
+    d->err = fd_write_all(d->fd, p, len);
     if (d->err < 0)
         snprintf(d->why, sizeof(d->why), "cannot write the download: %s", strerror(-d->err));
     return d->err < 0 ? 0 : len;

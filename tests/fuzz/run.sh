@@ -49,7 +49,8 @@ for t in "${targets[@]}"; do
         -dict="$src/tests/fuzz/dict/$t.dict" -artifact_prefix="$out/artifacts/$t-" \
         -print_final_stats=1 "${extra[@]}" "$corpus" "$src/tests/fuzz/seeds/$t") >"$log" 2>&1 ||
         rc=$?
-    last=$(grep -E '^#[0-9]+' "$log" | tail -n 1 || true)
+    stats=$(grep -E '^#[0-9]+' "$log" | tail -n 1 |
+        sed -E 's/^#([0-9]+)[[:space:]]+[A-Z]+[[:space:]]+/\1 execs, /' || true)
     if [ $rc -ne 0 ]; then
         echo "fuzz_$t: FAILED (exit $rc); log $log" >&2
         grep -E -A40 '^==[0-9]+==ERROR|runtime error|deadly signal|ERROR: libFuzzer' "$log" |
@@ -57,7 +58,7 @@ for t in "${targets[@]}"; do
         ls -t "$out/artifacts/$t-"* 2>/dev/null | head -n 1 | sed 's/^/reproducer: /' >&2
         failed+=("$t")
     else
-        echo "fuzz_$t: ok, ${secs}s, corpus $(ls "$corpus" | wc -l) files: ${last#* }"
+        echo "fuzz_$t: ok in ${secs}s: $stats"
     fi
 done
 if [ ${#failed[@]} -gt 0 ]; then
