@@ -52,6 +52,9 @@ int task_save(int job_fd, const Task *t);
 /* The task object of the API for the job in stage s. */
 int task_view(int data_fd, Stage s, const char *id, json_t **ret);
 
+/* Cuts s at its first byte that is not part of valid UTF-8, so it can go into JSON. */
+void utf8_clip(char *s);
+
 /* Wall clock in nanoseconds, and its RFC 3339 UTC form. */
 int64_t now_ns(void);
 void format_time(int64_t ns, char *buf, size_t len);

@@ -17,6 +17,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "taskmill/task.h"
+
 static int sock_addr(const char *dir, const char *name, struct sockaddr_un *sa)
 {
     *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
@@ -200,8 +202,11 @@ json_t *ipc_reply_ok(json_t *req, json_t *extra)
 
 json_t *ipc_reply_error(json_t *req, const char *code, const char *message)
 {
-    return ipc_msg("error", ipc_rid(req),
-                   json_pack("{s:s, s:s}", "code", code, "message", message));
+    json_t *body = json_pack("{s:s, s:s}", "code", code, "message", message);
+
+    if (!body) /* message was not UTF-8: the code still says what went wrong */
+        body = json_pack("{s:s, s:s}", "code", code, "message", "(unprintable message)");
+    return ipc_msg("error", ipc_rid(req), body);
 }
 
 int ipc_unpack(json_t *msg, char *err, size_t errlen, const char *fmt, ...)
@@ -219,8 +224,10 @@ int ipc_unpack(json_t *msg, char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     r = json_vunpack_ex(body, &e, JSON_STRICT, fmt, ap);
     va_end(ap);
-    if (r < 0)
+    if (r < 0) {
         snprintf(err, errlen, "%s", e.text);
+        utf8_clip(err); /* jansson cuts its text at 160 bytes, maybe inside a character */
+    }
     /* json_copy is shallow: the values unpacked are shared with msg and outlive body. */
     json_decref(body);
     return r < 0 ? -EBADMSG : 0;

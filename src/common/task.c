@@ -86,13 +86,32 @@ const char *task_file_name_problem(const char *name)
         int n = utf8_seq(p);
         if (n == 0)
             return "file_name is not valid UTF-8";
-        if (n == 1 && (*p < 0x20 || *p == 0x7f))
-            return "file_name contains a control character";
+        if ((n == 1 && (*p < 0x20 || *p == 0x7f)) || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0))
+            return "file_name contains a control character"; /* C0, DEL and C1 */
         if (*p == '/' || *p == '\\')
             return "file_name must be a plain name without '/' or '\\'";
         p += n;
     }
     return NULL;
+}
+
+void utf8_clip(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+
+    while (*p) {
+        int n = utf8_seq(p);
+        if (n == 0) {
+            *p = '\0';
+            return;
+        }
+        for (int i = 1; i < n; i++)
+            if (!p[i]) { /* a sequence cut by the terminator */
+                *p = '\0';
+                return;
+            }
+        p += n;
+    }
 }
 
 int64_t now_ns(void)
@@ -155,17 +174,19 @@ int task_to_request_json(const Task *t, json_t **ret)
 int task_from_request_json(json_t *j, Task *ret, char *err, size_t errlen)
 {
     json_error_t e;
-    int version = 0, priority;
+    json_int_t priority;
     const char *id, *type, *name, *path, *input, *cb = NULL, *key = NULL, *owner = NULL;
     json_int_t size, created;
     json_t *params;
     Task t = {0};
 
-    if (json_unpack_ex(j, &e, 0, "{s:i}", "version", &version) < 0 || version != 1) {
-        snprintf(err, errlen, "request.json: unsupported version %d", version);
+    json_int_t v = 0;
+
+    if (json_unpack_ex(j, &e, 0, "{s:I}", "version", &v) < 0 || v != TASK_REQUEST_VERSION) {
+        snprintf(err, errlen, "request.json: unsupported version %lld", (long long)v);
         return -EBADMSG;
     }
-    if (json_unpack_ex(j, &e, 0, "{s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s?s, s?s, s?s}",
+    if (json_unpack_ex(j, &e, 0, "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:o, s?s, s?s, s?s}",
                        "id", &id, "task_type", &type, "file_name", &name, "file_path", &path,
                        "input_name", &input, "size", &size, "priority", &priority, "created_ns",
                        &created, "params", &params, "callback_url", &cb, "idempotency_key", &key,
@@ -177,6 +198,10 @@ int task_from_request_json(json_t *j, Task *ret, char *err, size_t errlen)
         snprintf(err, errlen, "request.json: invalid id or file name");
         return -EBADMSG;
     }
+    if (priority < TASK_PRIORITY_MIN || priority > TASK_PRIORITY_MAX || size < 0 || created < 0) {
+        snprintf(err, errlen, "request.json: priority, size or created_ns out of range");
+        return -EBADMSG;
+    }
     memcpy(t.id, id, sizeof(t.id));
     t.task_type = strdup(type);
     t.file_name = strdup(name);
@@ -186,7 +211,7 @@ int task_from_request_json(json_t *j, Task *ret, char *err, size_t errlen)
     t.idempotency_key = key ? strdup(key) : NULL;
     t.owner = owner ? strdup(owner) : NULL;
     t.size = (uint64_t)size;
-    t.priority = priority;
+    t.priority = (int)priority;
     t.created_ns = created;
     t.params = json_incref(params);
     *ret = t;

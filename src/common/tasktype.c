@@ -5,6 +5,8 @@
  * client's typo never silently converts at the wrong quality. */
 #include "taskmill/tasktype.h"
 
+#include "taskmill/task.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -89,6 +91,7 @@ static int x265_check(json_t *out, const char *key, json_t *v, char *err, size_t
         }
     } else {
         snprintf(err, errlen, "params.%.64s is not a parameter of this task type", key);
+        utf8_clip(err); /* %.64s may have cut a character in two */
         return -EINVAL;
     }
     json_object_set(out, key, v);

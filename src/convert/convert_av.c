@@ -27,6 +27,9 @@
 /* ---- errors and names shared with convert_av_verify.c ---- */
 
 static int fill_error(ConvertError *err, const char *code, int averr, int with_reason,
+                      const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static int fill_error(ConvertError *err, const char *code, int averr, int with_reason,
                       const char *fmt, va_list ap)
 {
     char why[AV_ERROR_MAX_STRING_SIZE];

@@ -46,6 +46,7 @@ enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    utf8_clip(msg); /* client strings quoted in a message must not break the JSON */
     return http_json(c, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
 }
 

@@ -35,6 +35,8 @@ static void test_file_names(void)
     CHECK(task_file_name_problem("tab\there.mp4") != NULL);
     CHECK(task_file_name_problem("nl\n.mp4") != NULL);
     CHECK(task_file_name_problem("del\x7f.mp4") != NULL);
+    CHECK(task_file_name_problem("c1\xc2\x85.mp4") != NULL);       /* U+0085, a C1 control */
+    CHECK(task_file_name_problem("nbsp\xc2\xa0.mp4") == NULL);     /* U+00A0 is printable */
     CHECK(task_file_name_problem("bad\xff.mp4") != NULL);          /* not UTF-8 */
     CHECK(task_file_name_problem("over\xc0\xaf.mp4") != NULL);     /* overlong '/' */
     CHECK(task_file_name_problem("surr\xed\xa0\x80.mp4") != NULL); /* UTF-16 surrogate */
@@ -46,8 +48,22 @@ static void test_file_names(void)
     CHECK(task_file_name_problem(longname) != NULL);
 }
 
+/* Found by fuzz_request: a message cut inside a character must be clipped to valid UTF-8. */
+static void test_clip(void)
+{
+    char a[] = "ok \xc3", b[] = "caf\xc3\xa9", c[] = "x\xffy";
+
+    utf8_clip(a);
+    utf8_clip(b);
+    utf8_clip(c);
+    CHECK_STR(a, "ok ");
+    CHECK_STR(b, "caf\xc3\xa9");
+    CHECK_STR(c, "x");
+}
+
 int main(void)
 {
+    test_clip();
     test_ids();
     test_file_names();
     return check_done("test_names");

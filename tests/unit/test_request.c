@@ -34,7 +34,15 @@ static void test_roundtrip(void)
     task_free(&u);
     json_object_set_new(j, "version", json_integer(2));
     CHECK(task_from_request_json(j, &u, err, sizeof(err)) < 0);
+    json_object_set_new(j, "version", json_integer(4294967297LL)); /* found by fuzz_request */
+    CHECK(task_from_request_json(j, &u, err, sizeof(err)) < 0);
     json_object_set_new(j, "version", json_integer(1));
+    json_object_set_new(j, "priority", json_integer(1001));
+    CHECK(task_from_request_json(j, &u, err, sizeof(err)) < 0);
+    json_object_set_new(j, "priority", json_integer(700));
+    json_object_set_new(j, "size", json_integer(-1));
+    CHECK(task_from_request_json(j, &u, err, sizeof(err)) < 0);
+    json_object_set_new(j, "size", json_integer(42));
     json_object_set_new(j, "file_name", json_string("../../etc/passwd"));
     CHECK(task_from_request_json(j, &u, err, sizeof(err)) < 0);
     json_decref(j);
@@ -49,6 +57,11 @@ static void expect_params(const char *text, int ok, const char *want_err)
     int r = tasktype_params(tt, &conf, in, &out, err, sizeof(err));
 
     CHECK((r == 0) == ok);
+    if (r < 0) {
+        json_t *j = json_string(err);
+        CHECK(j != NULL); /* the message can go into a JSON error body */
+        json_decref(j);
+    }
     if (want_err && !strstr(err, want_err)) {
         fprintf(stderr, "'%s' lacks '%s'\n", err, want_err);
         check_failures++;
@@ -75,6 +88,9 @@ static void test_params(void)
     expect_params("{\"preset\":\"warp\"}", 0, "params.preset");
     expect_params("{\"bitrate\":1}", 0, "params.bitrate");
     expect_params("[1,2]", 0, "JSON object");
+    /* 63 x 'a' then U+00E9: the message must stay valid UTF-8 (found by fuzz_request) */
+    expect_params("{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\u00e9\":1}",
+                  0, "params.aaa");
     CHECK(tasktype_accepts_name(tt, "clip.MP4") == 0);
     CHECK(tasktype_accepts_name(tt, "clip.mkv") == 0);
     CHECK(tasktype_accepts_name(tt, "notes.txt") < 0);
