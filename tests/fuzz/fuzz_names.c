@@ -28,9 +28,12 @@ static bool name_is_plain(const char *name)
     if (len == 0 || len > TASK_FILE_NAME_MAX || strchr(name, '/') || strchr(name, '\\') ||
         strstr(name, ".."))
         return false;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
         if (*p < 0x20 || *p == 0x7f)
             return false;
+        if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] < 0xa0) /* C1 controls, U+0080..U+009F */
+            return false;
+    }
     s = json_stringn(name, len); /* NULL when name is not valid UTF-8 */
     if (!s)
         return false;

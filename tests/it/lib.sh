@@ -40,8 +40,11 @@ check() {
 # write_conf [INI lines...]: the test's config (preset ultrafast keeps the suite quick).
 write_conf() {
     tm_write_conf "$TM_CONF" "$ROOT" "$PORT" "min_free_bytes = 0" "[convert]" "preset = ultrafast" "$@"
+    # scripts/test --config FILE: that file's settings come first; the test's own paths, port
+    # and settings above follow and win (the last value of a key counts).
     if [ -n "${TASKMILL_TEST_BASE_CONF:-}" ]; then
-        : # the base config is only a template for humans; tests own their paths and port
+        cat "$TASKMILL_TEST_BASE_CONF" - "$TM_CONF" <<<"" >"$TM_CONF.new"
+        mv "$TM_CONF.new" "$TM_CONF"
     fi
 }
 
