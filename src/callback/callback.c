@@ -178,7 +178,8 @@ static void attempt_failed(Callback *cb, CallbackJob *j, long status, const char
     int max = cb->conf->callback_max_attempts;
     int64_t wait = backoff_s(cb, j->attempts);
 
-    if (j->attempts >= max) {
+    /* A refused address stays refused: trying again later would only repeat it. */
+    if (j->attempts >= max || j->refused[0]) {
         log_task(LOG_WARNING, j->id,
                  "callback gave up after %d attempts url='%s' status=%ld error='%s'", j->attempts,
                  j->url, status, error ? error : "");

@@ -12,7 +12,7 @@ if [ "$(id -u)" -eq 0 ]; then # a real small disk for the root
     test_cleanup() { umount "$ROOT" 2>/dev/null || umount -l "$ROOT"; }
 fi
 write_conf "[rest]" "connection_timeout = 2" "max_connections_per_ip = 6" \
-    "[callback]" "max_attempts = 1" "[convert]" "max_width = 4096"
+    "[callback]" "max_attempts = 3" "backoff = 1" "[convert]" "max_width = 4096"
 tm_start_all
 make_mp4 "$FIX/a.mp4" 1
 alive() { test "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")" = 200; }
@@ -40,6 +40,8 @@ check "the loopback receiver got nothing" test ! -s "$W/rlog"
 for i in "${!ids[@]}"; do
     check "callback.json $i records the refusal" \
         grep -q "refused to connect" "$ROOT/data/done/${ids[$i]}/callback.json"
+    check "callback $i was given up at once, not retried" test \
+        "$(jq -c '[(.attempts | length), .gave_up]' "$ROOT/data/done/${ids[$i]}/callback.json")" = "[1,true]"
 done
 for u in "file:///etc/passwd" "gopher://127.0.0.1/" "http//x" "ftp://example.com/"; do
     post -F "file_data=@$FIX/a.mp4" -F "callback_url=$u"
@@ -48,7 +50,7 @@ done
 
 # Signed deliveries to an allow-listed receiver.
 tm_stop callback
-sed -i 's/^max_attempts = 1$/max_attempts = 1\nallow_networks = 127.0.0.0\/8\nsecret = s3cret/' "$TM_CONF"
+sed -i 's/^max_attempts = 3$/max_attempts = 3\nallow_networks = 127.0.0.0\/8\nsecret = s3cret/' "$TM_CONF"
 tm_start callback
 post -F "file_data=@$FIX/a.mp4" -F "callback_url=http://127.0.0.1:$RP/signed"
 sid=$(jq -r .id "$W/out")
