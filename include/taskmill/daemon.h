@@ -34,7 +34,6 @@ int daemon_watch(Daemon *d, int fd, uint32_t events, DaemonFdFn fn, void *userda
 void daemon_unwatch(Daemon *d, int fd);
 void daemon_quit(Daemon *d, int exit_code);
 bool daemon_stopping(const Daemon *d);
-const Conf *daemon_conf(const Daemon *d);
 void *daemon_userdata(const Daemon *d);
 void daemon_set_userdata(Daemon *d, void *userdata);
 /* sd_notify STATUS= line (also kept for logging). */

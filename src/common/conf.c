@@ -178,14 +178,24 @@ static int parse_level(const char *v, int64_t *ret)
 }
 
 /* Repeatable keys (`folder =`) collect into a NULL-terminated list. */
-static const char *list_append(char ***list, Conf *c, const char *v)
+static size_t list_len(char **list)
 {
-    char **l = realloc(*list, (c->n_client_folders + 2) * sizeof(*l));
+    size_t n = 0;
+
+    while (list && list[n])
+        n++;
+    return n;
+}
+
+static const char *list_append(char ***list, const char *v)
+{
+    size_t n = list_len(*list);
+    char **l = realloc(*list, (n + 2) * sizeof(*l));
 
     if (!l)
         return "out of memory";
-    l[c->n_client_folders++] = strdup(v);
-    l[c->n_client_folders] = NULL;
+    l[n] = strdup(v);
+    l[n + 1] = NULL;
     *list = l;
     return NULL;
 }
@@ -197,7 +207,7 @@ static const char *key_apply(const ConfKey *k, Conf *c, const char *v)
 
     switch (k->kind) {
     case KEY_LIST:
-        return list_append((char ***)field, c, v);
+        return list_append((char ***)field, v);
     case KEY_OUTPUT:
         if (strcmp(v, "beside") && strcmp(v, "mirror") && strcmp(v, "replace"))
             return "must be beside, mirror or replace";
@@ -294,6 +304,7 @@ int conf_load(const char *path, Conf *ret, char *err, size_t errlen)
             return -EINVAL;
         }
     }
+    c.n_client_folders = list_len(c.client_folders);
     bad = check_paths(&c);
     if (bad) {
         snprintf(err, errlen, "%s: %s", path ? path : "built-in defaults", bad);
@@ -316,8 +327,8 @@ void conf_free(Conf *c)
     free(c->tls_cert);
     free(c->tls_key);
     free(c->preset);
-    for (size_t i = 0; i < c->n_client_folders; i++)
-        free(c->client_folders[i]);
+    for (char **f = c->client_folders; f && *f; f++)
+        free(*f);
     free(c->client_folders);
     free(c->client_server);
     free(c->client_token);

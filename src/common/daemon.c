@@ -181,11 +181,6 @@ bool daemon_stopping(const Daemon *d)
     return d->stopping;
 }
 
-const Conf *daemon_conf(const Daemon *d)
-{
-    return &d->conf;
-}
-
 void *daemon_userdata(const Daemon *d)
 {
     return d->userdata;

@@ -105,16 +105,29 @@ static Slot *slot_of(Pool *p, const char *id)
     return NULL;
 }
 
+/* The id of work.assign and work.cancel, decoded strictly like every IPC message. */
+static const char *msg_id(json_t *msg)
+{
+    const char *id = NULL;
+    char err[256];
+
+    if (ipc_unpack(msg, err, sizeof(err), "{s:s}", "id", &id) < 0 || !task_id_valid(id)) {
+        log_warning("queue sent a malformed %s: %s", ipc_type(msg), id ? "bad id" : err);
+        return NULL;
+    }
+    return id;
+}
+
 static void on_assign(Pool *p, json_t *msg)
 {
-    const char *id = json_string_value(json_object_get(msg, "id"));
+    const char *id = msg_id(msg);
     Slot *s = NULL;
     int r;
 
     for (int i = 0; i < p->n_slots && !s; i++)
         if (p->slots[i].claimed)
             s = &p->slots[i];
-    if (!id || !task_id_valid(id) || !s) {
+    if (!id || !s) {
         log_warning("queue assigned work we did not claim");
         return;
     }
@@ -137,7 +150,7 @@ static void on_assign(Pool *p, json_t *msg)
 
 static void on_cancel(Pool *p, json_t *msg)
 {
-    const char *id = json_string_value(json_object_get(msg, "id"));
+    const char *id = msg_id(msg);
     Slot *s = id ? slot_of(p, id) : NULL;
 
     if (s) {

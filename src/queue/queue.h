@@ -54,7 +54,7 @@ typedef struct Queue {
     size_t n_pending, cap_pending;
     Running *running;
     Claim *claims, **claims_tail;
-    unsigned n_done, n_failed, n_received;
+    unsigned n_done, n_failed;
     unsigned ticks;
 } Queue;
 

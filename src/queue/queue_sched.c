@@ -215,49 +215,36 @@ int sched_submit(Queue *q, const char *id, char *err, size_t errlen)
     return 0;
 }
 
-/* claim.json records the attempt; interruptions are counted apart from attempts. */
-static int claim_record(Queue *q, const char *id, Peer *p)
+/* claim.json counts a job's attempts and, apart from them, its interruptions; started_ns is
+ * when the current attempt began. One reader-writer for all changes to it. */
+static int claim_update(Queue *q, Stage s, const char *id, json_int_t d_attempts,
+                        json_int_t d_interruptions, bool start, json_int_t *ret_attempts)
 {
     json_t *old = NULL, *claim;
-    int fd, r = jobdir_open(q->data_fd, STAGE_IN_PROGRESS, id, &fd);
-    json_int_t attempts = 0, interruptions = 0;
-
-    if (r < 0)
-        return r;
-    if (json_read_at(fd, "claim.json", &old) == 0)
-        json_unpack(old, "{s?I, s?I}", "attempts", &attempts, "interruptions", &interruptions);
-    json_decref(old);
-    jobdir_reset(fd);
-    claim = json_pack("{s:I, s:I, s:I, s:i}", "attempts", attempts + 1, "interruptions",
-                      interruptions, "started_ns", (json_int_t)now_ns(), "worker_fd", p->fd);
-    r = json_write_at(fd, "claim.json", claim);
-    json_decref(claim);
-    close(fd);
-    return r;
-}
-
-static int claim_counts(Queue *q, Stage s, const char *id, json_int_t *attempts,
-                        json_int_t delta_attempts, json_int_t delta_interruptions)
-{
-    json_t *claim = NULL;
-    json_int_t a = 0, i = 0;
+    json_int_t a = 0, i = 0, started = 0;
     int fd, r = jobdir_open(q->data_fd, s, id, &fd);
 
     if (r < 0)
         return r;
-    if (json_read_at(fd, "claim.json", &claim) == 0)
-        json_unpack(claim, "{s?I, s?I}", "attempts", &a, "interruptions", &i);
-    a += delta_attempts;
-    i += delta_interruptions;
-    if (delta_attempts || delta_interruptions) {
-        json_object_set_new(claim, "attempts", json_integer(a));
-        json_object_set_new(claim, "interruptions", json_integer(i));
-        r = json_write_at(fd, "claim.json", claim);
+    if (json_read_at(fd, "claim.json", &old) == 0)
+        json_unpack(old, "{s?I, s?I, s?I}", "attempts", &a, "interruptions", &i, "started_ns",
+                    &started);
+    json_decref(old);
+    a += d_attempts;
+    i += d_interruptions;
+    if (start) {
+        jobdir_reset(fd); /* a new attempt starts from nothing */
+        started = now_ns();
     }
-    json_decref(claim);
+    if (d_attempts || d_interruptions || start) {
+        claim =
+            json_pack("{s:I, s:I, s:I}", "attempts", a, "interruptions", i, "started_ns", started);
+        r = json_write_at(fd, "claim.json", claim);
+        json_decref(claim);
+    }
     close(fd);
-    if (attempts)
-        *attempts = a;
+    if (ret_attempts)
+        *ret_attempts = a;
     return r;
 }
 
@@ -275,7 +262,7 @@ static bool dispatch_one(Queue *q)
     pending_del(q, (size_t)best);
     r = jobdir_move(q->data_fd, job.id, STAGE_PENDING, STAGE_IN_PROGRESS);
     if (r == 0)
-        r = claim_record(q, job.id, c->peer);
+        r = claim_update(q, STAGE_IN_PROGRESS, job.id, 1, 0, true, NULL);
     if (r < 0) {
         log_task(LOG_ERR, job.id, "cannot start: %s", strerror(-r));
         return true;
@@ -363,7 +350,7 @@ int sched_finish(Queue *q, Peer *p, const char *id, const char *outcome)
     if (!strcmp(outcome, "done")) {
         finish_move(q, run, STAGE_DONE);
     } else if (!strcmp(outcome, "crashed") &&
-               claim_counts(q, STAGE_IN_PROGRESS, id, &attempts, 0, 0) == 0 &&
+               claim_update(q, STAGE_IN_PROGRESS, id, 0, 0, false, &attempts) == 0 &&
                attempts < q->conf->max_attempts) {
         log_task(LOG_WARNING, id, "worker crashed on attempt %lld of %d, retrying",
                  (long long)attempts, q->conf->max_attempts);
@@ -391,7 +378,7 @@ static void release_one(Queue *q, Running *run)
                                : ipc_msg("ok", run->delete_rid, NULL));
         return;
     }
-    claim_counts(q, STAGE_IN_PROGRESS, run->id, NULL, -1, 1);
+    claim_update(q, STAGE_IN_PROGRESS, run->id, -1, 1, false, NULL);
     r = job_requeue(q, run->id, STAGE_IN_PROGRESS);
     log_task(r < 0 ? LOG_ERR : LOG_NOTICE, run->id, "interrupted, %s",
              r < 0 ? strerror(-r) : "moved from=in_progress to=pending");

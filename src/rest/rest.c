@@ -50,12 +50,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!req)
             return MHD_NO;
         *con_cls = req;
-        req->denied = strcmp(url, "/healthz") &&
-                      auth_check(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                             MHD_HTTP_HEADER_AUTHORIZATION),
-                                 &req->auth) < 0;
-        if (req->denied) /* before any body is read */
-            return unauthorized(c);
+        if (strcmp(url, "/healthz") &&
+            auth_check(
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+                &req->auth) < 0)
+            return unauthorized(c); /* before any body is read */
         if (!strcmp(method, "POST") && !strcmp(url, "/v1/tasks")) {
             int q = upload_begin(r, c, &req->auth, &req->upload);
             /* Refused before the body (413, 415): answer at once; MHD then closes the

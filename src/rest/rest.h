@@ -31,7 +31,6 @@ typedef struct Auth {
 typedef struct Upload Upload;
 typedef struct Req {
     Auth auth;
-    bool denied;    /* no valid token: 401 */
     Upload *upload; /* POST /v1/tasks */
 } Req;
 
