@@ -50,7 +50,13 @@ as "$BOB" GET /v1/tasks >"$W/out"
 check "bob's list is empty" test "$(jq '.tasks | length' "$W/out")" = 0
 as "$ADMIN" GET /v1/tasks >"$W/out"
 check "the admin's list shows alice's task" test "$(jq -r '.tasks[0].id' "$W/out")" = "$id"
-check "request.json records the owner" test "$(jq -r .owner "$ROOT/data/"*"/$id/request.json")" = alice
+# The job directory moves while we look; read it once it has settled in done/.
+for ((i = 0; i < 300; i++)); do
+    as "$ADMIN" GET "/v1/tasks/$id" >"$W/out"
+    [ "$(jq -r .state "$W/out")" = done ] && break
+    sleep 0.2
+done
+check "request.json records the owner" test "$(jq -r .owner "$ROOT/data/done/$id/request.json")" = alice
 
 # Idempotency keys are per token.
 as "$ALICE" POST /v1/tasks -F idempotency_key=k1 -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >"$W/out"
