@@ -50,7 +50,7 @@ const char *convert_av_format_for(const char *file_name, const char **ret_ext);
 struct SwsContext;
 
 enum ConvertStreamKind {
-    CONVERT_KIND_SKIP,  /* hidden by the demuxer (mov chapter track): no output stream */
+    CONVERT_KIND_SKIP,  /* convert_av_dropped(): no output stream */
     CONVERT_KIND_COPY,  /* remuxed as is */
     CONVERT_KIND_VIDEO, /* decoded, re-encoded with libx265 */
     CONVERT_KIND_AUDIO, /* decoded, re-encoded to AAC */
@@ -100,8 +100,12 @@ int convert_av_open_input(const char *path, const ConvertLimits *limits,
 int convert_av_open_output(ConvertJob *j, const char *path);
 /* Index of the first video stream that is not an attached picture, or -1. */
 int convert_av_main_video(const AVFormatContext *fc);
-/* Number of streams the demuxer exposes (hidden mov chapter tracks not counted). */
-unsigned convert_av_visible_streams(const AVFormatContext *fc);
+/* Nonzero for a stream the output leaves out: a hidden mov chapter track (the chapters are
+ * copied) or a data track (timecode, camera telemetry, Apple metadata), which neither players
+ * nor the muxers make use of; the ffmpeg program drops them too. */
+int convert_av_dropped(const AVStream *st);
+/* Number of streams the output keeps of fc's: those not dropped. */
+unsigned convert_av_kept_streams(const AVFormatContext *fc);
 /* Fills *err (first error wins) with code and "<fmt>: <av_strerror(averr)>"; returns averr. */
 int convert_av_fail(ConvertError *err, const char *code, int averr, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

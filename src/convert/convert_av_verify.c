@@ -2,7 +2,8 @@
  * convert_av_open_input() is the only way the module opens a media file: a fixed demuxer
  * whitelist, the "file" protocol only, no mov external references, optional size limits.
  * convert_av_open_output() plans each output stream (encode video to HEVC, copy what the
- * container holds, else AAC / mov_text / subrip, else fail) and writes the muxer header.
+ * container holds, else AAC / mov_text / subrip, else fail; data tracks such as timecode or
+ * camera telemetry are dropped, as the ffmpeg program does) and writes the muxer header.
  * convert_av_verify() re-opens a finished output and checks it against its input.
  * Called by convert_av.c and by the job worker; never logs, never deletes files. */
 #define CONVERT_AV_INTERNAL
@@ -45,12 +46,19 @@ int convert_av_main_video(const AVFormatContext *fc)
     return -1;
 }
 
-unsigned convert_av_visible_streams(const AVFormatContext *fc)
+int convert_av_dropped(const AVStream *st)
+{
+    enum AVMediaType t = st->codecpar->codec_type;
+
+    return st->discard == AVDISCARD_ALL || t == AVMEDIA_TYPE_DATA || t == AVMEDIA_TYPE_UNKNOWN;
+}
+
+unsigned convert_av_kept_streams(const AVFormatContext *fc)
 {
     unsigned n = 0;
 
     for (unsigned i = 0; i < fc->nb_streams; i++)
-        n += fc->streams[i]->discard != AVDISCARD_ALL;
+        n += !convert_av_dropped(fc->streams[i]);
     return n;
 }
 
@@ -434,8 +442,10 @@ static int setup_stream(ConvertJob *j, unsigned i)
 
     s->ist = j->ic->streams[i];
     s->next_pts = s->last_pts = s->last_dts = AV_NOPTS_VALUE;
-    if (s->ist->discard == AVDISCARD_ALL) /* hidden mov chapter track: chapters are copied */
+    if (convert_av_dropped(s->ist)) {
+        s->ist->discard = AVDISCARD_ALL; /* the demuxer need not hand us its packets */
         return 0;
+    }
     ret = choose_kind(j, s);
     if (ret < 0)
         return ret;
@@ -604,10 +614,10 @@ static int compare_files(const AVFormatContext *ic, const AVFormatContext *oc, C
         din * VERIFY_REL_SLACK > VERIFY_ABS_SLACK ? din * VERIFY_REL_SLACK : VERIFY_ABS_SLACK;
     int v = convert_av_main_video(oc);
 
-    if (convert_av_visible_streams(ic) != convert_av_visible_streams(oc))
+    if (convert_av_kept_streams(ic) != convert_av_kept_streams(oc))
         return convert_av_refuse(err, "verify_failed", AVERROR_INVALIDDATA,
-                                 "output has %u streams but the input has %u",
-                                 convert_av_visible_streams(oc), convert_av_visible_streams(ic));
+                                 "output has %u streams but the input has %u to keep",
+                                 convert_av_kept_streams(oc), convert_av_kept_streams(ic));
     if (oc->streams[v]->codecpar->codec_id != AV_CODEC_ID_HEVC)
         return convert_av_refuse(err, "verify_failed", AVERROR_INVALIDDATA,
                                  "output video is %s, not HEVC",

@@ -108,6 +108,24 @@ api GET /v1/status >"$W/out"
 check "status counts done" test "$(jq -r .done "$W/out")" = 2
 check "status shows max_workers" test "$(jq -r .max_workers "$W/out")" = 1
 
+# A camera file with a timecode (data) track: data tracks are not copied (as with the ffmpeg
+# program); the mp4 muxer writes a fresh timecode track from the video's timecode tag.
+ffmpeg -v error -y -f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=sample_rate=48000 \
+    -t 2 -c:v libx264 -pix_fmt yuv420p -preset ultrafast -c:a aac -shortest \
+    -timecode 01:00:00:00 "$FIX/camera.mov"
+check "fixture has a data track" test "$(probe "$FIX/camera.mov" | jq -r '.streams[2].codec_type')" = data
+idtc=$(submit "$FIX/camera.mov")
+wait_state "$idtc" done 120
+curl -s -S -o "$W/camera.mp4" "$URL/v1/tasks/$idtc/result"
+probe "$W/camera.mp4" >"$W/probe.json"
+check "camera file: video and audio kept" \
+    test "$(jq -r '[.streams[:2][].codec_type] | join(",")' "$W/probe.json")" = video,audio
+check "camera file: timecode kept" \
+    test "$(jq -r '.streams[0].tags.timecode' "$W/probe.json")" = 01:00:00:00
+check "camera file: hevc tagged hvc1" \
+    test "$(jq -r '.streams[0] | .codec_name + "/" + .codec_tag_string' "$W/probe.json")" = hevc/hvc1
+api DELETE "/v1/tasks/$idtc" >/dev/null
+
 # Delete: 204, then 404, and the folders are empty.
 api DELETE "/v1/tasks/$id" >/dev/null
 check "DELETE is 204" test "$STATUS" = 204
