@@ -280,8 +280,8 @@ static int setup_video(ConvertJob *j, ConvertStream *s)
     const AVCodec *codec = avcodec_find_encoder_by_name("libx265");
     const char *preset = j->opt->preset ? j->opt->preset : "medium";
     AVDictionary *o = NULL;
-    char params[64] = "log-level=error";
-    int ret = open_decoder(j, s);
+    char params[96];
+    int n, ret = open_decoder(j, s);
 
     if (ret < 0)
         return ret;
@@ -291,8 +291,12 @@ static int setup_video(ConvertJob *j, ConvertStream *s)
     if (!(s->enc = avcodec_alloc_context3(codec)) || !(s->conv = av_frame_alloc()))
         return enomem(j);
     set_video_params(j, s);
+    /* The wrapper gives x265 the time base as its frame rate (1/12800 in mp4 reads as 12800
+     * fps), and x265's rate control depends on it: name the real rate. */
+    n = snprintf(params, sizeof(params), "log-level=error:fps=%d/%d", s->enc->framerate.num,
+                 s->enc->framerate.den);
     if (j->opt->threads > 0)
-        snprintf(params, sizeof(params), "log-level=error:pools=%d", j->opt->threads);
+        snprintf(params + n, sizeof(params) - (size_t)n, ":pools=%d", j->opt->threads);
     av_dict_set_int(&o, "crf", j->opt->crf, 0);
     av_dict_set(&o, "preset", preset, 0);
     av_dict_set(&o, "x265-params", params, 0);
