@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -231,8 +232,8 @@ static int queue_connect(Pool *p)
     return 0;
 }
 
-/* Maps a child's exit status to what the queue must hear. */
-static void report_exit(Pool *p, Slot *s, int status)
+/* Maps a child's exit status to what the queue must hear; ru is the child's resource use. */
+static void report_exit(Pool *p, Slot *s, int status, const struct rusage *ru)
 {
     const char *outcome = "crashed";
     char msg[128];
@@ -252,23 +253,28 @@ static void report_exit(Pool *p, Slot *s, int status)
                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
         job_write_crash(p->data_fd, s->id, msg);
     }
-    log_task(!strcmp(outcome, "done") ? LOG_INFO : LOG_WARNING, s->id, "finished outcome=%s",
-             outcome);
+    log_task(!strcmp(outcome, "done") ? LOG_INFO : LOG_WARNING, s->id,
+             "finished outcome=%s wall=%.2fs cpu=%.2fs max_rss=%ldKiB", outcome,
+             (double)(now_ns() - s->started_ns) / 1e9,
+             (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) +
+                 (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e6,
+             ru->ru_maxrss);
     pool_report(p, "work.done", json_pack("{s:s, s:s}", "id", s->id, "outcome", outcome));
 }
 
 static void on_child(Daemon *d)
 {
     Pool *p = daemon_userdata(d);
+    struct rusage ru;
     int status;
     pid_t pid;
 
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+    while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0)
         for (int i = 0; i < p->n_slots; i++) {
             Slot *s = &p->slots[i];
             if (s->pid != pid)
                 continue;
-            report_exit(p, s, status);
+            report_exit(p, s, status, &ru);
             *s = (Slot){0};
         }
     maybe_quit(p);
