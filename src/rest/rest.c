@@ -231,6 +231,25 @@ static void rest_shutdown(Daemon *d)
         close(r->data_fd);
 }
 
+/* Keys of expired tasks are swept as often as the queue expires results (result_ttl / 4,
+ * at most hourly); no task can expire sooner than result_ttl after its key was written. */
+static void rest_tick(Daemon *d)
+{
+    Rest *r = daemon_userdata(d);
+    unsigned ttl = (unsigned)r->conf->result_ttl, every = ttl / 4 < 3600 ? ttl / 4 : 3600;
+    unsigned removed;
+    int q;
+
+    if (ttl == 0 || ++r->ticks < (every ? every : 1))
+        return;
+    r->ticks = 0;
+    q = idem_sweep(r, (time_t)ttl, &removed);
+    if (q < 0)
+        log_warning("cannot sweep data/keys: %s", strerror(-q));
+    else if (removed)
+        log_info("removed %u idempotency keys of expired tasks", removed);
+}
+
 int main(int argc, char **argv)
 {
     static const DaemonSpec spec = {
@@ -238,6 +257,7 @@ int main(int argc, char **argv)
         .summary = "Serves the taskmill HTTP API and streams uploads into the queue.",
         .init = rest_init,
         .shutdown = rest_shutdown,
+        .on_tick = rest_tick,
     };
     return daemon_main(argc, argv, &spec);
 }

@@ -9,6 +9,7 @@
 #include <microhttpd.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "taskmill/conf.h"
 
@@ -19,6 +20,7 @@ typedef struct Rest {
     int keys_fd;    /* data/keys, the idempotency keys */
     struct MHD_Daemon *mhd;
     char *tls_cert, *tls_key; /* PEM text, kept for MHD's lifetime */
+    unsigned ticks;           /* seconds since the last sweep of data/keys */
 } Rest;
 
 /* Who is asking: a token's name and role, or the open API (no tokens configured). */
@@ -65,6 +67,8 @@ bool idem_key_valid(const char *key);
 int idem_lookup(Rest *rest, const char *owner, const char *key, char ret_id[37]);
 int idem_record(Rest *rest, const char *owner, const char *key, const char *id);
 int idem_forget(Rest *rest, const char *owner, const char *key, const char *id);
+/* Removes keys older than min_age seconds whose task is gone (expired by the queue). */
+int idem_sweep(Rest *rest, time_t min_age, unsigned *ret_removed);
 
 /* rest_tasks.c: the read side and delete */
 enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);

@@ -3,14 +3,20 @@
  *
  * data/keys/<sha256 of the key> holds the task id. It is written (temp, fsync, no-replace
  * rename) before the job is published, so a 201 always has its key on disk. A key whose task
- * is gone (deleted) is stale and is replaced. rest is the only writer of data/keys/. */
+ * is gone (deleted) is stale and is replaced. A DELETE drops its key (idem_forget); keys of
+ * tasks the queue expired are swept by idem_sweep. rest is the only writer of data/keys/, and
+ * one mutex orders the replacing of a stale key against the sweep, as MHD runs requests on
+ * several threads. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "rest.h"
@@ -18,6 +24,8 @@
 #include "taskmill/task.h"
 
 #define KEY_MAX 200
+
+static pthread_mutex_t stale_lock = PTHREAD_MUTEX_INITIALIZER;
 
 bool idem_key_valid(const char *key)
 {
@@ -80,9 +88,12 @@ int idem_record(Rest *rest, const char *owner, const char *key, const char *id)
     if (renameat2(rest->keys_fd, tmp, rest->keys_fd, hex, RENAME_NOREPLACE) == 0)
         return fsync(rest->keys_fd) < 0 ? -errno : 0;
     r = -errno;
-    if (r == -EEXIST &&
-        idem_lookup(rest, owner, key, other) == -ENOENT) /* stale: its task is gone */
-        r = renameat(rest->keys_fd, tmp, rest->keys_fd, hex) < 0 ? -errno : 0;
+    if (r == -EEXIST) {
+        pthread_mutex_lock(&stale_lock);
+        if (idem_lookup(rest, owner, key, other) == -ENOENT) /* stale: its task is gone */
+            r = renameat(rest->keys_fd, tmp, rest->keys_fd, hex) < 0 ? -errno : 0;
+        pthread_mutex_unlock(&stale_lock);
+    }
     if (r == 0)
         return fsync(rest->keys_fd) < 0 ? -errno : 0;
     unlinkat(rest->keys_fd, tmp, 0);
@@ -98,12 +109,79 @@ int idem_forget(Rest *rest, const char *owner, const char *key, const char *id)
     int r;
 
     key_file(owner, key, hex);
+    pthread_mutex_lock(&stale_lock);
     r = file_read_all(rest->keys_fd, hex, TASK_ID_LEN, &buf, &len);
-    if (r < 0)
-        return r == -ENOENT ? 0 : r;
-    r = len == TASK_ID_LEN && !memcmp(buf, id, TASK_ID_LEN);
+    if (r == 0) {
+        bool ours = len == TASK_ID_LEN && !memcmp(buf, id, TASK_ID_LEN);
+
+        free(buf);
+        if (ours && (unlinkat(rest->keys_fd, hex, 0) < 0 || fsync(rest->keys_fd) < 0))
+            r = -errno;
+    }
+    pthread_mutex_unlock(&stale_lock);
+    return r == -ENOENT ? 0 : r;
+}
+
+/* A key names a live task while the task uploads (request/.tmp-<id>) or sits in a stage. A job
+ * may move backwards (in_progress -> pending) while jobdir_find looks, so it looks twice. */
+static bool key_task_alive(Rest *rest, const char *id)
+{
+    char tmp[64];
+    Stage s;
+
+    snprintf(tmp, sizeof(tmp), ".tmp-%s", id);
+    return faccessat(rest->request_fd, tmp, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+           jobdir_find(rest->data_fd, id, &s) == 0 || jobdir_find(rest->data_fd, id, &s) == 0;
+}
+
+/* Removes the key file name if its task is gone and the file is older than min_age seconds
+ * (its task cannot have expired sooner). 1 when removed, 0 when kept, <0 on error. */
+static int sweep_one(Rest *rest, const char *name, time_t min_age)
+{
+    char *buf = NULL;
+    size_t len;
+    struct stat st;
+    int r;
+
+    if (fstatat(rest->keys_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISREG(st.st_mode) || time(NULL) - st.st_mtime < min_age)
+        return 0;
+    pthread_mutex_lock(&stale_lock);
+    r = file_read_all(rest->keys_fd, name, TASK_ID_LEN, &buf, &len);
+    if (r == 0)
+        r = len == TASK_ID_LEN && task_id_valid(buf) && key_task_alive(rest, buf) ? 0 : 1;
+    if (r == 1 && unlinkat(rest->keys_fd, name, 0) < 0)
+        r = -errno;
+    pthread_mutex_unlock(&stale_lock);
     free(buf);
-    if (r && unlinkat(rest->keys_fd, hex, 0) < 0)
-        return -errno;
-    return r ? (fsync(rest->keys_fd) < 0 ? -errno : 0) : 0;
+    return r == -ENOENT ? 0 : r;
+}
+
+int idem_sweep(Rest *rest, time_t min_age, unsigned *ret_removed)
+{
+    int fd = openat(rest->keys_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
+    struct dirent *de;
+    DIR *d;
+
+    *ret_removed = 0;
+    if (fd < 0 || !(d = fdopendir(fd))) {
+        r = -errno;
+        if (fd >= 0)
+            close(fd);
+        return r;
+    }
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') /* ".", "..", and ".tmp.<id>" being written */
+            continue;
+        r = sweep_one(rest, de->d_name, min_age);
+        if (r < 0)
+            break;
+        *ret_removed += (unsigned)r;
+        r = 0;
+    }
+    closedir(d);
+    if (*ret_removed && fsync(rest->keys_fd) < 0)
+        r = r ? r : -errno;
+    return r;
 }
