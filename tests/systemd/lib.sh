@@ -59,6 +59,19 @@ EOC
             "$TASKMILL_SRC/systemd/taskmill-$u.service.in" >"$UNITS/taskmill-$u.service"
         sed -i "s|$T/taskmill.conf|/run/taskmill-test.conf|" "$UNITS/taskmill-$u.service"
     done
+    # The client PC's units, pointed at the build tree and a client config for this server.
+    cat >"$T/client.conf" <<EOC
+[client]
+server = http://127.0.0.1:8080
+folder = /var/lib/videos
+settle_seconds = 0
+EOC
+    chmod 644 "$T/client.conf"
+    for u in service timer; do
+        sed -e "s|/usr/local/bin/taskmill|$TASKMILL_BUILD/taskmill|" \
+            -e "s|/etc/taskmill/client.conf|/run/taskmill-client-test.conf|" \
+            "$TASKMILL_SRC/systemd/taskmill-client.$u" >"$UNITS/taskmill-client.$u"
+    done
     # A sanitizer build: LeakSanitizer stops the world with ptrace, which the units' syscall
     # filter forbids; leaks are checked by the integration tests outside systemd instead.
     if grep -q '^TASKMILL_SANITIZE:BOOL=ON' "$TASKMILL_BUILD/CMakeCache.txt" 2>/dev/null; then
@@ -80,6 +93,7 @@ sd_boot() {
         mkdir -p /run/systemd/system
         cp $UNITS/* /run/systemd/system/
         cp $T/taskmill.conf /run/taskmill-test.conf
+        cp $T/client.conf /run/taskmill-client-test.conf
         for d in /tmp /var/tmp /var/lib /var/log; do mount -t tmpfs tmpfs \$d; done
         exec /lib/systemd/systemd --system --unit=tm-boot.target
     " </dev/null >"$T/systemd.out" 2>&1 &

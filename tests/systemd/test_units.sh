@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # test_units.sh - the real units under a real systemd: start taskmill.target, convert a clip,
 # stop the converter in the middle of an encode (partial gone, task pending, not failed),
-# start it again (the task completes), follow one task in the journal by TASK_ID=, and stop
-# the target (every daemon exits cleanly). Also systemd-analyze verify on every unit.
+# start it again (the task completes), follow one task in the journal by TASK_ID=, run the
+# client PC's taskmill-client.service until a video's result is beside it and start its timer,
+# and stop the target (every daemon exits cleanly). Also systemd-analyze verify on every unit.
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "needs root for namespaces"; exit 77; }
 
 sd_units
-for u in "$UNITS"/taskmill-*.service "$UNITS"/taskmill.target; do
+for u in "$UNITS"/taskmill-*.service "$UNITS"/taskmill-client.timer "$UNITS"/taskmill.target; do
     out=$(systemd-analyze verify "$u" 2>&1 | grep -v -e 'tm-boot' || true)
     check "systemd-analyze verify $(basename "$u") is clean" test -z "$out"
     [ -z "$out" ] || echo "$out" >&2
@@ -53,6 +54,32 @@ idents=$(sd journalctl --no-pager -o json TASK_ID="$id" | jq -r .SYSLOG_IDENTIFI
 check "journalctl TASK_ID= shows rest, queue and convert ($idents)" \
     bash -c "grep -q taskmill-rest <<<'$idents' && grep -q taskmill-queue <<<'$idents' && grep -q taskmill-convert <<<'$idents'"
 check "the task's journal tells it was interrupted" grep -q interrupted <<<"$story"
+
+# The client PC's units: each start of taskmill-client.service is one `taskmill sync` run; the
+# first sends the video, a later one fetches the result beside it and deletes the task.
+ffmpeg -v error -y -f lavfi -i testsrc2=size=320x240:rate=25 -t 2 -c:v libx264 -preset ultrafast \
+    "$T/holiday.mp4"
+sd mkdir -p /var/lib/videos
+sd cp "$T/holiday.mp4" /var/lib/videos/
+for _ in $(seq 30); do
+    sd_ctl start taskmill-client.service
+    sd test -e /var/lib/videos/holiday.hevc.mp4 && break
+    sleep 1
+done
+check "taskmill-client.service put the result beside the video" sd test -e /var/lib/videos/holiday.hevc.mp4
+check "the client's runs ended with Result=success" \
+    test "$(sd_ctl show -P Result taskmill-client.service)" = success
+check "the result is hevc" test "$(sd ffprobe -v error -select_streams v -show_entries stream=codec_name \
+    -of csv=p=0 /var/lib/videos/holiday.hevc.mp4)" = hevc
+check "the source is kept" sd test -e /var/lib/videos/holiday.mp4
+check "the client deleted its task on the server (only the earlier task is left)" \
+    test "$(sd_curl http://127.0.0.1:8080/v1/tasks | jq -r '[.tasks[].id] | join(",")')" = "$id"
+check "the client kept its state in its StateDirectory" sd test -s /var/lib/taskmill-client/state.json
+client_log=$(sd journalctl --no-pager -o cat -u taskmill-client.service)
+check "the client's journal tells what it did" grep -q "holiday.hevc.mp4" <<<"$client_log"
+sd_ctl start taskmill-client.timer
+check "taskmill-client.timer is active" sd_ctl is-active --quiet taskmill-client.timer
+check "and has a next run" test -n "$(sd_ctl show -P NextElapseUSecRealtime taskmill-client.timer)"
 
 sd_ctl stop taskmill.target
 for d in rest callback convert queue init; do
