@@ -29,14 +29,20 @@ static enum MHD_Result not_found(struct MHD_Connection *c, const char *id)
 }
 
 /* The task's request.json, when a is allowed to see the task; another token's task is "not
- * found", exactly like a task that does not exist. */
+ * found", exactly like a task that does not exist. The queue may move the job between the
+ * look and the open; then it looks again. */
 static int find_visible(Rest *rest, const Auth *a, const char *id, Stage *ret_stage, Task *ret)
 {
     char err[128];
     Task t;
-    int fd, r = jobdir_find(rest->data_fd, id, ret_stage);
+    int fd, r = -ENOENT;
 
-    if (r < 0 || (r = jobdir_open(rest->data_fd, *ret_stage, id, &fd)) < 0)
+    for (int i = 0; i < 3 && r == -ENOENT; i++) {
+        r = jobdir_find(rest->data_fd, id, ret_stage);
+        if (r == 0)
+            r = jobdir_open(rest->data_fd, *ret_stage, id, &fd);
+    }
+    if (r < 0)
         return r;
     r = task_load(fd, &t, err, sizeof(err));
     close(fd);
@@ -53,12 +59,26 @@ static int find_visible(Rest *rest, const Auth *a, const char *id, Stage *ret_st
     return 0;
 }
 
+/* The task object of a task a may see; a job that moves on between the two steps is looked
+ * up again, so a task in flight is never reported missing. */
+static int view_visible(Rest *rest, const Auth *a, const char *id, json_t **ret)
+{
+    Stage s;
+    int r = -ENOENT;
+
+    for (int i = 0; i < 3 && r == -ENOENT; i++) {
+        r = find_visible(rest, a, id, &s, NULL);
+        if (r == 0)
+            r = task_view(rest->data_fd, s, id, ret);
+    }
+    return r;
+}
+
 enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id)
 {
     json_t *view;
-    Stage s;
 
-    if (find_visible(rest, a, id, &s, NULL) < 0 || task_view(rest->data_fd, s, id, &view) < 0)
+    if (view_visible(rest, a, id, &view) < 0)
         return not_found(c, id);
     return http_json(c, MHD_HTTP_OK, view);
 }
@@ -328,17 +348,39 @@ static int cursor_parse(const char *s, ListCtx *l)
     return 0;
 }
 
-static json_t *list_page(ListCtx *l, long limit)
+/* A job the queue moved forward while the stages were scanned was seen twice: keep one. */
+static void drop_repeats(ListCtx *l)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < l->n; i++)
+        if (k == 0 || strcmp(l->v[k - 1].id, l->v[i].id))
+            l->v[k++] = l->v[i];
+        else if (l->v[i].stage > l->v[k - 1].stage) /* the later stage is the newer */
+            l->v[k - 1].stage = l->v[i].stage;
+    l->n = k;
+}
+
+static json_t *list_page(ListCtx *l, bool one_state, long limit)
 {
     json_t *tasks = json_array(), *view;
     char cursor[80];
-    size_t n = l->n < (size_t)limit ? l->n : (size_t)limit;
+    size_t n;
 
     if (l->n)
         qsort(l->v, l->n, sizeof(*l->v), entry_cmp);
-    for (size_t i = 0; i < n; i++)
-        if (task_view(l->rest->data_fd, l->v[i].stage, l->v[i].id, &view) == 0)
+    drop_repeats(l);
+    n = l->n < (size_t)limit ? l->n : (size_t)limit;
+    for (size_t i = 0; i < n; i++) {
+        int r = task_view(l->rest->data_fd, l->v[i].stage, l->v[i].id, &view);
+        Stage s;
+
+        /* Moved on since the scan: in a list of all states it is shown where it is now. */
+        if (r == -ENOENT && !one_state && jobdir_find(l->rest->data_fd, l->v[i].id, &s) == 0)
+            r = task_view(l->rest->data_fd, s, l->v[i].id, &view);
+        if (r == 0)
             json_array_append_new(tasks, view);
+    }
     if (n < l->n) {
         snprintf(cursor, sizeof(cursor), "%" PRId64 ".%s", l->v[n - 1].created_ns, l->v[n - 1].id);
         return json_pack("{s:o, s:s}", "tasks", tasks, "next_cursor", cursor);
@@ -382,7 +424,7 @@ enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a)
         l.stage = (Stage)s;
         jobdir_each(rest->data_fd, l.stage, list_one, &l);
     }
-    page = list_page(&l, limit);
+    page = list_page(&l, only != STAGE_INVALID, limit);
     free(l.v);
     return http_json(c, MHD_HTTP_OK, page);
 }

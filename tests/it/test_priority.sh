@@ -31,6 +31,31 @@ api GET '/v1/tasks?state=pending' >"$W/out"
 check "the pending list has the 6 tasks" test "$(jq '.tasks | length' "$W/out")" = 6
 
 tm_start convert
+# While the jobs move pending -> in_progress -> done, a watcher asks for each task and for the
+# whole list as fast as it can: a task in flight is never a 404, never missing or twice listed.
+python3 - "$URL" "${IDS[@]}" >"$W/watch" <<'PY'
+import json, sys, time, urllib.error, urllib.request
+url, ids = sys.argv[1], sys.argv[2:]
+gets = missing = lists = badlists = 0
+deadline = time.time() + 90
+while time.time() < deadline:
+    states = []
+    for i in ids:
+        gets += 1
+        try:
+            states.append(json.load(urllib.request.urlopen(f"{url}/v1/tasks/{i}"))["state"])
+        except urllib.error.HTTPError:
+            missing += 1
+    lists += 1
+    got = sorted(t["id"] for t in json.load(urllib.request.urlopen(f"{url}/v1/tasks"))["tasks"])
+    badlists += got != sorted(ids)
+    if states and all(s == "done" for s in states):
+        break
+print(gets, missing, lists, badlists)
+PY
+read -r gets missing lists badlists <"$W/watch"
+check "no 404 for a task in flight ($gets GETs)" test "$missing" = 0
+check "the list always held each task once ($lists lists)" test "$badlists" = 0
 for i in "${!IDS[@]}"; do
     check "task $i is done" wait_state "${IDS[$i]}" "done" 90
 done
