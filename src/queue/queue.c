@@ -103,9 +103,8 @@ static int queue_init(Daemon *d, const Conf *c)
                 r == -EWOULDBLOCK ? "another taskmill-queue runs on this root" : strerror(-r));
         return r;
     }
-    r = sched_scan(q);
-    if (r < 0)
-        return r;
+    /* Listen first, then scan: a job rest publishes meanwhile is either seen by the scan or
+     * told through the socket, whose messages wait until the loop runs. */
     r = mkdir_p(c->runtime_dir, 0750);
     if (r == 0)
         r = ipc_listen(c->runtime_dir, IPC_QUEUE_SOCK, &q->listen_fd);
@@ -113,6 +112,9 @@ static int queue_init(Daemon *d, const Conf *c)
         log_err("cannot listen on %s/%s: %s", c->runtime_dir, IPC_QUEUE_SOCK, strerror(-r));
         return r;
     }
+    r = sched_scan(q);
+    if (r < 0)
+        return r;
     sched_update_status(q);
     return daemon_watch(d, q->listen_fd, EPOLLIN, on_accept, q);
 }

@@ -191,7 +191,10 @@ int sched_scan(Queue *q)
 int sched_submit(Queue *q, const char *id, char *err, size_t errlen)
 {
     int fd, r = jobdir_open(q->data_fd, STAGE_REQUEST, id, &fd);
+    Stage s;
 
+    if (r == -ENOENT && jobdir_find(q->data_fd, id, &s) == 0)
+        return 0; /* already taken in (by the start-up scan): nothing to do */
     if (r < 0) {
         snprintf(err, errlen, "not in request/: %s", strerror(-r));
         return r;

@@ -205,6 +205,7 @@ static int rest_init(Daemon *d, const Conf *c)
         return r;
     if ((r = load_tls(&rest)) < 0)
         return r;
+    upload_recover(&rest);
     rest.mhd = start_mhd(&rest, &ss);
     if (!rest.mhd) {
         log_err("cannot listen on %s", c->listen);

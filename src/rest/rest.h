@@ -60,7 +60,8 @@ int rest_queue_call(const Rest *rest, const char *type, json_t *body, int timeou
 int upload_begin(Rest *rest, struct MHD_Connection *c, const Auth *a, Upload **ret);
 enum MHD_Result upload_feed(Upload *u, const char *data, size_t *size);
 enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c);
-void upload_free(Upload *u); /* removes the temporary directory unless it was published */
+void upload_free(Upload *u);     /* removes the temporary directory unless it was published */
+void upload_recover(Rest *rest); /* at start: what a killed rest left in request/ */
 
 /* rest_idem.c: idempotency keys */
 bool idem_key_valid(const char *key);

@@ -5,7 +5,8 @@
  * limit. At the end, in this order: fsync the file, rename it to its server-chosen name, write
  * request.json (temp, fsync, rename), rename .tmp-<uuid> to <uuid>, fsync data/request. Only
  * then is the job published, the queue told and 201 sent. Anything else removes the
- * temporary directory: an incomplete upload is never queued. */
+ * temporary directory: an incomplete upload is never queued. upload_recover() mends, at start,
+ * what a killed rest left in request/. */
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
@@ -481,4 +482,30 @@ void upload_free(Upload *u)
         free(u->fields[f]);
     free(u->part_name);
     free(u);
+}
+
+/* At start no upload of this process exists: a request/.tmp-<id> is one a killed rest left
+ * behind, and is removed; a published request/<id> whose job.submitted was lost with it is
+ * told to the queue now (a queue that is down scans request/ when it starts). */
+static int recover_one(const char *name, void *userdata)
+{
+    Rest *rest = userdata;
+    json_t *reply = NULL;
+
+    if (!strncmp(name, ".tmp-", 5)) {
+        log_info("removing %s, an upload a previous rest left unfinished", name);
+        rm_rf_at(rest->request_fd, name);
+        return 0;
+    }
+    if (!task_id_valid(name))
+        return 0;
+    if (rest_queue_call(rest, "job.submitted", json_pack("{s:s}", "id", name), 5000, &reply) == 0)
+        log_task(LOG_INFO, name, "told the queue of a job published before a restart");
+    json_decref(reply);
+    return 0;
+}
+
+void upload_recover(Rest *rest)
+{
+    jobdir_each_entry(rest->data_fd, STAGE_REQUEST, recover_one, rest);
 }
