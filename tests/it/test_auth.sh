@@ -29,7 +29,8 @@ as "$(tok)" GET /v1/tasks >/dev/null
 check "wrong token: 401" test "$STATUS" = 401
 api GET /v1/tasks -H "Authorization: Basic $(printf 'alice:x' | base64)" >/dev/null
 check "not a bearer token: 401" test "$STATUS" = 401
-api POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null
+# Expect: 100-continue lets the refusal arrive before curl sends the body, as a big upload would.
+api POST /v1/tasks -H 'Expect: 100-continue' -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null
 check "upload without a token: 401 before the body" test "$STATUS" = 401
 check "no upload stored for it" test -z "$(ls -A "$ROOT/data/request")"
 api GET /healthz >/dev/null
@@ -74,13 +75,13 @@ done
 # The per-token limit counts unfinished tasks only.
 tm_stop convert
 for _ in 1 2 3; do as "$BOB" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null; done
-as "$BOB" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >"$W/out"
+as "$BOB" POST /v1/tasks -H 'Expect: 100-continue' -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >"$W/out"
 check "over max_tasks_per_token: 429 too_many_tasks" test "$STATUS:$(jq -r .error.code "$W/out")" = 429:too_many_tasks
 as "$ALICE" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null
 check "another token is not limited by bob's tasks" test "$STATUS" = 201
-tm_start convert
 as "$ADMIN" GET /v1/tasks >"$W/out"
 check "the admin sees everyone's tasks" test "$(jq '.tasks | length' "$W/out")" = 7
+tm_start convert
 
 # Start-up refusals.
 tm_write_conf "$W/public.conf" "$ROOT" "$PORT"

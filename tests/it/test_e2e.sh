@@ -143,7 +143,7 @@ check "deleted task is 404" test "$STATUS" = 404
 make_mp4 "$FIX/long.mp4" 10 1280x720
 id3=$(submit "$FIX/long.mp4" -F 'params={"preset":"medium"}')
 wait_state "$id3" in_progress 30
-for _ in $(seq 50); do
+for _ in $(seq 300); do
     ls "$ROOT/data/in_progress/$id3"/output.*.partial >/dev/null 2>&1 && break
     sleep 0.1
 done

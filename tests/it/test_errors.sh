@@ -191,7 +191,7 @@ check "its result downloads and matches the sha256" \
 check "rest stops cleanly" tm_stop rest
 write_conf "[rest]" "max_upload_bytes = 100000"
 tm_start rest
-post_error "over max_upload_bytes (Content-Length)" 413 body_too_large "${TA[@]}" -F "file_data=@$FIX/big.mp4"
+post_error "over max_upload_bytes (Content-Length)" 413 body_too_large "${TA[@]}" -H 'Expect: 100-continue' -F "file_data=@$FIX/big.mp4"
 check "no upload left after the 413" no_tmp_dirs
 # Chunked: no Content-Length, so the limit is found while reading; a 413 or a closed connection.
 api POST /v1/tasks "${TA[@]}" -F "file_data=@$FIX/big.mp4" -H 'Transfer-Encoding: chunked' >"$W/out" 2>/dev/null

@@ -4,7 +4,7 @@
 # keeps those of tasks still waiting, however old.
 . "$(dirname "$0")/lib.sh"
 
-write_conf "[queue]" "result_ttl = 3"
+write_conf "[queue]" "result_ttl = 8"
 tm_start_all
 make_mp4 "$FIX/a.mp4" 1
 head -c 5000 /dev/urandom >"$FIX/bad.mp4"
@@ -14,7 +14,7 @@ wait_state "$ok_id" done 60
 wait_state "$bad_id" failed 60
 check "status counts one done and one failed" \
     test "$(curl -s "$URL/v1/status" | jq -c '[.done, .failed]')" = "[1,1]"
-for _ in $(seq 100); do
+for _ in $(seq 300); do
     [ -z "$(find "$ROOT/data/done" "$ROOT/data/failed" -mindepth 1)" ] && break
     sleep 0.1
 done
@@ -26,8 +26,9 @@ check "done/ and failed/ are empty" test -z "$(find "$ROOT/data/done" "$ROOT/dat
 check "status counts follow" test "$(curl -s "$URL/v1/status" | jq -c '[.done, .failed]')" = "[0,0]"
 check "the queue logged the expiry" grep -q "$ok_id: expired from=done" "$TM_LOG/queue.log"
 
-for _ in $(seq 100); do
-    [ -z "$(ls -A "$ROOT/data/keys")" ] && break
+# The log line follows the removal (and the folder's fsync): wait for it, then look.
+for _ in $(seq 300); do
+    grep -q "removed 1 idempotency keys of expired tasks" "$TM_LOG/rest.log" && break
     sleep 0.1
 done
 check "the expired task's idempotency key was swept" test -z "$(ls -A "$ROOT/data/keys")"
@@ -36,7 +37,7 @@ check "rest logged the sweep" grep -q "removed 1 idempotency keys of expired tas
 # A key older than result_ttl whose task still waits is kept.
 tm_stop convert
 wait_id=$(submit "$FIX/a.mp4" -F idempotency_key=keep-me)
-sleep 5 # longer than result_ttl and a sweep period
+sleep 11 # longer than result_ttl and a sweep period (result_ttl / 4)
 check "a waiting task's old key is kept" test "$(ls "$ROOT/data/keys" | wc -l)" = 1
 k=$(curl -s -S -F idempotency_key=keep-me -F task_type=convert_video_to_libx265 \
     -F "file_data=@$FIX/a.mp4" "$URL/v1/tasks" | jq -r .id)

@@ -87,7 +87,7 @@ check "per-address limit: the 7th connection is refused while 6 are open" python
 import socket, sys, time
 port = int(sys.argv[1])
 held = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
-time.sleep(0.3)
+time.sleep(1.0)  # every held connection accepted by MHD's threads (connection_timeout is 2)
 s = socket.create_connection(("127.0.0.1", port))
 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
 s.settimeout(5)

@@ -184,7 +184,7 @@ check "a file being written is left for the next run" \
     grep -q "left $SRC/lima.mp4 for the next run" "$W/dry.log"
 
 # ---- two runs at once, and kill -9 during the upload ----
-TASKMILL_SYNC_TEST_THROTTLE=40000 "$TM_BIN/taskmill" --config "$CCONF" sync --wait 2>"$W/slow.log" &
+TASKMILL_SYNC_TEST_THROTTLE=10000 "$TM_BIN/taskmill" --config "$CCONF" sync --wait 2>"$W/slow.log" &
 slow=$!
 for _ in $(seq 100); do
     [ "$(entry "$STATE" "$SRC/kilo.mp4" status 2>/dev/null)" = sending ] && break

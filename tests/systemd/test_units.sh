@@ -49,6 +49,7 @@ check "after restarting convert the task is done" test "$(state)" = done
 sd_curl -o "$T/out.mp4" "http://127.0.0.1:8080/v1/tasks/$id/result"
 check "the result is hevc" test "$(ffprobe -v error -select_streams v -show_entries stream=codec_name -of csv=p=0 "$T/out.mp4")" = hevc
 
+sd journalctl --sync # the daemons' datagrams are all written before we read
 story=$(sd journalctl --no-pager -o cat TASK_ID="$id")
 idents=$(sd journalctl --no-pager -o json TASK_ID="$id" | jq -r .SYSLOG_IDENTIFIER | sort -u | tr '\n' ' ')
 check "journalctl TASK_ID= shows rest, queue and convert ($idents)" \
@@ -75,6 +76,7 @@ check "the source is kept" sd test -e /var/lib/videos/holiday.mp4
 check "the client deleted its task on the server (only the earlier task is left)" \
     test "$(sd_curl http://127.0.0.1:8080/v1/tasks | jq -r '[.tasks[].id] | join(",")')" = "$id"
 check "the client kept its state in its StateDirectory" sd test -s /var/lib/taskmill-client/state.json
+sd journalctl --sync
 client_log=$(sd journalctl --no-pager -o cat -u taskmill-client.service)
 check "the client's journal tells what it did" grep -q "holiday.hevc.mp4" <<<"$client_log"
 sd_ctl start taskmill-client.timer
@@ -87,5 +89,6 @@ for d in rest callback convert queue init; do
     check "taskmill-$d is inactive" test "$(sd_ctl is-active "taskmill-$d.service" || true)" = inactive
 done
 # systemd stopped init last: it logged its shutdown cleanup after convert's last line.
-last=$(sd journalctl --no-pager -o cat -u taskmill-init.service | tail -n 3)
+sd journalctl --sync
+last=$(sd journalctl --no-pager -o cat SYSLOG_IDENTIFIER=taskmill-init | tail -n 3)
 check "init ran its shutdown cleanup" grep -q "shutdown cleanup" <<<"$last"
