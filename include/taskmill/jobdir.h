@@ -39,6 +39,10 @@ int jobdir_find(int data_fd, const char *id, Stage *ret_stage);
 /* Opens <stage>/<id> as a directory fd. */
 int jobdir_open(int data_fd, Stage s, const char *id, int *ret_fd);
 
+/* jobdir_find, then jobdir_open of what it found; a job the queue moves between the two is
+ * looked up again. The fd follows the directory wherever the queue moves it next. */
+int jobdir_find_open(int data_fd, const char *id, Stage *ret_stage, int *ret_fd);
+
 /* Removes a job for good: renames it into trash/ (atomic), then deletes the tree. */
 int jobdir_remove(int data_fd, Stage s, const char *id);
 

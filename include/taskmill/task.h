@@ -51,6 +51,8 @@ int task_save(int job_fd, const Task *t);
 
 /* The task object of the API for the job in stage s. */
 int task_view(int data_fd, Stage s, const char *id, json_t **ret);
+/* The same from the job's directory fd (e.g. from jobdir_find_open). */
+int task_view_at(int job_fd, Stage s, json_t **ret);
 
 /* Cuts s at its first byte that is not part of valid UTF-8, so it can go into JSON. */
 void utf8_clip(char *s);

@@ -180,6 +180,18 @@ int jobdir_open(int data_fd, Stage s, const char *id, int *ret_fd)
     return 0;
 }
 
+int jobdir_find_open(int data_fd, const char *id, Stage *ret_stage, int *ret_fd)
+{
+    int r = -ENOENT;
+
+    for (int attempt = 0; attempt < 3 && r == -ENOENT; attempt++) {
+        r = jobdir_find(data_fd, id, ret_stage);
+        if (r == 0)
+            r = jobdir_open(data_fd, *ret_stage, id, ret_fd);
+    }
+    return r;
+}
+
 int jobdir_remove(int data_fd, Stage s, const char *id)
 {
     char path[128];

@@ -89,24 +89,17 @@ static json_t *view_build(Stage s, json_t *req, json_t *claim, json_t *progress,
         json_is_string(cb) ? cb : NULL, "attempts", ns_field(claim, "attempts"));
 }
 
-int task_view(int data_fd, Stage s, const char *id, json_t **ret)
+int task_view_at(int fd, Stage s, json_t **ret)
 {
     json_t *req = NULL, *claim = NULL, *progress = NULL, *result = NULL, *error = NULL, *v;
-    int fd, r;
+    int r = json_read_at(fd, "request.json", &req);
 
-    r = jobdir_open(data_fd, s, id, &fd);
     if (r < 0)
         return r;
-    r = json_read_at(fd, "request.json", &req);
-    if (r < 0) {
-        close(fd);
-        return r;
-    }
     json_read_at(fd, "claim.json", &claim);
     json_read_at(fd, "progress.json", &progress);
     json_read_at(fd, "result.json", &result);
     json_read_at(fd, "error.json", &error);
-    close(fd);
     v = view_build(s, req, claim, progress, result, error);
     json_decref(req);
     json_decref(claim);
@@ -117,4 +110,15 @@ int task_view(int data_fd, Stage s, const char *id, json_t **ret)
         return -EBADMSG;
     *ret = v;
     return 0;
+}
+
+int task_view(int data_fd, Stage s, const char *id, json_t **ret)
+{
+    int fd, r = jobdir_open(data_fd, s, id, &fd);
+
+    if (r < 0)
+        return r;
+    r = task_view_at(fd, s, ret);
+    close(fd);
+    return r;
 }

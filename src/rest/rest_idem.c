@@ -122,8 +122,8 @@ int idem_forget(Rest *rest, const char *owner, const char *key, const char *id)
     return r == -ENOENT ? 0 : r;
 }
 
-/* A key names a live task while the task uploads (request/.tmp-<id>) or sits in a stage. A job
- * may move backwards (in_progress -> pending) while jobdir_find looks, so it looks twice. */
+/* A key names a live task while the task uploads (request/.tmp-<id>) or sits in a stage
+ * (jobdir_find looks again when a move hides the job from one pass). */
 static bool key_task_alive(Rest *rest, const char *id)
 {
     char tmp[64];
@@ -131,7 +131,7 @@ static bool key_task_alive(Rest *rest, const char *id)
 
     snprintf(tmp, sizeof(tmp), ".tmp-%s", id);
     return faccessat(rest->request_fd, tmp, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
-           jobdir_find(rest->data_fd, id, &s) == 0 || jobdir_find(rest->data_fd, id, &s) == 0;
+           jobdir_find(rest->data_fd, id, &s) == 0;
 }
 
 /* Removes the key file name if its task is gone and the file is older than min_age seconds

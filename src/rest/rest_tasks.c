@@ -29,29 +29,28 @@ static enum MHD_Result not_found(struct MHD_Connection *c, const char *id)
 }
 
 /* The task's request.json, when a is allowed to see the task; another token's task is "not
- * found", exactly like a task that does not exist. The queue may move the job between the
- * look and the open; then it looks again. */
-static int find_visible(Rest *rest, const Auth *a, const char *id, Stage *ret_stage, Task *ret)
+ * found", exactly like a task that does not exist. With ret_fd, the job's directory fd is
+ * handed over (the caller closes it). */
+static int find_visible(Rest *rest, const Auth *a, const char *id, Stage *ret_stage, Task *ret,
+                        int *ret_fd)
 {
     char err[128];
     Task t;
-    int fd, r = -ENOENT;
+    int fd, r = jobdir_find_open(rest->data_fd, id, ret_stage, &fd);
 
-    for (int i = 0; i < 3 && r == -ENOENT; i++) {
-        r = jobdir_find(rest->data_fd, id, ret_stage);
-        if (r == 0)
-            r = jobdir_open(rest->data_fd, *ret_stage, id, &fd);
-    }
     if (r < 0)
         return r;
     r = task_load(fd, &t, err, sizeof(err));
-    close(fd);
+    if (r == 0 && !auth_sees(a, t.owner)) {
+        task_free(&t);
+        r = -ENOENT;
+    }
+    if (r < 0 || !ret_fd)
+        close(fd);
+    else
+        *ret_fd = fd;
     if (r < 0)
         return r;
-    if (!auth_sees(a, t.owner)) {
-        task_free(&t);
-        return -ENOENT;
-    }
     if (ret)
         *ret = t;
     else
@@ -59,26 +58,17 @@ static int find_visible(Rest *rest, const Auth *a, const char *id, Stage *ret_st
     return 0;
 }
 
-/* The task object of a task a may see; a job that moves on between the two steps is looked
- * up again, so a task in flight is never reported missing. */
-static int view_visible(Rest *rest, const Auth *a, const char *id, json_t **ret)
-{
-    Stage s;
-    int r = -ENOENT;
-
-    for (int i = 0; i < 3 && r == -ENOENT; i++) {
-        r = find_visible(rest, a, id, &s, NULL);
-        if (r == 0)
-            r = task_view(rest->data_fd, s, id, ret);
-    }
-    return r;
-}
-
 enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id)
 {
     json_t *view;
+    Stage s;
+    int fd, r = find_visible(rest, a, id, &s, NULL, &fd);
 
-    if (view_visible(rest, a, id, &view) < 0)
+    if (r == 0) {
+        r = task_view_at(fd, s, &view);
+        close(fd);
+    }
+    if (r < 0)
         return not_found(c, id);
     return http_json(c, MHD_HTTP_OK, view);
 }
@@ -202,7 +192,7 @@ enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const Auth *a
     Stage s;
     int fd, r;
 
-    if (find_visible(rest, a, id, &s, NULL) < 0)
+    if (find_visible(rest, a, id, &s, NULL, NULL) < 0)
         return not_found(c, id);
     if (s != STAGE_DONE)
         return http_error(c, MHD_HTTP_CONFLICT, "not_done", "task %s is %s, not done", id,
@@ -238,7 +228,7 @@ enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const Auth *a
     Stage s;
     int r;
 
-    if (find_visible(rest, a, id, &s, &t) < 0)
+    if (find_visible(rest, a, id, &s, &t, NULL) < 0)
         return not_found(c, id);
     r = rest_queue_call(rest, "job.delete", json_pack("{s:s}", "id", id), 30000, &reply);
     if (r == 0 && t.idempotency_key && !strcmp(ipc_type(reply), "ok"))
@@ -372,12 +362,15 @@ static json_t *list_page(ListCtx *l, bool one_state, long limit)
     drop_repeats(l);
     n = l->n < (size_t)limit ? l->n : (size_t)limit;
     for (size_t i = 0; i < n; i++) {
-        int r = task_view(l->rest->data_fd, l->v[i].stage, l->v[i].id, &view);
+        int fd, r = task_view(l->rest->data_fd, l->v[i].stage, l->v[i].id, &view);
         Stage s;
 
         /* Moved on since the scan: in a list of all states it is shown where it is now. */
-        if (r == -ENOENT && !one_state && jobdir_find(l->rest->data_fd, l->v[i].id, &s) == 0)
-            r = task_view(l->rest->data_fd, s, l->v[i].id, &view);
+        if (r == -ENOENT && !one_state &&
+            jobdir_find_open(l->rest->data_fd, l->v[i].id, &s, &fd) == 0) {
+            r = task_view_at(fd, s, &view);
+            close(fd);
+        }
         if (r == 0)
             json_array_append_new(tasks, view);
     }

@@ -366,9 +366,13 @@ static enum MHD_Result respond_task(Rest *rest, struct MHD_Connection *c, const 
     char location[64], *s;
     enum MHD_Result ret;
     Stage stage;
+    int fd, r = jobdir_find_open(rest->data_fd, id, &stage, &fd);
 
-    if (jobdir_find(rest->data_fd, id, &stage) < 0 ||
-        task_view(rest->data_fd, stage, id, &view) < 0)
+    if (r == 0) { /* the queue may be moving the job on right now: read it through its fd */
+        r = task_view_at(fd, stage, &view);
+        close(fd);
+    }
+    if (r < 0)
         return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
                           "task stored but unreadable");
     s = json_dumps(view, JSON_INDENT(2) | JSON_ENSURE_ASCII);
