@@ -80,40 +80,30 @@ int place_dest(const Place *p, const char *folder, const char *source, const cha
     return n < 0 ? -ENOMEM : 0;
 }
 
+/* The folder part of path ("/" for "/x", "." for "x"), for mkdir_p and fsync_at. */
+static char *parent_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (!slash)
+        return strdup(".");
+    return strndup(path, slash == path ? 1 : (size_t)(slash - path));
+}
+
 int place_prepare(const char *dest)
 {
-    char *dir = strdup(dest), *p;
+    char *dir = parent_of(dest);
+    int r = dir ? mkdir_p(dir, 0755) : -ENOMEM;
 
-    if (!dir)
-        return -ENOMEM;
-    for (p = strchr(dir + 1, '/'); p; p = strchr(p + 1, '/')) {
-        *p = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-            int r = -errno;
-
-            free(dir);
-            return r;
-        }
-        *p = '/';
-    }
     free(dir);
-    return 0;
+    return r;
 }
 
 static int fsync_parent(const char *path)
 {
-    char *dir = strdup(path), *slash;
-    int fd, r = 0;
+    char *dir = parent_of(path);
+    int r = dir ? fsync_at(AT_FDCWD, dir) : -ENOMEM;
 
-    if (!dir)
-        return -ENOMEM;
-    slash = strrchr(dir, '/');
-    slash[slash == dir ? 1 : 0] = '\0';
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0)
-        r = -errno;
-    if (fd >= 0)
-        close(fd);
     free(dir);
     return r;
 }

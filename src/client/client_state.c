@@ -9,7 +9,6 @@
 #define _GNU_SOURCE
 #include "client_sync.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -19,9 +18,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#define STATE_FILE       "state.json"
-#define STATE_TMP_PREFIX ".state.json.tmp-"
-#define STATE_VERSION    1
+#define STATE_FILE    "state.json"
+#define STATE_TMP     ".tmp." STATE_FILE /* file_write_atomic() writes there */
+#define STATE_VERSION 1
 
 static const char *const status_names[SYNC_STATUS_MAX] = {
     "sending", "submitted", "fetched", "failed", "gave_up", "skipped",
@@ -61,23 +60,11 @@ int state_open(SyncState *s, const char *dir, bool create)
     return s->dir_fd < 0 ? -errno : 0;
 }
 
-/* Temporary files of a run killed while it wrote state.json; only the lock holder may do this. */
+/* The temporary file of a run killed while it wrote state.json (file_write_atomic's name);
+ * only the lock holder may remove it. */
 static int state_clean(SyncState *s)
 {
-    int fd = dup(s->dir_fd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    struct dirent *de;
-
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
-        return -errno;
-    }
-    while ((de = readdir(d)))
-        if (!strncmp(de->d_name, STATE_TMP_PREFIX, strlen(STATE_TMP_PREFIX)))
-            unlinkat(s->dir_fd, de->d_name, 0);
-    closedir(d);
-    return 0;
+    return unlinkat(s->dir_fd, STATE_TMP, 0) < 0 && errno != ENOENT ? -errno : 0;
 }
 
 int state_lock(SyncState *s)
@@ -279,48 +266,11 @@ static json_t *state_to_json(const SyncState *s)
     return files ? json_pack("{s:i, s:o}", "version", STATE_VERSION, "files", files) : NULL;
 }
 
-static int fsync_write(int fd, const char *text)
-{
-    size_t len = strlen(text), off = 0;
-
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        off += (size_t)n;
-    }
-    return fsync(fd) < 0 ? -errno : 0;
-}
-
-static int write_atomic(SyncState *s, const char *text)
-{
-    char tmp[64];
-    int fd, r;
-
-    snprintf(tmp, sizeof(tmp), STATE_TMP_PREFIX "%ld", (long)getpid());
-    fd = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return -errno;
-    r = fsync_write(fd, text);
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r == 0 && renameat(s->dir_fd, tmp, s->dir_fd, STATE_FILE) < 0)
-        r = -errno;
-    if (r < 0) {
-        unlinkat(s->dir_fd, tmp, 0);
-        return r;
-    }
-    return fsync(s->dir_fd) < 0 ? -errno : 0;
-}
-
 int state_save(SyncState *s)
 {
     json_t *j = state_to_json(s);
     char *text = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
-    int r = text ? write_atomic(s, text) : -ENOMEM;
+    int r = text ? file_write_atomic(s->dir_fd, STATE_FILE, text, strlen(text)) : -ENOMEM;
 
     free(text);
     json_decref(j);

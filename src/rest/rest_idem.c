@@ -74,6 +74,23 @@ int idem_lookup(Rest *rest, const char *owner, const char *key, char ret_id[TASK
     return r;
 }
 
+/* A new file name holding the id, fsynced; not yet published. */
+static int write_tmp(int dir_fd, const char *name, const char *id)
+{
+    int fd = openat(dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+    int r;
+
+    if (fd < 0)
+        return -errno;
+    r = fd_write_all(fd, id, TASK_ID_LEN);
+    if (r == 0 && fsync(fd) < 0)
+        r = -errno;
+    close(fd);
+    if (r < 0)
+        unlinkat(dir_fd, name, 0);
+    return r;
+}
+
 /* Records key -> id. -EEXIST when another upload with the same key got there first. */
 int idem_record(Rest *rest, const char *owner, const char *key, const char *id)
 {
@@ -82,9 +99,10 @@ int idem_record(Rest *rest, const char *owner, const char *key, const char *id)
 
     key_file(owner, key, hex);
     snprintf(tmp, sizeof(tmp), ".tmp.%s", id);
-    r = file_write_atomic(rest->keys_fd, tmp, id, TASK_ID_LEN);
+    r = write_tmp(rest->keys_fd, tmp, id);
     if (r < 0)
         return r;
+    /* Not file_write_atomic: the publishing rename must not replace a live key. */
     if (renameat2(rest->keys_fd, tmp, rest->keys_fd, hex, RENAME_NOREPLACE) == 0)
         return fsync(rest->keys_fd) < 0 ? -errno : 0;
     r = -errno;
@@ -147,6 +165,8 @@ static int sweep_one(Rest *rest, const char *name, time_t min_age)
         return errno == ENOENT ? 0 : -errno;
     if (!S_ISREG(st.st_mode) || time(NULL) - st.st_mtime < min_age)
         return 0;
+    if (name[0] == '.') /* ".tmp.<id>" that old was left by a killed rest */
+        return unlinkat(rest->keys_fd, name, 0) < 0 ? (errno == ENOENT ? 0 : -errno) : 1;
     pthread_mutex_lock(&stale_lock);
     r = file_read_all(rest->keys_fd, name, TASK_ID_LEN, &buf, &len);
     if (r == 0)
@@ -172,7 +192,7 @@ int idem_sweep(Rest *rest, time_t min_age, unsigned *ret_removed)
         return r;
     }
     while ((de = readdir(d))) {
-        if (de->d_name[0] == '.') /* ".", "..", and ".tmp.<id>" being written */
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
         r = sweep_one(rest, de->d_name, min_age);
         if (r < 0)

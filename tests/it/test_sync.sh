@@ -116,7 +116,7 @@ state_consistent() {
 }
 
 no_partials() {
-    test -z "$(find "$@" -name '*.partial' -o -name '.state.json.tmp*')"
+    test -z "$(find "$@" -name '*.partial' -o -name '.tmp.state.json')"
 }
 
 # ---- the first run: everything is sent, converted, fetched, deleted ----
