@@ -137,8 +137,7 @@ static int place_setup(Sync *s)
                                                  : "needs a suffix without '/'");
         return -EINVAL;
     }
-    s->place.output_dir = s->output_dir;
-    return 0;
+    return 0; /* place_init took output_dir from c, i.e. s->output_dir */
 }
 
 static int state_setup(Sync *s)

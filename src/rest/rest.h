@@ -40,7 +40,6 @@ typedef struct Req {
 int auth_load(const char *path, char *err, size_t errlen);
 size_t auth_count(void);
 void auth_free(void);
-void auth_hash(const char *token, unsigned char out[32]);
 int auth_check(const char *authorization_header, Auth *ret);
 bool auth_sees(const Auth *a, const char *owner);
 

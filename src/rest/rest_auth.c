@@ -102,7 +102,7 @@ void auth_free(void)
     n_tokens = 0;
 }
 
-void auth_hash(const char *token, unsigned char out[32])
+static void auth_hash(const char *token, unsigned char out[32])
 {
     unsigned len = 32;
 
