@@ -92,7 +92,8 @@ bool guard_address_allowed(const Conf *c, const struct sockaddr *sa, char *why, 
         family = AF_INET; /* ::ffff:127.0.0.1 is 127.0.0.1 */
         a += 12;
     }
-    if (in_list(c->callback_allow, family, a) || !is_blocked(family, a))
+    /* The allow list matters only for an address the blocked ranges would refuse. */
+    if (!is_blocked(family, a) || in_list(c->callback_allow, family, a))
         return true;
     snprintf(why, whylen,
              "refused to connect to %s: a loopback, private or reserved address "
