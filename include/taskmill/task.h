@@ -1,5 +1,4 @@
-/* task.h - what a task is: its request.json, the checks on client input, and the task object
- * the API shows (assembled from the files of a job directory).
+/* task.h - what a task is: its request.json and the checks on client input.
  *
  * request.json is written once by rest and never changed; every later fact lives in its own
  * file beside it (claim.json, progress.json, result.json, error.json, callback.json). */
@@ -9,8 +8,6 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
-
-#include "taskmill/jobdir.h"
 
 #define TASK_ID_LEN           36
 #define TASK_FILE_NAME_MAX    255
@@ -48,21 +45,5 @@ int task_to_request_json(const Task *t, json_t **ret);
 int task_from_request_json(json_t *j, Task *ret, char *err, size_t errlen);
 int task_load(int job_fd, Task *ret, char *err, size_t errlen);
 int task_save(int job_fd, const Task *t);
-
-/* The task object of the API for the job in stage s. */
-int task_view(int data_fd, Stage s, const char *id, json_t **ret);
-/* The same from the job's directory fd (e.g. from jobdir_find_open). */
-int task_view_at(int job_fd, Stage s, json_t **ret);
-
-/* Cuts s at its first byte that is not part of valid UTF-8, so it can go into JSON. */
-void utf8_clip(char *s);
-
-/* Wall clock in nanoseconds, and its RFC 3339 UTC form. */
-int64_t now_ns(void);
-void format_time(int64_t ns, char *buf, size_t len);
-
-/* Writes a small JSON object into a job directory atomically. */
-int json_write_at(int dir_fd, const char *name, json_t *j);
-int json_read_at(int dir_fd, const char *name, json_t **ret);
 
 #endif

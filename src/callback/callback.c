@@ -18,6 +18,9 @@
 
 #include "taskmill/ipc.h"
 #include "taskmill/log.h"
+#include "taskmill/clock.h"
+#include "taskmill/files.h"
+#include "taskmill/taskview.h"
 
 #define NS_PER_S INT64_C(1000000000)
 

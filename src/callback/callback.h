@@ -15,6 +15,7 @@
 
 #include "taskmill/daemon.h"
 #include "taskmill/task.h"
+#include "taskmill/jobdir.h"
 
 #define CALLBACK_MAX_IN_FLIGHT 16
 #define CALLBACK_BACKOFF_MAX_S 3600

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "client.h"
 #include "taskmill/jobdir.h"
+#include "taskmill/files.h"
 
 #include <curl/curl.h>
 #include <errno.h>

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include "taskmill/files.h"
 
 int place_init(Place *p, const Conf *c)
 {

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
+#include "taskmill/files.h"
+#include "taskmill/clock.h"
 
 #define STATE_FILE    "state.json"
 #define STATE_TMP     ".tmp." STATE_FILE /* file_write_atomic() writes there */

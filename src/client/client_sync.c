@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "taskmill/log.h"
+#include "taskmill/clock.h"
 
 #define WAIT_POLL_SECONDS 2
 

@@ -17,7 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "taskmill/task.h"
+#include "taskmill/text.h"
 
 static int sock_addr(const char *dir, const char *name, struct sockaddr_un *sa)
 {

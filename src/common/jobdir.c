@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "taskmill/files.h"
 #include "taskmill/task.h"
 
 static const char *const stage_dirs[_STAGE_MAX] = {
@@ -47,40 +48,6 @@ Stage stage_from_state(const char *state)
         if (!strcmp(stage_states[s], state))
             return (Stage)s;
     return STAGE_INVALID;
-}
-
-int mkdir_p(const char *path, int mode)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-
-    if (n == 0 || n >= sizeof(buf))
-        return -EINVAL;
-    memcpy(buf, path, n + 1);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, mode) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
-int fsync_at(int dir_fd, const char *name)
-{
-    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
-    int r = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) < 0)
-        r = -errno;
-    close(fd);
-    return r;
 }
 
 static int open_stages(int data_fd, bool create)
@@ -198,15 +165,38 @@ int jobdir_remove(int data_fd, Stage s, const char *id)
     int r;
 
     r = jobdir_move(data_fd, id, s, STAGE_TRASH);
-    if (r < 0 && r != -EEXIST)
-        return r;
     job_path(path, sizeof(path), STAGE_TRASH, id);
     if (r == -EEXIST) { /* an earlier removal was interrupted: finish it, then retry */
         if ((r = rm_rf_at(data_fd, path)) < 0)
             return r;
         return jobdir_remove(data_fd, s, id);
     }
-    return rm_rf_at(data_fd, path);
+    if (r < 0)
+        return r;
+    /* The job is gone from every stage; a tree that resists (a file added meanwhile through
+     * an fd opened before the move) is emptied by the next recovery. */
+    rm_rf_at(data_fd, path);
+    return 0;
+}
+
+int jobdir_publish(int data_fd, const char *tmp_name, const char *id, bool *ret_published)
+{
+    char src[128], dst[128];
+    int r;
+
+    *ret_published = false;
+    if (!task_id_valid(id) || snprintf(src, sizeof(src), "%s/%s", stage_dirs[STAGE_REQUEST],
+                                       tmp_name) >= (int)sizeof(src))
+        return -EINVAL;
+    job_path(dst, sizeof(dst), STAGE_REQUEST, id);
+    if (renameat2(data_fd, src, data_fd, dst, RENAME_NOREPLACE) < 0)
+        return -errno;
+    r = fsync_at(data_fd, stage_dirs[STAGE_REQUEST]);
+    if (r == 0)
+        return 0;
+    /* Not durable: take it back, so nobody is told of a job a power cut could undo. */
+    *ret_published = renameat2(data_fd, dst, data_fd, src, RENAME_NOREPLACE) < 0;
+    return r;
 }
 
 int jobdir_each_entry(int data_fd, Stage s, JobdirEachFn fn, void *userdata)
@@ -247,119 +237,6 @@ int jobdir_each(int data_fd, Stage s, JobdirEachFn fn, void *userdata)
     EachId e = {fn, userdata};
 
     return jobdir_each_entry(data_fd, s, each_id, &e);
-}
-
-int fd_write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-int file_write_atomic(int dir_fd, const char *name, const void *buf, size_t len)
-{
-    char tmp[300];
-    int fd, r;
-
-    if (snprintf(tmp, sizeof(tmp), ".tmp.%s", name) >= (int)sizeof(tmp))
-        return -ENAMETOOLONG;
-    fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
-    if (fd < 0)
-        return -errno;
-    r = fd_write_all(fd, buf, len);
-    if (r == 0 && fsync(fd) < 0)
-        r = -errno;
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r == 0 && renameat(dir_fd, tmp, dir_fd, name) < 0)
-        r = -errno;
-    if (r < 0) {
-        unlinkat(dir_fd, tmp, 0);
-        return r;
-    }
-    if (dir_fd == AT_FDCWD)
-        return fsync_at(AT_FDCWD, ".");
-    return fsync(dir_fd) < 0 ? -errno : 0;
-}
-
-int file_read_all(int dir_fd, const char *name, size_t max, char **ret, size_t *ret_len)
-{
-    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    char *buf;
-    size_t len = 0;
-    ssize_t n;
-
-    if (fd < 0)
-        return -errno;
-    buf = malloc(max + 1);
-    if (!buf) {
-        close(fd);
-        return -ENOMEM;
-    }
-    while (len < max && (n = read(fd, buf + len, max - len)) != 0) {
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int r = -errno;
-            close(fd);
-            free(buf);
-            return r;
-        }
-        len += (size_t)n;
-    }
-    close(fd);
-    buf[len] = '\0';
-    *ret = buf;
-    if (ret_len)
-        *ret_len = len;
-    return 0;
-}
-
-static int rm_children(int fd)
-{
-    DIR *d = fdopendir(fd);
-    struct dirent *de;
-    int r = 0;
-
-    if (!d) {
-        close(fd);
-        return -errno;
-    }
-    while ((de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        int q = rm_rf_at(dirfd(d), de->d_name);
-        if (q < 0 && r == 0)
-            r = q;
-    }
-    closedir(d);
-    return r;
-}
-
-int rm_rf_at(int dir_fd, const char *name)
-{
-    int fd, r;
-
-    if (unlinkat(dir_fd, name, 0) == 0 || errno == ENOENT)
-        return 0;
-    if (errno != EISDIR && errno != EPERM)
-        return -errno;
-    fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -errno;
-    r = rm_children(fd);
-    if (unlinkat(dir_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
-        r = -errno;
-    return r;
 }
 
 static bool is_attempt_output(const char *name)

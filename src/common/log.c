@@ -1,7 +1,8 @@
 /* log.c - the logging boundary: journal fields under systemd, "<N>" lines elsewhere.
  *
  * Only daemons and the client call this; the shared library returns errors instead of logging.
- * A line about a job carries TASK_ID= in the journal and starts with the id on stderr. */
+ * A line about a job carries TASK_ID= in the journal and starts with the id on stderr. Every
+ * message is escaped (text_escape): one call, one line, whatever a client sent. */
 #include "taskmill/log.h"
 
 #include <stdarg.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <systemd/sd-journal.h>
+
+#include "taskmill/text.h"
 
 static const char *log_ident = "taskmill";
 static int log_max = LOG_INFO;
@@ -28,14 +31,17 @@ void log_set_max_level(int prio)
 
 void log_task(int prio, const char *task_id, const char *fmt, ...)
 {
-    char msg[2048];
+    char raw[2048], msg[4096];
     va_list ap;
 
     if (prio > log_max)
         return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
+    /* Client strings end up in messages: a newline or a control character in one must not
+     * start a new log entry (with a forged "<0>" priority) or garble the terminal. */
+    text_escape(raw, msg, sizeof(msg));
     if (log_journal) {
         if (task_id)
             sd_journal_send("MESSAGE=%s: %s", task_id, msg, "PRIORITY=%d", prio,

@@ -1,18 +1,22 @@
 /* recover.c - puts the file queue back to a consistent "not started" state after a stop or a
- * crash. Called by taskmill-init at boot and at shutdown, and by taskmill-queue at start,
- * always while no converter works on anything. Running it twice changes nothing more.
+ * crash (see recover.h). Called by taskmill-init at boot and at shutdown, and by taskmill-queue
+ * at start, always while no converter works on anything. Running it twice changes nothing more.
  *
- * in_progress/<id>  -> reset (partials, outputs, progress removed) -> pending/<id>
+ * in_progress/<id>  -> interruption counted, reset (partials, outputs, progress removed)
+ *                      -> pending/<id>
  * request/<id>      -> pending/<id> when request.json exists, else removed
- * request/.tmp-...  -> removed (an upload that never completed), only with JOBDIR_RECOVER_UPLOADS
+ * request/.tmp-...  -> removed (an upload that never completed), only with RECOVER_UPLOADS
  * trash/...         -> removed (a deletion that was interrupted) */
 #define _GNU_SOURCE
+#include "taskmill/recover.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "taskmill/jobdir.h"
+#include "taskmill/claim.h"
+#include "taskmill/files.h"
 #include "taskmill/task.h"
 
 typedef struct Recover {
@@ -38,7 +42,9 @@ static int requeue(Recover *rc, const char *id, Stage from)
     int fd, r = jobdir_open(rc->data_fd, from, id, &fd);
 
     if (r == 0) {
-        r = jobdir_reset(fd);
+        r = claim_interrupt(fd); /* before the reset, which removes error.json */
+        if (r == 0)
+            r = jobdir_reset(fd);
         close(fd);
     }
     if (r >= 0)
@@ -80,7 +86,7 @@ static int recover_request(const char *name, void *userdata)
             rc->st.published++;
         return note(rc, name, STAGE_REQUEST, STAGE_PENDING, r);
     }
-    if (!(rc->flags & JOBDIR_RECOVER_UPLOADS))
+    if (!(rc->flags & RECOVER_UPLOADS))
         return 0; /* rest may be writing it right now */
     snprintf(path, sizeof(path), "%s/%s", stage_dir(STAGE_REQUEST), name);
     r = rm_rf_at(rc->data_fd, path);
@@ -98,7 +104,7 @@ static int recover_trash(const char *name, void *userdata)
     return note(rc, name, STAGE_TRASH, STAGE_TRASH, rm_rf_at(rc->data_fd, path));
 }
 
-int jobdir_recover(int data_fd, int flags, RecoverFn on_move, void *userdata, RecoverStats *ret)
+int recover_run(int data_fd, int flags, RecoverFn on_move, void *userdata, RecoverStats *ret)
 {
     Recover rc = {.data_fd = data_fd, .flags = flags, .fn = on_move, .userdata = userdata};
     int r;

@@ -1,9 +1,8 @@
-/* task.c - request.json, client-input checks and the API's task object.
+/* task.c - request.json and the checks on client input.
  *
  * A task id is a canonical lower-case UUID and is checked before it touches the filesystem.
  * A file name is a plain name: no '/', '\\', "..", control characters, invalid UTF-8 or more
- * than 255 bytes. The task object is assembled from the files of the job directory only, so
- * any process (rest, callback, an admin's jq) sees the same facts. */
+ * than 255 bytes. */
 #define _GNU_SOURCE
 #include "taskmill/task.h"
 
@@ -16,6 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
+
+#include "taskmill/clock.h"
+#include "taskmill/files.h"
+#include "taskmill/text.h"
 
 bool task_id_valid(const char *s)
 {
@@ -42,95 +45,21 @@ void task_id_new(char ret[TASK_ID_LEN + 1])
     uuid_unparse_lower(u, ret);
 }
 
-/* Length of the UTF-8 sequence at p, or 0 when it is not valid (overlong, surrogate, > U+10FFFF).
- */
-static int utf8_seq(const unsigned char *p)
-{
-    unsigned c = p[0], cp;
-    int n;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, cp = c & 0x07;
-    else
-        return 0;
-    for (int i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return n;
-}
-
 const char *task_file_name_problem(const char *name)
 {
-    const unsigned char *p = (const unsigned char *)name;
-    size_t len;
-
     if (!name || !*name)
         return "file_name is empty";
-    len = strlen(name);
-    if (len > TASK_FILE_NAME_MAX)
+    if (strlen(name) > TASK_FILE_NAME_MAX)
         return "file_name is longer than 255 bytes";
-    if (!strcmp(name, ".") || !strcmp(name, "..") || strstr(name, ".."))
+    if (!strcmp(name, ".") || strstr(name, ".."))
         return "file_name must not contain '..'";
-    while (*p) {
-        int n = utf8_seq(p);
-        if (n == 0)
-            return "file_name is not valid UTF-8";
-        if ((n == 1 && (*p < 0x20 || *p == 0x7f)) || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0))
-            return "file_name contains a control character"; /* C0, DEL and C1 */
-        if (*p == '/' || *p == '\\')
-            return "file_name must be a plain name without '/' or '\\'";
-        p += n;
-    }
+    if (!utf8_valid(name))
+        return "file_name is not valid UTF-8";
+    if (text_has_control(name))
+        return "file_name contains a control character"; /* C0, DEL and C1 */
+    if (strchr(name, '/') || strchr(name, '\\'))
+        return "file_name must be a plain name without '/' or '\\'";
     return NULL;
-}
-
-void utf8_clip(char *s)
-{
-    unsigned char *p = (unsigned char *)s;
-
-    while (*p) {
-        int n = utf8_seq(p);
-        if (n == 0) {
-            *p = '\0';
-            return;
-        }
-        for (int i = 1; i < n; i++)
-            if (!p[i]) { /* a sequence cut by the terminator */
-                *p = '\0';
-                return;
-            }
-        p += n;
-    }
-}
-
-int64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-void format_time(int64_t ns, char *buf, size_t len)
-{
-    time_t sec = (time_t)(ns / 1000000000);
-    struct tm tm;
-    char base[32];
-
-    gmtime_r(&sec, &tm);
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%s.%06dZ", base, (int)(ns % 1000000000 / 1000));
 }
 
 static json_t *time_json(int64_t ns)
@@ -216,37 +145,6 @@ int task_from_request_json(json_t *j, Task *ret, char *err, size_t errlen)
     t.params = json_incref(params);
     *ret = t;
     return 0;
-}
-
-int json_read_at(int dir_fd, const char *name, json_t **ret)
-{
-    char *buf;
-    size_t len;
-    json_t *j;
-    int r = file_read_all(dir_fd, name, 1 << 20, &buf, &len);
-
-    if (r < 0)
-        return r;
-    j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
-    free(buf);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return -EBADMSG;
-    }
-    *ret = j;
-    return 0;
-}
-
-int json_write_at(int dir_fd, const char *name, json_t *j)
-{
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
-    int r;
-
-    if (!s)
-        return -ENOMEM;
-    r = file_write_atomic(dir_fd, name, s, strlen(s));
-    free(s);
-    return r;
 }
 
 int task_load(int job_fd, Task *ret, char *err, size_t errlen)

@@ -6,6 +6,7 @@
 #include "taskmill/tasktype.h"
 
 #include "taskmill/task.h"
+#include "taskmill/text.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -3,11 +3,14 @@
  * Sources: request.json (rest), claim.json (queue, when a worker takes the job), progress.json
  * (the converter, about once a second), result.json or error.json (the converter or the queue).
  * A file that is missing simply leaves its fields null. */
-#include "taskmill/task.h"
+#include "taskmill/taskview.h"
 
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "taskmill/clock.h"
+#include "taskmill/files.h"
 
 static int64_t ns_field(json_t *obj, const char *key)
 {

@@ -21,6 +21,7 @@
 #include "taskmill/jobdir.h"
 #include "taskmill/log.h"
 #include "taskmill/task.h"
+#include "taskmill/clock.h"
 
 typedef struct Slot {
     pid_t pid;

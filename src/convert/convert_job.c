@@ -21,6 +21,8 @@
 #include "convert_av.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/task.h"
+#include "taskmill/clock.h"
+#include "taskmill/files.h"
 
 static volatile sig_atomic_t job_cancel;
 

@@ -12,6 +12,8 @@
 #include "taskmill/daemon.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/log.h"
+#include "taskmill/files.h"
+#include "taskmill/recover.h"
 
 static int data_fd = -1;
 
@@ -39,7 +41,7 @@ static int cleanup(const char *when)
         log_err("cannot take the queue lock: %s", strerror(-r));
         return r;
     }
-    r = jobdir_recover(data_fd, JOBDIR_RECOVER_UPLOADS, on_move, NULL, &st);
+    r = recover_run(data_fd, RECOVER_UPLOADS, on_move, NULL, &st);
     close(lock_fd);
     if (r < 0) {
         log_err("%s cleanup failed: %s", when, strerror(-r));

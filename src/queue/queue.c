@@ -11,6 +11,7 @@
 #include "queue.h"
 #include "taskmill/ipc.h"
 #include "taskmill/log.h"
+#include "taskmill/files.h"
 
 static Queue queue;
 
@@ -130,17 +131,7 @@ static void queue_shutdown(Daemon *d)
         close(p->fd);
         free(p);
     }
-    while (q->claims) {
-        Claim *c = q->claims;
-        q->claims = c->next;
-        free(c);
-    }
-    while (q->running) {
-        Running *r = q->running;
-        q->running = r->next;
-        free(r);
-    }
-    free(q->pending);
+    sched_free(q);
     if (q->listen_fd >= 0)
         close(q->listen_fd);
     if (q->data_fd >= 0)

@@ -13,6 +13,7 @@
 #include "taskmill/conf.h"
 #include "taskmill/daemon.h"
 #include "taskmill/task.h"
+#include "taskmill/jobdir.h"
 
 typedef enum PeerRole { PEER_ANY, PEER_CONVERT, PEER_CALLBACK } PeerRole;
 
@@ -29,21 +30,22 @@ typedef struct Pending {
     int64_t created_ns;
 } Pending;
 
-/* A job handed to a converter. delete_* is set when a client asked to delete it meanwhile. */
+/* A peer waiting for an answer: a work.claim of a converter, or a job.delete of rest. */
+typedef struct Waiter {
+    Peer *peer;
+    int64_t rid;
+    struct Waiter *next;
+} Waiter;
+
+/* A job handed to a converter. deleting is set when a client asked to delete it meanwhile;
+ * every such client waits in delete_waiters for the converter to let go. */
 typedef struct Running {
     char id[TASK_ID_LEN + 1];
     Peer *peer;
     bool deleting;
-    Peer *delete_peer; /* who waits for the deletion's reply, if still connected */
-    int64_t delete_rid;
+    Waiter *delete_waiters;
     struct Running *next;
 } Running;
-
-typedef struct Claim {
-    Peer *peer;
-    int64_t rid;
-    struct Claim *next;
-} Claim;
 
 typedef struct Queue {
     Daemon *daemon;
@@ -53,7 +55,7 @@ typedef struct Queue {
     Pending *pending;
     size_t n_pending, cap_pending;
     Running *running;
-    Claim *claims, **claims_tail;
+    Waiter *claims, **claims_tail; /* work.claims in arrival order */
     unsigned n_done, n_failed;
     unsigned ticks;
 } Queue;
@@ -67,6 +69,8 @@ int sched_release(Queue *q, Peer *p, const char *id);
 int sched_delete(Queue *q, Peer *p, int64_t rid, const char *id);
 int sched_claim(Queue *q, Peer *p, int64_t rid);
 void sched_peer_gone(Queue *q, Peer *p);
+/* Frees the in-memory view (at shutdown; the folders keep every job). */
+void sched_free(Queue *q);
 void sched_dispatch(Queue *q);
 unsigned sched_working(const Queue *q);
 unsigned sched_max_workers(const Queue *q);

@@ -13,8 +13,12 @@
 #include <unistd.h>
 
 #include "queue.h"
+#include "taskmill/claim.h"
+#include "taskmill/clock.h"
+#include "taskmill/files.h"
 #include "taskmill/ipc.h"
 #include "taskmill/log.h"
+#include "taskmill/recover.h"
 
 static int pending_add(Queue *q, const char *id, int priority, int64_t created_ns)
 {
@@ -75,11 +79,26 @@ static Running *running_find(Queue *q, const char *id)
     return NULL;
 }
 
+/* Drops the waiters of peer p from a list (all of them when p is NULL). */
+static void waiters_drop(Waiter **list, Peer *p)
+{
+    while (*list) {
+        Waiter *w = *list;
+        if (p && w->peer != p) {
+            list = &w->next;
+            continue;
+        }
+        *list = w->next;
+        free(w);
+    }
+}
+
 static void running_del(Queue *q, Running *victim)
 {
     for (Running **pp = &q->running; *pp; pp = &(*pp)->next)
         if (*pp == victim) {
             *pp = victim->next;
+            waiters_drop(&victim->delete_waiters, NULL);
             free(victim);
             return;
         }
@@ -178,7 +197,7 @@ int sched_scan(Queue *q)
 
     /* Nobody works on anything before the queue starts: whatever is in in_progress/ was
      * interrupted, and whatever complete upload sits in request/ was never announced. */
-    if ((r = jobdir_recover(q->data_fd, 0, on_recover, q, NULL)) < 0 ||
+    if ((r = recover_run(q->data_fd, 0, on_recover, q, NULL)) < 0 ||
         (r = jobdir_each(q->data_fd, STAGE_PENDING, scan_pending, q)) < 0 ||
         (r = jobdir_each(q->data_fd, STAGE_DONE, count_one, &q->n_done)) < 0 ||
         (r = jobdir_each(q->data_fd, STAGE_FAILED, count_one, &q->n_failed)) < 0)
@@ -218,42 +237,26 @@ int sched_submit(Queue *q, const char *id, char *err, size_t errlen)
     return 0;
 }
 
-/* claim.json counts a job's attempts and, apart from them, its interruptions; started_ns is
- * when the current attempt began. One reader-writer for all changes to it. */
-static int claim_update(Queue *q, Stage s, const char *id, json_int_t d_attempts,
-                        json_int_t d_interruptions, bool start, json_int_t *ret_attempts)
+/* Opens the running job and applies fn (claim_begin/claim_end/claim_interrupt) to it. */
+static int claim_apply(Queue *q, const char *id, int (*fn)(int job_fd))
 {
-    json_t *old = NULL, *claim;
-    json_int_t a = 0, i = 0, started = 0;
-    int fd, r = jobdir_open(q->data_fd, s, id, &fd);
+    int fd, r = jobdir_open(q->data_fd, STAGE_IN_PROGRESS, id, &fd);
 
     if (r < 0)
         return r;
-    if (json_read_at(fd, "claim.json", &old) == 0)
-        json_unpack(old, "{s?I, s?I, s?I}", "attempts", &a, "interruptions", &i, "started_ns",
-                    &started);
-    json_decref(old);
-    a += d_attempts;
-    i += d_interruptions;
-    if (start) {
-        jobdir_reset(fd); /* a new attempt starts from nothing */
-        started = now_ns();
-    }
-    if (d_attempts || d_interruptions || start) {
-        claim =
-            json_pack("{s:I, s:I, s:I}", "attempts", a, "interruptions", i, "started_ns", started);
-        r = json_write_at(fd, "claim.json", claim);
-        json_decref(claim);
-    }
+    r = fn(fd);
     close(fd);
-    if (ret_attempts)
-        *ret_attempts = a;
     return r;
+}
+
+static int claim_begin(int job_fd)
+{
+    return claim_start(job_fd, NULL);
 }
 
 static bool dispatch_one(Queue *q)
 {
-    Claim *c = q->claims;
+    Waiter *c = q->claims;
     ssize_t best = pending_best(q);
     Pending job;
     Running *run;
@@ -265,7 +268,7 @@ static bool dispatch_one(Queue *q)
     pending_del(q, (size_t)best);
     r = jobdir_move(q->data_fd, job.id, STAGE_PENDING, STAGE_IN_PROGRESS);
     if (r == 0)
-        r = claim_update(q, STAGE_IN_PROGRESS, job.id, 1, 0, true, NULL);
+        r = claim_apply(q, job.id, claim_begin);
     if (r < 0) {
         log_task(LOG_ERR, job.id, "cannot start: %s", strerror(-r));
         return true;
@@ -294,7 +297,7 @@ void sched_dispatch(Queue *q)
 
 int sched_claim(Queue *q, Peer *p, int64_t rid)
 {
-    Claim *c = calloc(1, sizeof(*c));
+    Waiter *c = calloc(1, sizeof(*c));
 
     if (!c)
         return -ENOMEM;
@@ -341,10 +344,23 @@ static void finish_move(Queue *q, Running *run, Stage to)
     proto_notify_finished(q, run->id, stage_state(to));
 }
 
+/* Attempts so far of a running job (0 when claim.json cannot be read). */
+static int64_t attempts_of(Queue *q, const char *id)
+{
+    JobClaim c = {0};
+    int fd;
+
+    if (jobdir_open(q->data_fd, STAGE_IN_PROGRESS, id, &fd) == 0) {
+        claim_read(fd, &c);
+        close(fd);
+    }
+    return c.attempts;
+}
+
 int sched_finish(Queue *q, Peer *p, const char *id, const char *outcome)
 {
     Running *run = running_find(q, id);
-    json_int_t attempts = 0;
+    int64_t attempts;
 
     if (!run || run->peer != p)
         return -ENOENT;
@@ -353,10 +369,10 @@ int sched_finish(Queue *q, Peer *p, const char *id, const char *outcome)
     if (!strcmp(outcome, "done")) {
         finish_move(q, run, STAGE_DONE);
     } else if (!strcmp(outcome, "crashed") &&
-               claim_update(q, STAGE_IN_PROGRESS, id, 0, 0, false, &attempts) == 0 &&
-               attempts < q->conf->max_attempts) {
+               (attempts = attempts_of(q, id)) < q->conf->max_attempts) {
         log_task(LOG_WARNING, id, "worker crashed on attempt %lld of %d, retrying",
                  (long long)attempts, q->conf->max_attempts);
+        claim_apply(q, id, claim_end);
         job_requeue(q, id, STAGE_IN_PROGRESS);
     } else {
         finish_move(q, run, STAGE_FAILED);
@@ -366,6 +382,16 @@ int sched_finish(Queue *q, Peer *p, const char *id, const char *outcome)
     return 0;
 }
 
+/* Answers every client waiting for the deletion of a running job. */
+static void answer_waiters(Running *run, int r)
+{
+    for (Waiter *w = run->delete_waiters; w; w = w->next)
+        ipc_send_new(w->peer->fd, r < 0 ? ipc_msg("error", w->rid,
+                                                  json_pack("{s:s, s:s}", "code", "io_error",
+                                                            "message", strerror(-r)))
+                                        : ipc_msg("ok", w->rid, NULL));
+}
+
 static void release_one(Queue *q, Running *run)
 {
     int r;
@@ -373,15 +399,10 @@ static void release_one(Queue *q, Running *run)
     if (run->deleting) {
         r = jobdir_remove(q->data_fd, STAGE_IN_PROGRESS, run->id);
         log_task(LOG_INFO, run->id, "deleted while running%s", r < 0 ? " (removal failed)" : "");
-        if (run->delete_peer)
-            ipc_send_new(run->delete_peer->fd,
-                         r < 0 ? ipc_msg("error", run->delete_rid,
-                                         json_pack("{s:s, s:s}", "code", "io_error", "message",
-                                                   strerror(-r)))
-                               : ipc_msg("ok", run->delete_rid, NULL));
+        answer_waiters(run, r);
         return;
     }
-    claim_update(q, STAGE_IN_PROGRESS, run->id, -1, 1, false, NULL);
+    claim_apply(q, run->id, claim_interrupt);
     r = job_requeue(q, run->id, STAGE_IN_PROGRESS);
     log_task(r < 0 ? LOG_ERR : LOG_NOTICE, run->id, "interrupted, %s",
              r < 0 ? strerror(-r) : "moved from=in_progress to=pending");
@@ -407,10 +428,14 @@ int sched_delete(Queue *q, Peer *p, int64_t rid, const char *id)
     int r;
 
     if (run) {
+        Waiter *w = calloc(1, sizeof(*w));
+        if (!w)
+            return -ENOMEM;
+        *w = (Waiter){.peer = p, .rid = rid, .next = run->delete_waiters};
+        run->delete_waiters = w;
+        if (!run->deleting) /* the first request stops the converter; later ones wait too */
+            ipc_send_new(run->peer->fd, ipc_msg("work.cancel", 0, json_pack("{s:s}", "id", id)));
         run->deleting = true;
-        run->delete_peer = p;
-        run->delete_rid = rid;
-        ipc_send_new(run->peer->fd, ipc_msg("work.cancel", 0, json_pack("{s:s}", "id", id)));
         return 1;
     }
     r = jobdir_find(q->data_fd, id, &s);
@@ -430,30 +455,30 @@ int sched_delete(Queue *q, Peer *p, int64_t rid, const char *id)
 
 void sched_peer_gone(Queue *q, Peer *p)
 {
-    Claim **cp = &q->claims;
-
-    while (*cp) {
-        Claim *c = *cp;
-        if (c->peer == p) {
-            *cp = c->next;
-            free(c);
-        } else {
-            cp = &c->next;
-        }
-    }
+    waiters_drop(&q->claims, p);
     q->claims_tail = &q->claims;
     while (*q->claims_tail)
         q->claims_tail = &(*q->claims_tail)->next;
     for (Running *run = q->running, *next; run; run = next) {
         next = run->next;
-        if (run->delete_peer == p)
-            run->delete_peer = NULL;
+        waiters_drop(&run->delete_waiters, p);
         if (run->peer != p)
             continue;
         release_one(q, run);
         running_del(q, run);
     }
     sched_dispatch(q);
+}
+
+void sched_free(Queue *q)
+{
+    waiters_drop(&q->claims, NULL);
+    q->claims_tail = &q->claims;
+    while (q->running)
+        running_del(q, q->running);
+    free(q->pending);
+    q->pending = NULL;
+    q->n_pending = q->cap_pending = 0;
 }
 
 /* When a finished job finished: finished_ns of result.json or error.json, else 0. */

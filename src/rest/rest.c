@@ -17,6 +17,7 @@
 #include "taskmill/daemon.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/log.h"
+#include "taskmill/files.h"
 
 static Rest rest;
 

@@ -11,6 +11,7 @@
 #include "taskmill/ipc.h"
 #include "taskmill/task.h"
 #include "taskmill/tasktype.h"
+#include "taskmill/text.h"
 
 #define JSON_TYPE "application/json; charset=utf-8"
 

@@ -22,6 +22,7 @@
 #include "rest.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/task.h"
+#include "taskmill/files.h"
 
 #define KEY_MAX 200
 

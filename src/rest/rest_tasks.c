@@ -19,6 +19,8 @@
 #include "taskmill/ipc.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/task.h"
+#include "taskmill/taskview.h"
+#include "taskmill/files.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX     1000

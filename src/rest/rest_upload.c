@@ -26,6 +26,9 @@
 #include "taskmill/log.h"
 #include "taskmill/task.h"
 #include "taskmill/tasktype.h"
+#include "taskmill/clock.h"
+#include "taskmill/taskview.h"
+#include "taskmill/files.h"
 
 #define FIELD_MAX  4096
 #define PARAMS_MAX 16384

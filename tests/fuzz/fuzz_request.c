@@ -17,6 +17,7 @@
 #include "taskmill/conf.h"
 #include "taskmill/task.h"
 #include "taskmill/tasktype.h"
+#include "taskmill/files.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

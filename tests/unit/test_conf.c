@@ -7,6 +7,7 @@
 #include "check.h"
 #include "taskmill/conf.h"
 #include "taskmill/jobdir.h"
+#include "taskmill/files.h"
 
 static char *write_conf(const char *dir, const char *text)
 {

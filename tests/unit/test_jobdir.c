@@ -10,6 +10,9 @@
 #include "check.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/task.h"
+#include "taskmill/files.h"
+#include "taskmill/recover.h"
+#include "taskmill/claim.h"
 
 static const char *ID1 = "11111111-1111-4111-8111-111111111111";
 static const char *ID2 = "22222222-2222-4222-8222-222222222222";
@@ -125,27 +128,62 @@ static void test_recover(int data_fd)
                                  "request\ntrash\n";
     char out[4096] = "";
     RecoverStats st;
+    JobClaim c;
     int fd;
 
     make_job(data_fd, STAGE_IN_PROGRESS, ID1, true);
     CHECK(jobdir_open(data_fd, STAGE_IN_PROGRESS, ID1, &fd) == 0);
     touch(fd, "output.mp4.partial");
-    touch(fd, "claim.json");
+    CHECK(claim_start(fd, &c) == 0 && c.attempts == 1 && c.active); /* an attempt in flight */
     close(fd);
     make_job(data_fd, STAGE_REQUEST, ID2, true);  /* complete upload: published */
     make_job(data_fd, STAGE_REQUEST, ID3, false); /* no request.json: removed */
     CHECK(mkdirat(data_fd, "request/.tmp-44444444-4444-4444-8444-444444444444", 0750) == 0);
     make_job(data_fd, STAGE_TRASH, ID3, true); /* an interrupted deletion */
-    CHECK(jobdir_recover(data_fd, JOBDIR_RECOVER_UPLOADS, NULL, NULL, &st) == 0);
+    CHECK(recover_run(data_fd, RECOVER_UPLOADS, NULL, NULL, &st) == 0);
     CHECK(st.requeued == 1 && st.published == 1 && st.dropped_uploads == 2 && st.errors == 0);
     listing(data_fd, "", out, sizeof(out));
     CHECK_STR(out, golden);
+    /* The interrupted attempt is an interruption, not an attempt. */
+    CHECK(jobdir_open(data_fd, STAGE_PENDING, ID1, &fd) == 0);
+    CHECK(claim_read(fd, &c) == 0);
+    CHECK(c.attempts == 0 && c.interruptions == 1 && !c.active);
+    close(fd);
     /* Safe to run twice: nothing changes. */
-    CHECK(jobdir_recover(data_fd, JOBDIR_RECOVER_UPLOADS, NULL, NULL, &st) == 0);
+    CHECK(recover_run(data_fd, RECOVER_UPLOADS, NULL, NULL, &st) == 0);
     CHECK(st.requeued == 0 && st.published == 0 && st.dropped_uploads == 0);
     out[0] = '\0';
     listing(data_fd, "", out, sizeof(out));
     CHECK_STR(out, golden);
+    CHECK(jobdir_open(data_fd, STAGE_PENDING, ID1, &fd) == 0);
+    CHECK(claim_read(fd, &c) == 0 && c.attempts == 0 && c.interruptions == 1);
+    close(fd);
+}
+
+/* Two interruptions (a queue killed twice mid-conversion) and one crash: attempts counts the
+ * crash only; a recovery that is itself interrupted and run again counts nothing twice. */
+static void test_claim_counts(int data_fd)
+{
+    JobClaim c;
+    int fd;
+
+    make_job(data_fd, STAGE_IN_PROGRESS, ID3, true);
+    CHECK(jobdir_open(data_fd, STAGE_IN_PROGRESS, ID3, &fd) == 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK(claim_start(fd, NULL) == 0);
+        CHECK(claim_interrupt(fd) == 0);
+        CHECK(claim_interrupt(fd) == 0); /* a second recovery of the same interruption */
+    }
+    CHECK(claim_read(fd, &c) == 0 && c.attempts == 0 && c.interruptions == 2 && !c.active);
+    CHECK(claim_start(fd, NULL) == 0);
+    CHECK(file_write_atomic(fd, "error.json", "{\"code\":\"worker_crashed\"}", 25) == 0);
+    CHECK(claim_interrupt(fd) == 0); /* the converter died: an attempt, not an interruption */
+    CHECK(claim_read(fd, &c) == 0 && c.attempts == 1 && c.interruptions == 2 && !c.active);
+    CHECK(claim_start(fd, &c) == 0 && c.attempts == 2 && c.active);
+    CHECK(faccessat(fd, "error.json", F_OK, 0) < 0); /* a new attempt starts from nothing */
+    CHECK(claim_end(fd) == 0 && claim_read(fd, &c) == 0 && c.attempts == 2 && !c.active);
+    close(fd);
+    CHECK(jobdir_remove(data_fd, STAGE_IN_PROGRESS, ID3) == 0);
 }
 
 static void test_recover_keeps_uploads(int data_fd)
@@ -153,7 +191,7 @@ static void test_recover_keeps_uploads(int data_fd)
     RecoverStats st;
 
     CHECK(mkdirat(data_fd, "request/.tmp-55555555-5555-4555-8555-555555555555", 0750) == 0);
-    CHECK(jobdir_recover(data_fd, 0, NULL, NULL, &st) == 0);
+    CHECK(recover_run(data_fd, 0, NULL, NULL, &st) == 0);
     CHECK(faccessat(data_fd, "request/.tmp-55555555-5555-4555-8555-555555555555", F_OK, 0) == 0);
 }
 
@@ -181,6 +219,7 @@ int main(void)
     test_atomic_write(data_fd);
     test_recover(data_fd);
     test_recover_keeps_uploads(data_fd);
+    test_claim_counts(data_fd);
     close(data_fd);
     rm_rf_at(AT_FDCWD, root);
     free(root);

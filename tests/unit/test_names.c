@@ -1,6 +1,7 @@
 /* test_names.c - task ids and client file names: what is accepted and what is refused. */
 #include "check.h"
 #include "taskmill/task.h"
+#include "taskmill/text.h"
 
 static void test_ids(void)
 {

@@ -12,6 +12,7 @@
 #include "check.h"
 #include "taskmill/ipc.h"
 #include "taskmill/jobdir.h"
+#include "taskmill/files.h"
 
 static Conf conf = {.max_attempts = 2};
 

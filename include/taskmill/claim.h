@@ -1,0 +1,31 @@
+/* claim.h - claim.json: the attempts and interruptions of one job.
+ *
+ * An attempt is counted when a worker takes the job (claim_start). An attempt that ends
+ * without a verdict - the converter was stopped, the queue or the machine went down - is an
+ * interruption, not an attempt (claim_interrupt), so only real crashes bring a job closer to
+ * worker_crashed. "active" marks an attempt in flight, which makes claim_interrupt safe to
+ * repeat after a crash in the middle of recovery. Written by the queue and by recovery. */
+#ifndef TASKMILL_CLAIM_H
+#define TASKMILL_CLAIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct JobClaim {
+    int64_t attempts, interruptions;
+    int64_t started_ns; /* when the current (or last) attempt began */
+    bool active;        /* an attempt is in flight */
+} JobClaim;
+
+/* A missing claim.json reads as all zeros. */
+int claim_read(int job_fd, JobClaim *ret);
+/* A new attempt: attempts + 1, active, started now. Removes what an earlier attempt left. */
+int claim_start(int job_fd, JobClaim *ret);
+/* The attempt in flight ended with a verdict (done, failed, crashed). */
+int claim_end(int job_fd);
+/* The attempt in flight was interrupted: it no longer counts as an attempt, but as an
+ * interruption. An attempt whose converter died (error.json says worker_crashed) keeps
+ * counting as an attempt. Does nothing when no attempt is active. */
+int claim_interrupt(int job_fd);
+
+#endif
