@@ -39,6 +39,8 @@ typedef struct Conf {
     uint64_t max_memory_bytes; /* a conversion child's address space (0 = unlimited) */
     uint64_t max_output_bytes; /* 0 = 4 x the input + 1 GiB */
     int max_cpu_seconds;       /* CPU time of one conversion (0 = unlimited) */
+    int max_processes;         /* threads and processes one conversion may add (0 = no limit) */
+    int max_open_files;        /* RLIMIT_NOFILE of one conversion (0 = no limit) */
     int max_width, max_height, max_streams;
     int max_duration; /* seconds of media */
     /* [queue] */

@@ -29,8 +29,43 @@ int ipc_send_new(int fd, json_t *msg);
 int ipc_recv(int fd, json_t **ret);
 /* Waits at most timeout_ms for one message. */
 int ipc_recv_timeout(int fd, int timeout_ms, json_t **ret);
-/* Connects to the queue, sends msg (stolen), waits for the reply with the same rid. */
-int ipc_call(const char *runtime_dir, json_t *msg, int timeout_ms, json_t **ret_reply);
+/* Who a peer is, as it said in its hello. The queue checks every message against the roles
+ * that may send it; a connection to the queue only ever hears from the queue. */
+typedef enum IpcRole {
+    IPC_ROLE_REST = 1 << 0,
+    IPC_ROLE_CONVERT = 1 << 1,
+    IPC_ROLE_CALLBACK = 1 << 2,
+    IPC_ROLE_QUEUE = 1 << 3,
+    IPC_ROLE_NONE = 1 << 4, /* has not said hello yet: may only say hello */
+} IpcRole;
+const char *ipc_role_name(IpcRole role);
+IpcRole ipc_role_from_name(const char *name);
+
+/* Connects to the queue as role: sends hello (with the fields of extra, stolen, may be NULL)
+ * and waits up to timeout_ms for its "ok". The fd is non-blocking, ready for the epoll loop. */
+int ipc_connect_queue(const char *runtime_dir, IpcRole role, json_t *extra, int timeout_ms,
+                      int *ret_fd);
+/* One request to the queue on a short connection (rest): hello as role, then msg (stolen);
+ * waits for the reply with msg's rid. */
+int ipc_call(const char *runtime_dir, IpcRole role, json_t *msg, int timeout_ms,
+             json_t **ret_reply);
+
+/* The receive side shared by every daemon: a table of handlers, one per message type, each
+ * with the roles that may send it. */
+typedef void (*IpcHandlerFn)(void *ctx, void *peer, json_t *msg);
+typedef struct IpcHandler {
+    const char *type;
+    unsigned roles; /* IpcRole bits allowed to send it */
+    IpcHandlerFn fn;
+} IpcHandler;
+
+/* Receives one message from fd and hands it to the handler of its type. A malformed message,
+ * an unknown type, or a type this peer's role may not send is logged (naming who) and, when it
+ * is a request, answered with an error; the daemon keeps serving. Returns 0 when a message was
+ * handled or refused, -EAGAIN when there was nothing to read, and another -errno when the
+ * connection is gone. */
+int ipc_dispatch(int fd, const IpcHandler *table, size_t n, IpcRole role, void *ctx, void *peer,
+                 const char *who);
 
 const char *ipc_type(json_t *msg);
 int64_t ipc_rid(json_t *msg);

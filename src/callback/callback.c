@@ -414,36 +414,17 @@ static void queue_close(Callback *cb)
     daemon_unwatch(cb->daemon, cb->queue_fd);
     close(cb->queue_fd);
     cb->queue_fd = -1;
-    cb->queue_ready = false;
-}
-
-static void on_queue_ok(Callback *cb, json_t *msg)
-{
-    if (ipc_rid(msg) != cb->hello_rid || cb->queue_ready)
-        return;
-    cb->queue_ready = true;
-    cb->queue_warned = false;
-    log_info("connected to the queue");
-    /* Anything that finished while we were not listening is only on disk. */
-    if (cb->data_fd >= 0)
-        scan_all(cb);
-}
-
-static void on_queue_error(Callback *cb, json_t *msg)
-{
-    log_warning("queue answered an error: %.200s",
-                json_string_value(json_object_get(msg, "message")));
-    if (ipc_rid(msg) == cb->hello_rid && !cb->queue_ready)
-        queue_close(cb); /* hello refused: try again from the next tick */
 }
 
 /* A hint only: the scan after a reconnect catches what was missed. Never answered. */
-static void on_job_finished(Callback *cb, json_t *msg)
+static void on_job_finished(void *ctx, void *peer, json_t *msg)
 {
+    Callback *cb = ctx;
     const char *id, *state;
     char err[256];
     Stage s;
 
+    (void)peer;
     if (ipc_unpack(msg, err, sizeof(err), "{s:s, s:s}", "id", &id, "state", &state) < 0) {
         log_warning("queue sent a bad job.finished: %s", err);
         return;
@@ -458,69 +439,39 @@ static void on_job_finished(Callback *cb, json_t *msg)
     arm_due(cb);
 }
 
-static const struct {
-    const char *type;
-    void (*fn)(Callback *cb, json_t *msg);
-} queue_handlers[] = {
-    {"ok", on_queue_ok},
-    {"error", on_queue_error},
-    {"job.finished", on_job_finished},
-};
-
-static void queue_dispatch(Callback *cb, json_t *msg)
+static void on_queue_error(void *ctx, void *peer, json_t *msg)
 {
-    const char *type = ipc_type(msg);
-
-    for (size_t i = 0; i < sizeof(queue_handlers) / sizeof(queue_handlers[0]); i++)
-        if (!strcmp(queue_handlers[i].type, type)) {
-            queue_handlers[i].fn(cb, msg);
-            return;
-        }
-    log_warning("queue sent unknown message type '%.64s'", type);
+    (void)ctx, (void)peer;
+    log_warning("queue answered an error: %.200s",
+                json_string_value(json_object_get(msg, "message")));
 }
+
+static const IpcHandler queue_handlers[] = {
+    {"job.finished", IPC_ROLE_QUEUE, on_job_finished},
+    {"error", IPC_ROLE_QUEUE, on_queue_error},
+};
 
 static int on_queue(Daemon *d, int fd, uint32_t events, void *userdata)
 {
     Callback *cb = userdata;
-    json_t *msg;
-    int r = ipc_recv(fd, &msg);
+    int r = ipc_dispatch(fd, queue_handlers, sizeof(queue_handlers) / sizeof(queue_handlers[0]),
+                         IPC_ROLE_QUEUE, cb, NULL, "the queue");
 
     (void)d, (void)events;
-    if (r == -EAGAIN)
-        return 0;
-    if (r == -EBADMSG || r == -EMSGSIZE) {
-        log_warning("queue sent a malformed message");
-        return 0;
-    }
-    if (r < 0) {
+    if (r < 0 && r != -EAGAIN) {
         log_warning("lost the queue (%s), reconnecting", strerror(-r));
         queue_close(cb);
-        return 0;
     }
-    queue_dispatch(cb, msg);
-    json_decref(msg);
     return 0;
 }
 
-static int queue_hello(Callback *cb, int fd)
-{
-    int r;
-
-    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
-        return -errno;
-    cb->hello_rid = ++cb->next_rid;
-    r = ipc_send_new(fd, ipc_msg("hello", cb->hello_rid, json_pack("{s:s}", "role", "callback")));
-    if (r < 0)
-        return r;
-    return daemon_watch(cb->daemon, fd, EPOLLIN, on_queue, cb);
-}
-
-/* Connects and says hello; the "ok" answer (on_queue_ok) completes the handshake. */
+/* Connects and says hello; then scans: anything that finished while nobody listened is only
+ * on disk. */
 static void queue_connect(Callback *cb)
 {
-    int fd, r = ipc_connect(cb->conf->runtime_dir, IPC_QUEUE_SOCK, &fd);
+    int fd, r = ipc_connect_queue(cb->conf->runtime_dir, IPC_ROLE_CALLBACK, NULL, 2000, &fd);
 
-    if (r == 0 && (r = queue_hello(cb, fd)) < 0)
+    if (r == 0 && (r = daemon_watch(cb->daemon, fd, EPOLLIN, on_queue, cb)) < 0)
         close(fd);
     if (r < 0) {
         if (!cb->queue_warned)
@@ -530,6 +481,10 @@ static void queue_connect(Callback *cb)
         return;
     }
     cb->queue_fd = fd;
+    cb->queue_warned = false;
+    log_info("connected to the queue");
+    if (cb->data_fd >= 0)
+        scan_all(cb);
 }
 
 /* --- the daemon ------------------------------------------------------------------------------ */

@@ -45,8 +45,7 @@ typedef struct Callback {
     const Conf *conf;
     int data_fd;  /* ROOT/data, -1 until the queue has created it */
     int queue_fd; /* -1 while not connected */
-    bool queue_ready, queue_warned, data_warned;
-    int64_t hello_rid, next_rid;
+    bool queue_warned, data_warned;
     int due_fd; /* timerfd: when the next job is due, or the stop deadline */
     CallbackJob *buckets[CALLBACK_BUCKETS];
     unsigned n_jobs, n_in_flight, n_delivered;

@@ -7,6 +7,7 @@
 #include "taskmill/ipc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "taskmill/log.h"
 #include "taskmill/text.h"
 
 static int sock_addr(const char *dir, const char *name, struct sockaddr_un *sa)
@@ -166,22 +168,135 @@ int ipc_recv_timeout(int fd, int timeout_ms, json_t **ret)
     return ipc_recv(fd, ret);
 }
 
-int ipc_call(const char *runtime_dir, json_t *msg, int timeout_ms, json_t **ret_reply)
+static const char *const role_names[] = {"rest", "convert", "callback", "queue", "none"};
+
+const char *ipc_role_name(IpcRole role)
 {
-    json_t *reply;
+    for (size_t i = 0; i < sizeof(role_names) / sizeof(role_names[0]); i++)
+        if (role == (IpcRole)(1u << i))
+            return role_names[i];
+    return "unknown";
+}
+
+IpcRole ipc_role_from_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof(role_names) / sizeof(role_names[0]); i++)
+        if (name && !strcmp(name, role_names[i]))
+            return (IpcRole)(1u << i);
+    return IPC_ROLE_NONE;
+}
+
+static json_t *hello_msg(IpcRole role, int64_t rid, json_t *extra)
+{
+    json_t *body = extra ? extra : json_object();
+
+    json_object_set_new(body, "role", json_string(ipc_role_name(role)));
+    return ipc_msg("hello", rid, body);
+}
+
+int ipc_connect_queue(const char *runtime_dir, IpcRole role, json_t *extra, int timeout_ms,
+                      int *ret_fd)
+{
+    json_t *reply = NULL;
+    int fd, r = ipc_connect(runtime_dir, IPC_QUEUE_SOCK, &fd);
+
+    if (r < 0) {
+        json_decref(extra);
+        return r;
+    }
+    r = ipc_send_new(fd, hello_msg(role, 1, extra));
+    if (r == 0)
+        r = ipc_recv_timeout(fd, timeout_ms, &reply);
+    if (r == 0 && (strcmp(ipc_type(reply), "ok") || ipc_rid(reply) != 1))
+        r = -EPROTO;
+    json_decref(reply);
+    if (r == 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+        r = -errno;
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+int ipc_call(const char *runtime_dir, IpcRole role, json_t *msg, int timeout_ms, json_t **ret_reply)
+{
+    json_t *reply = NULL;
+    int64_t rid = ipc_rid(msg);
     int fd, r = ipc_connect(runtime_dir, IPC_QUEUE_SOCK, &fd);
 
     if (r < 0) {
         json_decref(msg);
         return r;
     }
-    r = ipc_send_new(fd, msg);
+    /* The hello is a notification (rid 0): no answer, no extra round trip. */
+    r = ipc_send_new(fd, hello_msg(role, 0, NULL));
     if (r == 0)
+        r = ipc_send_new(fd, msg);
+    else
+        json_decref(msg);
+    while (r == 0) {
         r = ipc_recv_timeout(fd, timeout_ms, &reply);
+        if (r == 0 && ipc_rid(reply) == rid)
+            break;
+        json_decref(reply); /* not ours: an answer to something else */
+        reply = NULL;
+    }
     close(fd);
     if (r < 0)
         return r;
     *ret_reply = reply;
+    return 0;
+}
+
+static bool is_answer(json_t *msg)
+{
+    const char *type = ipc_type(msg);
+
+    return !strcmp(type, "ok") || !strcmp(type, "error");
+}
+
+/* A request gets an error back; an answer or a notification (rid 0) never does, so two peers
+ * can never answer each other's answers forever. */
+static void refuse(int fd, json_t *msg, const char *code, const char *message)
+{
+    if (!is_answer(msg) && ipc_rid(msg) != 0)
+        ipc_send_new(fd, ipc_reply_error(msg, code, message));
+}
+
+int ipc_dispatch(int fd, const IpcHandler *table, size_t n, IpcRole role, void *ctx, void *peer,
+                 const char *who)
+{
+    json_t *msg = NULL;
+    const char *type;
+    int r = ipc_recv(fd, &msg);
+
+    if (r == -EBADMSG || r == -EMSGSIZE) {
+        log_warning("%s sent a malformed message (%s)", who, strerror(-r));
+        ipc_send_new(fd, ipc_msg("error", 0,
+                                 json_pack("{s:s, s:s}", "code", "bad_message", "message",
+                                           "not a taskmill IPC message")));
+        return 0;
+    }
+    if (r < 0)
+        return r;
+    type = ipc_type(msg);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(table[i].type, type))
+            continue;
+        if (!(table[i].roles & role)) {
+            log_warning("%s (role %s) may not send '%s'", who, ipc_role_name(role), type);
+            refuse(fd, msg, "forbidden", "this peer's role may not send this message");
+        } else {
+            table[i].fn(ctx, peer, msg);
+        }
+        json_decref(msg);
+        return 0;
+    }
+    log_warning("%s sent an unknown message type '%.64s'", who, type);
+    refuse(fd, msg, "unknown_type", "unknown message type");
+    json_decref(msg);
     return 0;
 }
 

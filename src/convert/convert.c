@@ -120,12 +120,14 @@ static const char *msg_id(json_t *msg)
     return id;
 }
 
-static void on_assign(Pool *p, json_t *msg)
+static void on_assign(void *ctx, void *peer, json_t *msg)
 {
+    Pool *p = ctx;
     const char *id = msg_id(msg);
     Slot *s = NULL;
     int r;
 
+    (void)peer;
     for (int i = 0; i < p->n_slots && !s; i++)
         if (p->slots[i].claimed)
             s = &p->slots[i];
@@ -150,11 +152,13 @@ static void on_assign(Pool *p, json_t *msg)
     update_status(p);
 }
 
-static void on_cancel(Pool *p, json_t *msg)
+static void on_cancel(void *ctx, void *peer, json_t *msg)
 {
+    Pool *p = ctx;
     const char *id = msg_id(msg);
     Slot *s = id ? slot_of(p, id) : NULL;
 
+    (void)peer;
     if (s) {
         log_task(LOG_INFO, id, "stopping: the task was deleted");
         kill(s->pid, SIGTERM);
@@ -176,56 +180,48 @@ static void queue_lost(Pool *p)
     maybe_quit(p);
 }
 
+/* The queue answers in order: an answer to the last report covers every earlier one. */
+static void on_answer(void *ctx, void *peer, json_t *msg)
+{
+    Pool *p = ctx;
+
+    (void)peer;
+    if (!strcmp(ipc_type(msg), "error"))
+        log_warning("queue: %.200s", json_string_value(json_object_get(msg, "message")));
+    if (ipc_rid(msg) >= p->unacked_rid)
+        p->unacked_rid = 0;
+}
+
+static const IpcHandler queue_handlers[] = {
+    {"work.assign", IPC_ROLE_QUEUE, on_assign},
+    {"work.cancel", IPC_ROLE_QUEUE, on_cancel},
+    {"ok", IPC_ROLE_QUEUE, on_answer},
+    {"error", IPC_ROLE_QUEUE, on_answer},
+};
+
 static int on_queue(Daemon *d, int fd, uint32_t events, void *userdata)
 {
     Pool *p = userdata;
-    json_t *msg;
-    const char *type;
-    int r = ipc_recv(fd, &msg);
+    int r = ipc_dispatch(fd, queue_handlers, sizeof(queue_handlers) / sizeof(queue_handlers[0]),
+                         IPC_ROLE_QUEUE, p, NULL, "the queue");
 
     (void)d, (void)events;
-    if (r == -EAGAIN || r == -EBADMSG)
-        return 0;
-    if (r < 0) {
+    if (r < 0 && r != -EAGAIN)
         queue_lost(p);
-        return 0;
-    }
-    type = ipc_type(msg);
-    if (!strcmp(type, "work.assign"))
-        on_assign(p, msg);
-    else if (!strcmp(type, "work.cancel"))
-        on_cancel(p, msg);
-    else if (!strcmp(type, "error"))
-        log_warning("queue: %.200s", json_string_value(json_object_get(msg, "message")));
-    /* The queue answers in order: an answer to the last report covers every earlier one. */
-    if ((!strcmp(type, "ok") || !strcmp(type, "error")) && ipc_rid(msg) >= p->unacked_rid)
-        p->unacked_rid = 0;
     maybe_quit(p);
-    json_decref(msg);
     return 0;
 }
 
 static int queue_connect(Pool *p)
 {
-    json_t *reply = NULL;
-    int fd, r = ipc_connect(p->conf->runtime_dir, IPC_QUEUE_SOCK, &fd);
+    int fd, r = ipc_connect_queue(p->conf->runtime_dir, IPC_ROLE_CONVERT,
+                                  json_pack("{s:i}", "workers", p->n_slots), 5000, &fd);
 
+    if (r == 0 && (r = daemon_watch(p->daemon, fd, EPOLLIN, on_queue, p)) < 0)
+        close(fd);
     if (r < 0)
         return r;
-    r = ipc_send_new(fd,
-                     ipc_msg("hello", ++p->rid,
-                             json_pack("{s:s, s:i}", "role", "convert", "workers", p->n_slots)));
-    if (r == 0)
-        r = ipc_recv_timeout(fd, 5000, &reply);
-    if (r == 0 && strcmp(ipc_type(reply), "ok"))
-        r = -EPROTO;
-    json_decref(reply);
-    if (r == 0)
-        r = daemon_watch(p->daemon, fd, EPOLLIN, on_queue, p);
-    if (r < 0) {
-        close(fd);
-        return r;
-    }
+    p->rid = 1; /* the hello's */
     p->queue_fd = fd;
     log_info("connected to the queue with %d workers", p->n_slots);
     claim_free_slots(p);
@@ -350,6 +346,12 @@ static int convert_init(Daemon *d, const Conf *c)
         log_err("cannot open %s/data: %s", c->root, strerror(-r));
         return r;
     }
+    if (jail_landlock_abi() > 0)
+        log_info("conversion children are confined with Landlock ABI %d, seccomp and rlimits",
+                 jail_landlock_abi());
+    else
+        log_warning("this kernel has no Landlock: conversion children are confined by seccomp "
+                    "and rlimits only, not in what files they may open");
     if (queue_connect(p) < 0)
         log_notice("queue not reachable yet; will retry every second");
     update_status(p);

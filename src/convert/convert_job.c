@@ -169,6 +169,7 @@ static int run_job(const Conf *c, const Task *t)
 static int job_main(const Conf *c, int data_fd, const char *id)
 {
     struct sigaction sa = {.sa_handler = on_term};
+    JailSpec jail;
     char err[256];
     sigset_t all;
     Task t;
@@ -189,7 +190,8 @@ static int job_main(const Conf *c, int data_fd, const char *id)
         write_error("bad_request_file", err);
         return JOB_EXIT_FAILED;
     }
-    if (job_jail(c, t.size) < 0) {
+    jail = jail_spec(c, t.size);
+    if (jail_enter(&jail) < 0) {
         task_free(&t);
         return JOB_EXIT_JAIL;
     }

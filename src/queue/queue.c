@@ -32,26 +32,11 @@ static int on_peer(Daemon *d, int fd, uint32_t events, void *userdata)
 {
     Queue *q = daemon_userdata(d);
     Peer *p = userdata;
-    json_t *msg;
-    int r;
+    int r = proto_receive(q, p);
 
     (void)fd, (void)events;
-    r = ipc_recv(p->fd, &msg);
-    if (r == -EAGAIN)
-        return 0;
-    if (r == -EBADMSG || r == -EMSGSIZE) {
-        log_warning("peer %d sent a malformed message", p->fd);
-        ipc_send_new(p->fd, ipc_msg("error", 0,
-                                    json_pack("{s:s, s:s}", "code", "bad_message", "message",
-                                              "not a taskmill IPC message")));
-        return 0;
-    }
-    if (r < 0) {
+    if (r < 0 && r != -EAGAIN)
         peer_close(q, p);
-        return 0;
-    }
-    proto_handle(q, p, msg);
-    json_decref(msg);
     return 0;
 }
 
@@ -74,6 +59,7 @@ static int on_accept(Daemon *d, int fd, uint32_t events, void *userdata)
         return 0;
     }
     p->fd = cfd;
+    p->role = IPC_ROLE_NONE;
     r = daemon_watch(d, cfd, EPOLLIN, on_peer, p);
     if (r < 0) {
         close(cfd);

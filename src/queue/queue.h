@@ -12,14 +12,13 @@
 
 #include "taskmill/conf.h"
 #include "taskmill/daemon.h"
+#include "taskmill/ipc.h"
 #include "taskmill/task.h"
 #include "taskmill/jobdir.h"
 
-typedef enum PeerRole { PEER_ANY, PEER_CONVERT, PEER_CALLBACK } PeerRole;
-
 typedef struct Peer {
     int fd;
-    PeerRole role;
+    IpcRole role; /* from its hello */
     int workers; /* slots a converter announced */
     struct Peer *next;
 } Peer;
@@ -79,7 +78,8 @@ void sched_update_status(Queue *q);
 void sched_expire(Queue *q);
 
 /* queue_proto.c */
-void proto_handle(Queue *q, Peer *p, json_t *msg);
+/* Reads and handles one message of p (ipc_dispatch): 0, -EAGAIN, or <0 when p is gone. */
+int proto_receive(Queue *q, Peer *p);
 void proto_notify_finished(Queue *q, const char *id, const char *state);
 
 #endif

@@ -4,13 +4,12 @@
  * strictly (unknown fields are refused) and answers; a bad message gets an "error" reply and a
  * log line and never stops the daemon. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "queue.h"
 #include "taskmill/ipc.h"
 #include "taskmill/log.h"
-
-typedef void (*Handler)(Queue *q, Peer *p, json_t *msg);
 
 static void reply(Peer *p, json_t *msg)
 {
@@ -27,28 +26,38 @@ static void reply_errno(Peer *p, json_t *msg, int r)
     reply(p, ipc_reply_error(msg, code, strerror(-r)));
 }
 
-static void on_hello(Queue *q, Peer *p, json_t *msg)
+static void on_hello(void *ctx, void *peer, json_t *msg)
 {
-    const char *role;
+    Queue *q = ctx;
+    Peer *p = peer;
+    const char *role_name;
+    IpcRole role;
     int workers = 0;
-    char err[256];
+    char err[256] = "";
 
-    if (ipc_unpack(msg, err, sizeof(err), "{s:s, s?i}", "role", &role, "workers", &workers) < 0 ||
+    if (ipc_unpack(msg, err, sizeof(err), "{s:s, s?i}", "role", &role_name, "workers", &workers) <
+            0 ||
         workers < 0 || workers > 1024) {
-        reply(p, ipc_reply_error(msg, "bad_request", err));
+        if (!*err)
+            snprintf(err, sizeof(err), "workers must be 0 to 1024");
+        log_warning("peer %d: bad hello: %s", p->fd, err);
+        if (ipc_rid(msg))
+            reply(p, ipc_reply_error(msg, "bad_request", err));
         return;
     }
-    if (!strcmp(role, "convert"))
-        p->role = PEER_CONVERT;
-    else if (!strcmp(role, "callback"))
-        p->role = PEER_CALLBACK;
-    else {
-        reply(p, ipc_reply_error(msg, "bad_request", "unknown role"));
+    role = ipc_role_from_name(role_name);
+    if (!(role & (IPC_ROLE_REST | IPC_ROLE_CONVERT | IPC_ROLE_CALLBACK))) {
+        log_warning("peer %d: hello with unknown role '%.32s'", p->fd, role_name);
+        if (ipc_rid(msg))
+            reply(p, ipc_reply_error(msg, "bad_request", "unknown role"));
         return;
     }
-    p->workers = workers;
-    log_info("peer %d is a %s%s", p->fd, role, p->role == PEER_CONVERT ? " pool" : "");
-    reply(p, ipc_reply_ok(msg, NULL));
+    p->role = role;
+    p->workers = role == IPC_ROLE_CONVERT ? workers : 0;
+    if (role != IPC_ROLE_REST)
+        log_info("peer %d is a %s%s", p->fd, role_name, role == IPC_ROLE_CONVERT ? " pool" : "");
+    if (ipc_rid(msg)) /* rest's hello is a notification */
+        reply(p, ipc_reply_ok(msg, NULL));
     sched_update_status(q);
 }
 
@@ -67,8 +76,10 @@ static bool unpack_id(Peer *p, json_t *msg, const char **id, const char **outcom
     return r == 0;
 }
 
-static void on_submitted(Queue *q, Peer *p, json_t *msg)
+static void on_submitted(void *ctx, void *peer, json_t *msg)
 {
+    Queue *q = ctx;
+    Peer *p = peer;
     const char *id;
     char err[256];
     int r;
@@ -82,8 +93,10 @@ static void on_submitted(Queue *q, Peer *p, json_t *msg)
         reply(p, ipc_reply_ok(msg, NULL));
 }
 
-static void on_delete(Queue *q, Peer *p, json_t *msg)
+static void on_delete(void *ctx, void *peer, json_t *msg)
 {
+    Queue *q = ctx;
+    Peer *p = peer;
     const char *id;
     int r;
 
@@ -97,19 +110,23 @@ static void on_delete(Queue *q, Peer *p, json_t *msg)
     /* r == 1: the converter is stopping it; the reply follows its work.released */
 }
 
-static void on_claim(Queue *q, Peer *p, json_t *msg)
+static void on_claim(void *ctx, void *peer, json_t *msg)
 {
+    Queue *q = ctx;
+    Peer *p = peer;
     char err[256];
 
-    if (p->role != PEER_CONVERT || ipc_unpack(msg, err, sizeof(err), "{}") < 0) {
-        reply(p, ipc_reply_error(msg, "bad_request", "work.claim needs a convert hello"));
+    if (ipc_unpack(msg, err, sizeof(err), "{}") < 0) {
+        reply(p, ipc_reply_error(msg, "bad_request", err));
         return;
     }
     sched_claim(q, p, ipc_rid(msg));
 }
 
-static void on_done(Queue *q, Peer *p, json_t *msg)
+static void on_done(void *ctx, void *peer, json_t *msg)
 {
+    Queue *q = ctx;
+    Peer *p = peer;
     const char *id, *outcome;
     int r;
 
@@ -124,8 +141,10 @@ static void on_done(Queue *q, Peer *p, json_t *msg)
           r < 0 ? ipc_reply_error(msg, "not_found", "job is not yours") : ipc_reply_ok(msg, NULL));
 }
 
-static void on_released(Queue *q, Peer *p, json_t *msg)
+static void on_released(void *ctx, void *peer, json_t *msg)
 {
+    Queue *q = ctx;
+    Peer *p = peer;
     const char *id;
     int r;
 
@@ -136,7 +155,7 @@ static void on_released(Queue *q, Peer *p, json_t *msg)
           r < 0 ? ipc_reply_error(msg, "not_found", "job is not yours") : ipc_reply_ok(msg, NULL));
 }
 
-static unsigned count_role(const Queue *q, PeerRole role)
+static unsigned count_role(const Queue *q, IpcRole role)
 {
     unsigned n = 0;
 
@@ -145,8 +164,10 @@ static unsigned count_role(const Queue *q, PeerRole role)
     return n;
 }
 
-static void on_status(Queue *q, Peer *p, json_t *msg)
+static void on_status(void *ctx, void *peer, json_t *msg)
 {
+    Queue *q = ctx;
+    Peer *p = peer;
     unsigned working = sched_working(q), max = sched_max_workers(q);
 
     reply(p, ipc_reply_ok(msg,
@@ -155,47 +176,49 @@ static void on_status(Queue *q, Peer *p, json_t *msg)
                                     "done", (json_int_t)q->n_done, "failed",
                                     (json_int_t)q->n_failed, "max_workers", (json_int_t)max,
                                     "free_workers", (json_int_t)(max > working ? max - working : 0),
-                                    "peers", "convert", (json_int_t)count_role(q, PEER_CONVERT),
-                                    "callback", (json_int_t)count_role(q, PEER_CALLBACK))));
+                                    "peers", "convert", (json_int_t)count_role(q, IPC_ROLE_CONVERT),
+                                    "callback", (json_int_t)count_role(q, IPC_ROLE_CALLBACK))));
 }
 
 /* Peers answer our notifications; an answer is never answered, or two peers could ping-pong. */
-static void on_answer(Queue *q, Peer *p, json_t *msg)
+static void on_answer(void *ctx, void *peer, json_t *msg)
 {
+    Queue *q = ctx;
+    Peer *p = peer;
     (void)q;
     if (!strcmp(ipc_type(msg), "error"))
         log_warning("peer %d reported an error: %.200s", p->fd,
                     json_string_value(json_object_get(msg, "message")));
 }
 
-static const struct {
-    const char *type;
-    Handler fn;
-} handlers[] = {
-    {"hello", on_hello},       {"job.submitted", on_submitted},
-    {"job.delete", on_delete}, {"work.claim", on_claim},
-    {"work.done", on_done},    {"work.released", on_released},
-    {"status.get", on_status}, {"ok", on_answer},
-    {"error", on_answer},
+enum { R = IPC_ROLE_REST, C = IPC_ROLE_CONVERT, B = IPC_ROLE_CALLBACK, N = IPC_ROLE_NONE };
+
+/* Who may send what: a converter cannot delete a task, rest cannot report work. */
+static const IpcHandler handlers[] = {
+    {"hello", N, on_hello},
+    {"job.submitted", R, on_submitted},
+    {"job.delete", R, on_delete},
+    {"status.get", R, on_status},
+    {"work.claim", C, on_claim},
+    {"work.done", C, on_done},
+    {"work.released", C, on_released},
+    {"ok", C | B, on_answer},
+    {"error", C | B, on_answer},
 };
 
-void proto_handle(Queue *q, Peer *p, json_t *msg)
+int proto_receive(Queue *q, Peer *p)
 {
-    const char *type = ipc_type(msg);
+    char who[32];
 
-    for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
-        if (!strcmp(handlers[i].type, type)) {
-            handlers[i].fn(q, p, msg);
-            return;
-        }
-    log_warning("peer %d sent unknown message type '%.64s'", p->fd, type);
-    reply(p, ipc_reply_error(msg, "unknown_type", "unknown message type"));
+    snprintf(who, sizeof(who), "peer %d", p->fd);
+    return ipc_dispatch(p->fd, handlers, sizeof(handlers) / sizeof(handlers[0]), p->role, q, p,
+                        who);
 }
 
 void proto_notify_finished(Queue *q, const char *id, const char *state)
 {
     for (Peer *p = q->peers; p; p = p->next)
-        if (p->role == PEER_CALLBACK)
+        if (p->role == IPC_ROLE_CALLBACK)
             ipc_send_new(p->fd, ipc_msg("job.finished", 0,
                                         json_pack("{s:s, s:s}", "id", id, "state", state)));
 }

@@ -118,7 +118,7 @@ unsigned sched_max_workers(const Queue *q)
     unsigned n = 0;
 
     for (Peer *p = q->peers; p; p = p->next)
-        if (p->role == PEER_CONVERT)
+        if (p->role == IPC_ROLE_CONVERT)
             n += (unsigned)p->workers;
     return n;
 }

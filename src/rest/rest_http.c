@@ -65,7 +65,7 @@ int rest_queue_call(const Rest *rest, const char *type, json_t *body, int timeou
 {
     static int64_t rid;
 
-    return ipc_call(rest->conf->runtime_dir,
+    return ipc_call(rest->conf->runtime_dir, IPC_ROLE_REST,
                     ipc_msg(type, __atomic_add_fetch(&rid, 1, __ATOMIC_RELAXED), body), timeout_ms,
                     ret_reply);
 }

@@ -19,6 +19,17 @@ static int check_failures;
         }                                                                                          \
     } while (0)
 
+/* CHECK with a printf-style explanation. */
+#define CHECK_MSG(expr, ...)                                                                       \
+    do {                                                                                           \
+        if (!(expr)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #expr);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            check_failures++;                                                                      \
+        }                                                                                          \
+    } while (0)
+
 #define CHECK_STR(a, b)                                                                            \
     do {                                                                                           \
         const char *a_ = (a), *b_ = (b);                                                           \

@@ -141,7 +141,7 @@ int main(void)
     char *root = check_tmpdir();
     int sv[2];
     Queue q = {.conf = &conf, .listen_fd = -1};
-    Peer p = {.role = PEER_CONVERT, .workers = 1};
+    Peer p = {.role = IPC_ROLE_CONVERT, .workers = 1};
 
     q.claims_tail = &q.claims;
     CHECK(jobdir_open_data(root, true, &q.data_fd) == 0);
