@@ -20,14 +20,16 @@ typedef struct Conf {
     char *listen; /* "host:port" */
     int rest_threads;
     uint64_t max_upload_bytes;
-    int connection_timeout;
+    int connection_timeout;   /* seconds a connection may be idle */
+    int header_timeout;       /* seconds for a request's line and headers to arrive */
     char *tokens_file;        /* bearer tokens; NULL = $CREDENTIALS_DIRECTORY/tokens if any */
     char *tls_cert, *tls_key; /* PEM files; both set = HTTPS */
     int max_connections, max_connections_per_ip;
     int max_header_bytes;
-    uint64_t min_free_bytes; /* uploads that would leave less free space get 507 */
-    bool allow_open;         /* serve a non-loopback address without tokens */
-    int max_tasks_per_token; /* unfinished tasks one token may have */
+    uint64_t min_free_bytes;      /* uploads that would leave less free space get 507 */
+    bool allow_open;              /* serve a non-loopback address without tokens */
+    int max_tasks_per_token;      /* unfinished tasks one token may have */
+    uint64_t max_bytes_per_token; /* inputs and results one token may store (0 = no limit) */
     /* [convert] */
     int workers;
     int crf;

@@ -382,9 +382,35 @@ static int mime_build(Http *h, const HttpTaskForm *f, curl_mime **ret)
     return 0;
 }
 
+/* The client's headers plus Idempotency-Key and Expect: 100-continue (so the server can
+ * answer before the body). */
+static int post_headers(Http *h, const char *key, struct curl_slist **ret)
+{
+    char line[300];
+    struct curl_slist *l = NULL, *t;
+
+    for (struct curl_slist *i = h->headers; i; i = i->next)
+        if (!(t = curl_slist_append(l, i->data)))
+            goto fail;
+        else
+            l = t;
+    snprintf(line, sizeof(line), "Idempotency-Key: %s", key);
+    if (!(t = curl_slist_append(l, line)))
+        goto fail;
+    l = t;
+    if (!(t = curl_slist_append(l, "Expect: 100-continue")))
+        goto fail;
+    *ret = t;
+    return 0;
+fail:
+    curl_slist_free_all(l);
+    return -ENOMEM;
+}
+
 int http_post_task(Http *h, const char *url, const HttpTaskForm *form, long *ret_status,
                    json_t **ret_json)
 {
+    struct curl_slist *extra = NULL;
     curl_mime *m;
     int r;
 
@@ -392,10 +418,18 @@ int http_post_task(Http *h, const char *url, const HttpTaskForm *form, long *ret
     r = mime_build(h, form, &m);
     if (r < 0)
         return r;
+    /* The key as a header too: a repeated POST is answered before its file is sent again. */
+    if (form->idempotency_key && (r = post_headers(h, form->idempotency_key, &extra)) < 0) {
+        curl_mime_free(m);
+        return r;
+    }
+    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, extra ? extra : h->headers);
     curl_easy_setopt(h->curl, CURLOPT_MIMEPOST, m);
     progress_start(h, "uploading", 0);
     r = http_exchange(h, ret_status, ret_json);
     curl_easy_setopt(h->curl, CURLOPT_MIMEPOST, NULL);
+    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, h->headers);
+    curl_slist_free_all(extra);
     curl_mime_free(m);
     return r;
 }

@@ -191,11 +191,13 @@ int jobdir_publish(int data_fd, const char *tmp_name, const char *id, bool *ret_
     job_path(dst, sizeof(dst), STAGE_REQUEST, id);
     if (renameat2(data_fd, src, data_fd, dst, RENAME_NOREPLACE) < 0)
         return -errno;
+    *ret_published = true;
     r = fsync_at(data_fd, stage_dirs[STAGE_REQUEST]);
     if (r == 0)
         return 0;
     /* Not durable: take it back, so nobody is told of a job a power cut could undo. */
-    *ret_published = renameat2(data_fd, dst, data_fd, src, RENAME_NOREPLACE) < 0;
+    if (renameat2(data_fd, dst, data_fd, src, RENAME_NOREPLACE) == 0)
+        *ret_published = false;
     return r;
 }
 

@@ -19,7 +19,7 @@
 typedef struct Peer {
     int fd;
     IpcRole role; /* from its hello */
-    int workers; /* slots a converter announced */
+    int workers;  /* slots a converter announced */
     struct Peer *next;
 } Peer;
 

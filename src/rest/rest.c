@@ -21,71 +21,6 @@
 
 static Rest rest;
 
-static enum MHD_Result unauthorized(struct MHD_Connection *c)
-{
-    json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", "unauthorized", "message",
-                             "a valid 'Authorization: Bearer <token>' header is required");
-    char *s = json_dumps(body, JSON_COMPACT);
-    struct MHD_Response *resp;
-    enum MHD_Result ret;
-
-    json_decref(body);
-    resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json; charset=utf-8");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"taskmill\"");
-    ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *data,
-                                  size_t *data_size, void **con_cls)
-{
-    Rest *r = cls;
-    Req *req = *con_cls;
-
-    (void)version;
-    if (!req) {
-        req = calloc(1, sizeof(*req));
-        if (!req)
-            return MHD_NO;
-        *con_cls = req;
-        if (strcmp(url, "/healthz") &&
-            auth_check(
-                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-                &req->auth) < 0)
-            return unauthorized(c); /* before any body is read */
-        if (!strcmp(method, "POST") && !strcmp(url, "/v1/tasks")) {
-            int q = upload_begin(r, c, &req->auth, &req->upload);
-            /* Refused before the body (413, 415): answer at once; MHD then closes the
-             * connection rather than read a body nobody wants. */
-            return q < 0 ? MHD_NO : q > 0 ? upload_finish(req->upload, c) : MHD_YES;
-        }
-        return MHD_YES; /* answer on the second call, so MHD keeps the connection alive */
-    }
-    if (req->upload) {
-        if (*data_size > 0)
-            return upload_feed(req->upload, data, data_size);
-        return upload_finish(req->upload, c);
-    }
-    return rest_dispatch(r, c, &req->auth, url, method);
-}
-
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    Req *req = *con_cls;
-
-    (void)cls, (void)c, (void)toe;
-    if (!req)
-        return;
-    if (req->upload)
-        upload_free(req->upload);
-    free(req);
-    *con_cls = NULL;
-}
-
 static int resolve_listen(const Conf *c, struct sockaddr_storage *ss, socklen_t *len)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
@@ -157,8 +92,19 @@ static int load_tls(Rest *r)
     return 0;
 }
 
-/* Limits against slow and greedy clients: connection timeout (MHD has none by default),
- * connections in all and per address, and the memory for a request's headers. */
+/* The hard cap of open connections: the limit plus room to refuse a quarter more with an
+ * answer. */
+static unsigned conn_slots(const Conf *c)
+{
+    unsigned n = (unsigned)c->max_connections;
+
+    return n + (n / 4 > 16 ? n / 4 : 16);
+}
+
+/* Limits against slow and greedy clients: an idle timeout (MHD has none by default), the
+ * memory for a request's headers, and room for the connections rest_conn.c counts: those over
+ * [rest] max_connections or max_connections_per_ip are still accepted, up to a hard cap, so
+ * they can be answered 503/429 instead of being closed without a word. */
 static struct MHD_Daemon *start_mhd(Rest *r, const struct sockaddr_storage *ss)
 {
     const Conf *c = r->conf;
@@ -171,14 +117,13 @@ static struct MHD_Daemon *start_mhd(Rest *r, const struct sockaddr_storage *ss)
         {MHD_OPTION_END, 0, NULL},
     };
 
-    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, r, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)ss, MHD_OPTION_THREAD_POOL_SIZE,
-                            (unsigned)c->rest_threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, r,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
-                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_connections_per_ip,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->max_header_bytes,
-                            MHD_OPTION_ARRAY, r->tls_cert ? tls : tls + 2, MHD_OPTION_END);
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, route_request, r, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->rest_threads, MHD_OPTION_NOTIFY_COMPLETED,
+        route_completed, r, MHD_OPTION_NOTIFY_CONNECTION, route_connection, r,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        conn_slots(c), MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->max_header_bytes,
+        MHD_OPTION_ARRAY, r->tls_cert ? tls : tls + 2, MHD_OPTION_END);
 }
 
 static int rest_init(Daemon *d, const Conf *c)
@@ -207,6 +152,10 @@ static int rest_init(Daemon *d, const Conf *c)
     if ((r = load_tls(&rest)) < 0)
         return r;
     upload_recover(&rest);
+    r = conn_init((unsigned)c->max_connections, (unsigned)c->max_connections_per_ip,
+                  (unsigned)c->header_timeout, conn_slots(c));
+    if (r < 0)
+        return r;
     rest.mhd = start_mhd(&rest, &ss);
     if (!rest.mhd) {
         log_err("cannot listen on %s", c->listen);
@@ -221,7 +170,8 @@ static void rest_shutdown(Daemon *d)
     Rest *r = daemon_userdata(d);
 
     if (r->mhd)
-        MHD_stop_daemon(r->mhd); /* ends every connection; on_completed cleans each */
+        MHD_stop_daemon(r->mhd); /* ends every connection; route_completed cleans each */
+    conn_free();
     if (r->request_fd >= 0)
         close(r->request_fd);
     if (r->keys_fd >= 0)
@@ -239,9 +189,12 @@ static void rest_tick(Daemon *d)
 {
     Rest *r = daemon_userdata(d);
     unsigned ttl = (unsigned)r->conf->result_ttl, every = ttl / 4 < 3600 ? ttl / 4 : 3600;
-    unsigned removed;
+    unsigned removed, cut = conn_tick();
     int q;
 
+    if (cut)
+        log_info("closed %u connections whose request headers took over %d s", cut,
+                 r->conf->header_timeout);
     if (ttl == 0 || ++r->ticks < (every ? every : 1))
         return;
     r->ticks = 0;

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <sys/socket.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -29,12 +30,46 @@ typedef struct Auth {
     bool admin, open;
 } Auth;
 
-/* The per-request state MHD keeps in *con_cls. */
+/* rest_conn.c: open connections, their limits and the header deadline. */
+typedef enum ConnRefusal {
+    CONN_OK,
+    CONN_TOO_MANY, /* over [rest] max_connections_per_ip for its client: 429 */
+    CONN_BUSY,     /* over [rest] max_connections: 503 */
+} ConnRefusal;
+int conn_init(unsigned total, unsigned per_client, unsigned header_timeout_s, unsigned slots);
+void conn_free(void);
+/* MHD's connection notifications; the handle is the connection's socket context. */
+void *conn_opened(int fd, const struct sockaddr *sa);
+void conn_closed(void *handle);
+/* A request's headers are complete: whether the connection may be served. */
+ConnRefusal conn_request_begins(void *handle);
+/* The request was answered: the next one's headers are awaited from now. */
+void conn_request_ends(void *handle);
+/* Shuts down connections whose headers are late; returns how many. Once a second. */
+unsigned conn_tick(void);
+
 typedef struct Upload Upload;
+typedef struct Route Route;
+
+/* The per-request state MHD keeps in *con_cls. */
 typedef struct Req {
     Auth auth;
-    Upload *upload; /* POST /v1/tasks */
+    void *conn;         /* rest_conn.c's handle */
+    const Route *route; /* NULL: no endpoint (answered with refusal at the end) */
+    unsigned refusal;   /* an HTTP status decided before the body: 404, 405, 400 */
+    char arg[128];      /* the task id in the path */
+    Upload *upload;     /* POST /v1/tasks */
+    uint64_t discarded; /* bytes of a body nobody wants */
 } Req;
+
+/* rest_route.c: the request's life in libmicrohttpd (MHD_AccessHandlerCallback etc.). */
+enum MHD_Result route_request(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *data,
+                              size_t *data_size, void **con_cls);
+void route_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                     enum MHD_RequestTerminationCode toe);
+void route_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                      enum MHD_ConnectionNotificationCode code);
 
 /* rest_auth.c */
 int auth_load(const char *path, char *err, size_t errlen);
@@ -48,14 +83,17 @@ enum MHD_Result http_json(struct MHD_Connection *c, unsigned status, json_t *bod
 enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *code,
                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status);
-enum MHD_Result rest_dispatch(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *url,
-                              const char *method);
-/* Calls the queue and maps "cannot reach it" to false. */
+/* 401 with WWW-Authenticate. */
+enum MHD_Result http_unauthorized(struct MHD_Connection *c);
+/* An answer after which the connection is closed (sent before a body that is not read). */
+enum MHD_Result http_error_close(struct MHD_Connection *c, unsigned status, const char *code,
+                                 const char *message);
+/* Calls the queue (as role rest). */
 int rest_queue_call(const Rest *rest, const char *type, json_t *body, int timeout_ms,
                     json_t **ret_reply);
 
 /* rest_upload.c: POST /v1/tasks, streamed into data/request/.tmp-<uuid>/ */
-/* 0: read the body; 1: refused before the body (answer now with upload_finish); <0: error */
+/* 0: read the body; 1: answered before the body (upload_finish sends the answer); <0: error */
 int upload_begin(Rest *rest, struct MHD_Connection *c, const Auth *a, Upload **ret);
 enum MHD_Result upload_feed(Upload *u, const char *data, size_t *size);
 enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c);
@@ -63,9 +101,19 @@ void upload_free(Upload *u);     /* removes the temporary directory unless it wa
 void upload_recover(Rest *rest); /* at start: what a killed rest left in request/ */
 
 /* rest_idem.c: idempotency keys */
+typedef enum IdemClaim {
+    IDEM_NEW,    /* the key is ours now: it names this upload */
+    IDEM_EXISTS, /* a task made with the key exists: answer 200 with it */
+    IDEM_BUSY,   /* another upload with the key is being stored: answer 409 */
+} IdemClaim;
 bool idem_key_valid(const char *key);
-int idem_lookup(Rest *rest, const char *owner, const char *key, char ret_id[37]);
-int idem_record(Rest *rest, const char *owner, const char *key, const char *id);
+/* Claims key for the upload id, durably, before the upload is published; on IDEM_EXISTS
+ * ret_existing names the task. Exactly one upload wins a key, whatever the timing. */
+int idem_claim(Rest *rest, const char *owner, const char *key, const char *id,
+               char ret_existing[37], IdemClaim *ret);
+/* The upload that claimed key ended: published (the key stays), or not (the key goes). */
+void idem_release(Rest *rest, const char *owner, const char *key, const char *id, bool published);
+/* After a deletion: drops the key if it still names the task. */
 int idem_forget(Rest *rest, const char *owner, const char *key, const char *id);
 /* Removes keys older than min_age seconds whose task is gone (expired by the queue). */
 int idem_sweep(Rest *rest, time_t min_age, unsigned *ret_removed);
@@ -77,7 +125,12 @@ enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const Auth *a
 enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a);
 enum MHD_Result tasks_status(Rest *rest, struct MHD_Connection *c);
 enum MHD_Result tasks_health(Rest *rest, struct MHD_Connection *c);
-/* Number of unfinished tasks (received, pending, in progress) owned by name. */
-unsigned tasks_count_owned(Rest *rest, const char *name);
+/* What a token stores: its unfinished tasks (received, pending, in progress) and the bytes of
+ * all its tasks' inputs and results on disk. */
+typedef struct Usage {
+    unsigned unfinished;
+    uint64_t bytes;
+} Usage;
+void tasks_usage(Rest *rest, const char *owner, Usage *ret);
 
 #endif

@@ -5,6 +5,7 @@
  * memory, with single-range Range support. */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -261,8 +262,6 @@ typedef struct ListEntry {
 typedef struct ListCtx {
     Rest *rest;
     const Auth *auth;
-    const char *count_owner; /* tasks_count_owned: count, do not list */
-    unsigned count;
     Stage stage;
     ListEntry *v;
     size_t n, cap;
@@ -293,14 +292,10 @@ static int list_one(const char *id, void *userdata)
     close(fd);
     ns = json_integer_value(json_object_get(req, "created_ns"));
     owner = json_string_value(json_object_get(req, "owner"));
-    seen = l->auth ? auth_sees(l->auth, owner) : owner && !strcmp(owner, l->count_owner);
+    seen = auth_sees(l->auth, owner);
     json_decref(req);
     if (!seen || !after_cursor(l, ns, id))
         return 0;
-    if (l->count_owner) {
-        l->count++;
-        return 0;
-    }
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 256;
         ListEntry *v = realloc(l->v, cap * sizeof(*v));
@@ -383,15 +378,60 @@ static json_t *list_page(ListCtx *l, bool one_state, long limit)
     return json_pack("{s:o, s:n}", "tasks", tasks, "next_cursor");
 }
 
-unsigned tasks_count_owned(Rest *rest, const char *name)
-{
-    ListCtx l = {.rest = rest, .count_owner = name, .after_ns = INT64_MIN};
+typedef struct UsageCtx {
+    Rest *rest;
+    const char *owner;
+    Stage stage;
+    Usage *use;
+} UsageCtx;
 
-    for (int s = STAGE_REQUEST; s <= STAGE_IN_PROGRESS; s++) {
-        l.stage = (Stage)s;
-        jobdir_each(rest->data_fd, l.stage, list_one, &l);
+/* Bytes of the regular files in a job folder: input, output, partials. */
+static uint64_t folder_bytes(int fd)
+{
+    int dup_fd = dup(fd);
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    struct dirent *de;
+    struct stat st;
+    uint64_t n = 0;
+
+    if (!d) {
+        if (dup_fd >= 0)
+            close(dup_fd);
+        return 0;
     }
-    return l.count;
+    while ((de = readdir(d)))
+        if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            n += (uint64_t)st.st_size;
+    closedir(d);
+    return n;
+}
+
+static int usage_one(const char *id, void *userdata)
+{
+    UsageCtx *u = userdata;
+    json_t *req = NULL;
+    const char *owner;
+    int fd;
+
+    if (jobdir_open(u->rest->data_fd, u->stage, id, &fd) < 0)
+        return 0;
+    if (json_read_at(fd, "request.json", &req) == 0 &&
+        (owner = json_string_value(json_object_get(req, "owner"))) && !strcmp(owner, u->owner)) {
+        u->use->unfinished += u->stage <= STAGE_IN_PROGRESS;
+        u->use->bytes += folder_bytes(fd);
+    }
+    json_decref(req);
+    close(fd);
+    return 0;
+}
+
+void tasks_usage(Rest *rest, const char *owner, Usage *ret)
+{
+    UsageCtx u = {.rest = rest, .owner = owner, .use = ret};
+
+    *ret = (Usage){0};
+    for (u.stage = STAGE_REQUEST; u.stage <= STAGE_FAILED; u.stage++)
+        jobdir_each(rest->data_fd, u.stage, usage_one, &u);
 }
 
 enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a)

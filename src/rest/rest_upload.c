@@ -1,10 +1,16 @@
 /* rest_upload.c - POST /v1/tasks: a multipart upload streamed to disk, then published.
  *
- * The body is parsed by MHD's post processor. The file part goes straight into
- * data/request/.tmp-<uuid>/upload.partial (never held in memory); small fields are kept up to a
- * limit. At the end, in this order: fsync the file, rename it to its server-chosen name, write
- * request.json (temp, fsync, rename), rename .tmp-<uuid> to <uuid>, fsync data/request. Only
- * then is the job published, the queue told and 201 sent. Anything else removes the
+ * The body is parsed as it arrives (rest_multipart.c). The file part goes straight into
+ * data/request/.tmp-<uuid>/upload.partial (never held in memory); the small fields are kept
+ * up to a limit and checked as soon as each one ends (valid UTF-8, no control characters, the
+ * idempotency key claimed), so a bad field or a repeated key stops the storing of the file at
+ * once. libmicrohttpd takes no answer in the middle of a body: the rest of it is read and
+ * dropped (bounded by [rest] max_upload_bytes) and the answer follows. What the headers alone
+ * decide (limits, quota, an Idempotency-Key header) is answered before the body.
+ *
+ * At the end, in this order: fsync the file, rename it to its server-chosen name, write
+ * request.json (temp, fsync, rename), publish .tmp-<uuid> as <uuid> (jobdir_publish: rename,
+ * fsync of data/request). Only then is the queue told and 201 sent. Anything else removes the
  * temporary directory: an incomplete upload is never queued. upload_recover() mends, at start,
  * what a killed rest left in request/. */
 #define _GNU_SOURCE
@@ -21,14 +27,16 @@
 #include <unistd.h>
 
 #include "rest.h"
+#include "rest_multipart.h"
+#include "taskmill/clock.h"
+#include "taskmill/files.h"
 #include "taskmill/ipc.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/log.h"
 #include "taskmill/task.h"
-#include "taskmill/tasktype.h"
-#include "taskmill/clock.h"
 #include "taskmill/taskview.h"
-#include "taskmill/files.h"
+#include "taskmill/text.h"
+#include "taskmill/tasktype.h"
 
 #define FIELD_MAX  4096
 #define PARAMS_MAX 16384
@@ -41,25 +49,34 @@ typedef enum {
     F_CALLBACK,
     F_PARAMS,
     F_IDEM,
-    F_MAX
+    F_MAX,
+    F_FILE = F_MAX, /* the file_data part */
+    F_NONE,
 } Field;
 static const char *const field_names[F_MAX] = {
     "task_type", "file_name", "file_path", "priority", "callback_url", "params", "idempotency_key"};
+/* The error code of a field whose text is not valid UTF-8 or holds control characters. */
+static const char *const field_codes[F_MAX] = {
+    "bad_encoding",     "bad_file_name", "bad_file_path",      "bad_priority",
+    "bad_callback_url", "bad_params",    "bad_idempotency_key"};
 
 struct Upload {
     Rest *rest;
     const Auth *auth;
-    struct MHD_PostProcessor *pp;
+    Multipart *mp;
     char id[TASK_ID_LEN + 1];
     char tmp[64];    /* ".tmp-<uuid>" under data/request */
     int dir_fd;      /* the temporary job directory */
     int file_fd;     /* upload.partial */
     uint64_t size;   /* bytes of the file part */
     uint64_t body;   /* bytes of the whole body */
+    Field part;      /* the part being read */
     char *part_name; /* filename= of the file part */
     int file_parts;
     char *fields[F_MAX];
     size_t field_len[F_MAX];
+    char key[256];                  /* the idempotency key this upload claimed, or "" */
+    char existing[TASK_ID_LEN + 1]; /* the task a repeated key names: answer 200 with it */
     bool published;
     unsigned err_status; /* first error wins */
     char err_code[40];
@@ -82,21 +99,84 @@ static void fail(Upload *u, unsigned status, const char *code, const char *fmt, 
     va_end(ap);
 }
 
-static int field_append(Upload *u, Field f, const char *data, uint64_t off, size_t size)
+/* The upload's outcome is known (an error, or a repeated key): the rest is not stored. */
+static bool settled(const Upload *u)
+{
+    return u->err_status || u->existing[0];
+}
+
+static const char *owner_of(const Upload *u)
+{
+    return u->auth->open ? NULL : u->auth->name;
+}
+
+/* --- the idempotency key ---------------------------------------------------------------- */
+
+/* Claims key for this upload; a repeated key settles the upload (200 or 409). */
+static int key_claim(Upload *u, const char *key)
+{
+    IdemClaim claim;
+    int r;
+
+    if (!idem_key_valid(key))
+        return fail(u, MHD_HTTP_BAD_REQUEST, "bad_idempotency_key",
+                    "idempotency_key must be 1 to 200 printable ASCII characters"),
+               -EINVAL;
+    r = idem_claim(u->rest, owner_of(u), key, u->id, u->existing, &claim);
+    if (r < 0)
+        return fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot record the key: %s",
+                    strerror(-r)),
+               r;
+    if (claim == IDEM_BUSY)
+        return fail(u, MHD_HTTP_CONFLICT, "duplicate_in_progress",
+                    "another upload with this idempotency_key is being stored right now"),
+               -EBUSY;
+    if (claim == IDEM_NEW)
+        snprintf(u->key, sizeof(u->key), "%s", key);
+    return 0;
+}
+
+/* --- the form fields, checked as each one ends ------------------------------------------- */
+
+static bool printable_ascii(const char *s)
+{
+    for (; *s; s++)
+        if (*s < 0x21 || *s > 0x7e)
+            return false;
+    return true;
+}
+
+static void field_check(Upload *u, Field f)
+{
+    const char *v = u->fields[f];
+
+    if (strlen(v) != u->field_len[f] || !utf8_valid(v))
+        return fail(u, MHD_HTTP_BAD_REQUEST, field_codes[f], "field '%s' is not valid UTF-8 text",
+                    field_names[f]);
+    if (f != F_PARAMS && text_has_control(v))
+        return fail(u, MHD_HTTP_BAD_REQUEST, field_codes[f],
+                    "field '%s' must not contain control characters", field_names[f]);
+    if (f == F_CALLBACK &&
+        (!printable_ascii(v) || (strncmp(v, "http://", 7) && strncmp(v, "https://", 8))))
+        return fail(u, MHD_HTTP_BAD_REQUEST, "bad_callback_url",
+                    "callback_url must be an http:// or https:// URL of printable ASCII "
+                    "characters (percent-encode the others)");
+    if (f == F_IDEM && u->key[0] && strcmp(v, u->key))
+        return fail(u, MHD_HTTP_BAD_REQUEST, "bad_idempotency_key",
+                    "idempotency_key differs from the Idempotency-Key header");
+    if (f == F_IDEM && !u->key[0])
+        key_claim(u, v);
+}
+
+static int field_append(Upload *u, Field f, const char *data, size_t size)
 {
     size_t max = f == F_PARAMS ? PARAMS_MAX : FIELD_MAX;
     char *p;
 
-    if (off == 0 && u->fields[f]) {
-        fail(u, MHD_HTTP_BAD_REQUEST, "repeated_field", "field '%s' appears more than once",
-             field_names[f]);
-        return -EINVAL;
-    }
-    if (u->field_len[f] + size > max) {
-        fail(u, MHD_HTTP_BAD_REQUEST, "field_too_long", "field '%s' is longer than %zu bytes",
-             field_names[f], max);
-        return -EINVAL;
-    }
+    if (u->field_len[f] + size > max)
+        return fail(u, MHD_HTTP_BAD_REQUEST, "field_too_long",
+                    "field '%s' is longer than %zu bytes", field_names[f], max),
+               -EINVAL;
     p = realloc(u->fields[f], u->field_len[f] + size + 1);
     if (!p)
         return -ENOMEM;
@@ -109,72 +189,80 @@ static int field_append(Upload *u, Field f, const char *data, uint64_t off, size
 
 static int file_open(Upload *u, const char *filename)
 {
-    if (u->file_parts++ > 0) {
-        fail(u, MHD_HTTP_BAD_REQUEST, "repeated_field", "only one file_data part is allowed");
-        return -EINVAL;
-    }
+    if (u->file_parts++ > 0)
+        return fail(u, MHD_HTTP_BAD_REQUEST, "repeated_field",
+                    "only one file_data part is allowed"),
+               -EINVAL;
     if (filename && !(u->part_name = strdup(filename)))
         return -ENOMEM;
     u->file_fd = openat(u->dir_fd, "upload.partial", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    if (u->file_fd < 0) {
-        fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot store the upload: %s",
-             strerror(errno));
-        return -errno;
-    }
+    if (u->file_fd < 0)
+        return fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot store the upload: %s",
+                    strerror(errno)),
+               -errno;
     return 0;
 }
 
 static int file_write(Upload *u, const char *data, size_t size)
 {
-    while (size > 0) {
-        ssize_t n = write(u->file_fd, data, size);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == ENOSPC) {
-            fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage",
-                 "the server has no space left for this upload");
-            return -ENOSPC;
-        }
-        if (n < 0) {
-            fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot store the upload: %s",
-                 strerror(errno));
-            return -errno;
-        }
-        data += n;
-        size -= (size_t)n;
-        u->size += (uint64_t)n;
-    }
+    int r = fd_write_all(u->file_fd, data, size);
+
+    if (r == -ENOSPC)
+        return fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage",
+                    "the server has no space left for this upload"),
+               r;
+    if (r < 0)
+        return fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot store the upload: %s",
+                    strerror(-r)),
+               r;
+    u->size += size;
     return 0;
 }
 
-static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key,
-                               const char *filename, const char *content_type,
-                               const char *transfer_encoding, const char *data, uint64_t off,
-                               size_t size)
+/* Multipart callbacks: a negative return stops the parser; the reason is in u->err_*. */
+static int on_part_begin(void *ud, const char *name, const char *filename, const char *ctype)
 {
-    Upload *u = cls;
+    Upload *u = ud;
 
-    (void)kind, (void)content_type, (void)transfer_encoding;
-    if (u->err_status)
-        return MHD_YES; /* keep parsing to the end, discarding */
-    if (!strcmp(key, "file_data")) {
-        if (off == 0 && u->file_fd < 0 && file_open(u, filename) < 0)
-            return MHD_YES;
-        if (off == 0 && u->size > 0) {
-            fail(u, MHD_HTTP_BAD_REQUEST, "repeated_field", "only one file_data part is allowed");
-            return MHD_YES;
-        }
-        file_write(u, data, size);
-        return MHD_YES;
+    (void)ctype;
+    if (!strcmp(name, "file_data")) {
+        u->part = F_FILE;
+        return file_open(u, filename);
     }
     for (int f = 0; f < F_MAX; f++)
-        if (!strcmp(key, field_names[f])) {
-            field_append(u, (Field)f, data, off, size);
-            return MHD_YES;
+        if (!strcmp(name, field_names[f])) {
+            if (u->fields[f])
+                return fail(u, MHD_HTTP_BAD_REQUEST, "repeated_field",
+                            "field '%s' appears more than once", field_names[f]),
+                       -EINVAL;
+            u->fields[f] = strdup("");
+            u->part = (Field)f;
+            return u->fields[f] ? 0 : -ENOMEM;
         }
-    fail(u, MHD_HTTP_BAD_REQUEST, "unknown_field", "unknown form field '%.64s'", key);
-    return MHD_YES;
+    return fail(u, MHD_HTTP_BAD_REQUEST, "unknown_field", "unknown form field '%.64s'", name),
+           -EINVAL;
 }
+
+static int on_part_data(void *ud, const char *data, size_t len)
+{
+    Upload *u = ud;
+
+    return u->part == F_FILE ? file_write(u, data, len) : field_append(u, u->part, data, len);
+}
+
+static int on_part_end(void *ud)
+{
+    Upload *u = ud;
+
+    if (u->part < F_MAX)
+        field_check(u, u->part);
+    u->part = F_NONE;
+    return settled(u) ? -ECANCELED : 0;
+}
+
+static const MultipartCallbacks form_callbacks = {on_part_begin, on_part_data, on_part_end};
+
+/* --- before the body ---------------------------------------------------------------------- */
 
 /* Free bytes on the data root's filesystem, less the reserve [rest] min_free_bytes. */
 static int64_t space_left(const Rest *rest)
@@ -186,39 +274,71 @@ static int64_t space_left(const Rest *rest)
     return (int64_t)(sv.f_bavail * sv.f_frsize) - (int64_t)rest->conf->min_free_bytes;
 }
 
-int upload_begin(Rest *rest, struct MHD_Connection *c, const Auth *a, Upload **ret)
+/* The token's limits: unfinished tasks, and the bytes it stores (with this upload's length,
+ * when known). */
+static int check_usage(Upload *u, uint64_t adding)
+{
+    const Conf *c = u->rest->conf;
+    Usage use;
+
+    if (u->auth->open)
+        return 0;
+    tasks_usage(u->rest, u->auth->name, &use);
+    if (use.unfinished >= (unsigned)c->max_tasks_per_token)
+        return fail(u, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_tasks",
+                    "this token has %u unfinished tasks, the server's limit", use.unfinished),
+               -EDQUOT;
+    if (c->max_bytes_per_token && use.bytes + adding > c->max_bytes_per_token)
+        return fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "quota_exceeded",
+                    "this token stores %" PRIu64 " bytes; with this upload it would pass its "
+                    "quota of %" PRIu64 " (delete finished tasks to make room)",
+                    use.bytes, c->max_bytes_per_token),
+               -EDQUOT;
+    return 0;
+}
+
+/* What the headers tell: 1 when the answer is known already. */
+static int check_headers(Upload *u, struct MHD_Connection *c)
 {
     const char *len = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+    uint64_t n = len ? strtoull(len, NULL, 10) : 0;
+    const Conf *conf = u->rest->conf;
+
+    if (n > conf->max_upload_bytes)
+        return fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                    "the body is larger than the server's limit of %" PRIu64 " bytes",
+                    conf->max_upload_bytes),
+               1;
+    if (check_usage(u, n) < 0)
+        return 1;
+    if (len && (int64_t)n > space_left(u->rest))
+        return fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage",
+                    "the server has not enough free space for this upload"),
+               1;
+    if (multipart_new(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"),
+                      &form_callbacks, u, &u->mp) < 0)
+        return fail(u, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "not_multipart",
+                    "POST /v1/tasks takes multipart/form-data (curl -F)"),
+               1;
+    /* The key as a header is looked at before the body: a repeated POST is answered before
+     * its file is sent again (with Expect: 100-continue, before a byte of it). */
+    if (key && key_claim(u, key) < 0)
+        return 1;
+    return u->existing[0] ? 1 : 0;
+}
+
+int upload_begin(Rest *rest, struct MHD_Connection *c, const Auth *a, Upload **ret)
+{
     Upload *u = calloc(1, sizeof(*u));
 
     if (!u)
         return -ENOMEM;
-    *u = (Upload){.rest = rest, .auth = a, .dir_fd = -1, .file_fd = -1};
+    *u = (Upload){.rest = rest, .auth = a, .dir_fd = -1, .file_fd = -1, .part = F_NONE};
     *ret = u;
-    if (!a->open && tasks_count_owned(rest, a->name) >= (unsigned)rest->conf->max_tasks_per_token) {
-        fail(u, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_tasks",
-             "this token has %d unfinished tasks, the server's limit",
-             rest->conf->max_tasks_per_token);
-        return 1;
-    }
-    if (len && strtoull(len, NULL, 10) > rest->conf->max_upload_bytes) {
-        fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-             "the body is larger than the server's limit of %" PRIu64 " bytes",
-             rest->conf->max_upload_bytes);
-        return 1;
-    }
-    if (len && (int64_t)strtoull(len, NULL, 10) > space_left(rest)) {
-        fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage",
-             "the server has not enough free space for this upload");
-        return 1;
-    }
-    u->pp = MHD_create_post_processor(c, 65536, on_part, u);
-    if (!u->pp) {
-        fail(u, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "not_multipart",
-             "POST /v1/tasks takes multipart/form-data (curl -F)");
-        return 1;
-    }
     task_id_new(u->id);
+    if (check_headers(u, c))
+        return 1;
     snprintf(u->tmp, sizeof(u->tmp), ".tmp-%s", u->id);
     if (mkdirat(rest->request_fd, u->tmp, 0750) < 0 ||
         (u->dir_fd = openat(rest->request_fd, u->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
@@ -229,41 +349,85 @@ int upload_begin(Rest *rest, struct MHD_Connection *c, const Auth *a, Upload **r
     return 0;
 }
 
+/* --- the body ----------------------------------------------------------------------------- */
+
 enum MHD_Result upload_feed(Upload *u, const char *data, size_t *size)
 {
     size_t n = *size;
+    int r;
 
     *size = 0;
     u->body += n;
-    if (!u->err_status && u->body > u->rest->conf->max_upload_bytes) {
-        /* A body without Content-Length that grows past the limit: cut it. MHD 0.9.75 takes
-         * no response in the middle of a body, so the connection is closed. */
+    /* The limit holds whatever happened before: a refused upload is not read for ever. MHD
+     * takes no answer in the middle of a body, so the connection is closed. */
+    if (u->body > u->rest->conf->max_upload_bytes) {
         fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", "the body is too large");
         return MHD_NO;
     }
+    if (settled(u))
+        return MHD_YES; /* read and dropped; the answer follows the body */
     /* A body of unknown length: look at the free space every 16 MiB. */
-    if (!u->err_status && u->body / (16 << 20) != (u->body - n) / (16 << 20) &&
-        space_left(u->rest) < 0) {
+    if (u->body / (16 << 20) != (u->body - n) / (16 << 20) && space_left(u->rest) < 0) {
         fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage",
              "the server ran out of free space during this upload");
         return MHD_NO;
     }
-    if (!u->err_status && MHD_post_process(u->pp, data, n) != MHD_YES)
+    r = multipart_feed(u->mp, data, n);
+    if (r == -EBADMSG)
         fail(u, MHD_HTTP_BAD_REQUEST, "malformed_multipart", "the multipart body is malformed");
-    /* After an error the rest of the body (bounded by the limit) is read and dropped, and the
-     * error is answered at the end: MHD takes no response in the middle of a body. */
+    else if (r < 0 && !settled(u))
+        fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot store the upload: %s",
+             strerror(-r));
     return MHD_YES;
+}
+
+/* --- after the body ------------------------------------------------------------------------- */
+
+static int parse_priority(Upload *u, int *ret)
+{
+    const char *v = u->fields[F_PRIORITY];
+    char *end;
+    long p;
+
+    *ret = TASK_PRIORITY_DEFAULT;
+    if (!v)
+        return 0;
+    p = strtol(v, &end, 10);
+    if (end == v || *end || p < TASK_PRIORITY_MIN || p > TASK_PRIORITY_MAX)
+        return fail(u, MHD_HTTP_BAD_REQUEST, "bad_priority",
+                    "priority must be a whole number from 0 to 1000"),
+               -EINVAL;
+    *ret = (int)p;
+    return 0;
+}
+
+static int parse_params(Upload *u, const TaskType *tt, json_t **ret)
+{
+    json_t *client = NULL;
+    char err[256];
+    int r;
+
+    if (u->fields[F_PARAMS]) {
+        client = json_loads(u->fields[F_PARAMS], JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(client)) {
+            json_decref(client);
+            return fail(u, MHD_HTTP_BAD_REQUEST, "bad_params", "params must be a JSON object"),
+                   -EINVAL;
+        }
+    }
+    r = tasktype_params(tt, u->rest->conf, client, ret, err, sizeof(err));
+    json_decref(client);
+    if (r < 0)
+        return fail(u, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_params", "%s", err), -EINVAL;
+    return 0;
 }
 
 /* Fills t from the form fields, or fails the upload with the first problem found. */
 static int form_to_task(Upload *u, Task *t)
 {
-    const TaskType *tt;
     const char *name = u->fields[F_FILE_NAME] ? u->fields[F_FILE_NAME] : u->part_name;
+    const TaskType *tt;
     const char *why;
-    char err[256];
-    json_t *client = NULL;
-    char *end;
 
     if (!u->fields[F_TASK_TYPE])
         return fail(u, MHD_HTTP_BAD_REQUEST, "missing_field", "task_type is required"), -EINVAL;
@@ -287,39 +451,14 @@ static int form_to_task(Upload *u, Task *t)
                -EINVAL;
     if (u->size == 0)
         return fail(u, MHD_HTTP_BAD_REQUEST, "empty_file", "file_data is empty"), -EINVAL;
-    t->priority = TASK_PRIORITY_DEFAULT;
-    if (u->fields[F_PRIORITY]) {
-        long p = strtol(u->fields[F_PRIORITY], &end, 10);
-        if (end == u->fields[F_PRIORITY] || *end || p < TASK_PRIORITY_MIN || p > TASK_PRIORITY_MAX)
-            return fail(u, MHD_HTTP_BAD_REQUEST, "bad_priority",
-                        "priority must be a whole number from 0 to 1000"),
-                   -EINVAL;
-        t->priority = (int)p;
-    }
-    if (u->fields[F_CALLBACK] && strncmp(u->fields[F_CALLBACK], "http://", 7) &&
-        strncmp(u->fields[F_CALLBACK], "https://", 8))
-        return fail(u, MHD_HTTP_BAD_REQUEST, "bad_callback_url",
-                    "callback_url must be an http:// or https:// URL"),
-               -EINVAL;
-    if (u->fields[F_PARAMS]) {
-        client = json_loads(u->fields[F_PARAMS], JSON_REJECT_DUPLICATES, NULL);
-        if (!json_is_object(client)) {
-            json_decref(client);
-            return fail(u, MHD_HTTP_BAD_REQUEST, "bad_params", "params must be a JSON object"),
-                   -EINVAL;
-        }
-    }
-    if (tasktype_params(tt, u->rest->conf, client, &t->params, err, sizeof(err)) < 0) {
-        json_decref(client);
-        return fail(u, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_params", "%s", err), -EINVAL;
-    }
-    json_decref(client);
+    if (parse_priority(u, &t->priority) < 0 || parse_params(u, tt, &t->params) < 0)
+        return -EINVAL;
     memcpy(t->id, u->id, sizeof(t->id));
     t->task_type = strdup(tt->name);
     t->file_name = strdup(name);
     t->file_path = strdup(u->fields[F_FILE_PATH] ? u->fields[F_FILE_PATH] : "");
     t->callback_url = u->fields[F_CALLBACK] ? strdup(u->fields[F_CALLBACK]) : NULL;
-    t->idempotency_key = u->fields[F_IDEM] ? strdup(u->fields[F_IDEM]) : NULL;
+    t->idempotency_key = u->key[0] ? strdup(u->key) : NULL;
     t->owner = u->auth->open ? NULL : strdup(u->auth->name);
     t->size = u->size;
     t->created_ns = now_ns();
@@ -341,7 +480,7 @@ static char *input_name_for(const char *file_name)
 
 static int publish(Upload *u, Task *t)
 {
-    int r = 0;
+    int r;
 
     if (fsync(u->file_fd) < 0)
         return -errno;
@@ -354,10 +493,7 @@ static int publish(Upload *u, Task *t)
         return -errno;
     if ((r = task_save(u->dir_fd, t)) < 0) /* fsyncs the job directory too */
         return r;
-    if (renameat2(u->rest->request_fd, u->tmp, u->rest->request_fd, u->id, RENAME_NOREPLACE) < 0)
-        return -errno;
-    u->published = true;
-    return fsync(u->rest->request_fd) < 0 ? -errno : 0;
+    return jobdir_publish(u->rest->data_fd, u->tmp, u->id, &u->published);
 }
 
 /* The task object with Location: 201 for a new task, 200 for the one a key already made. */
@@ -405,69 +541,53 @@ static void tell_queue(Upload *u)
     json_decref(reply);
 }
 
-/* Before publishing: a known key answers with its task (*ret_existing set), a fresh key is
- * recorded. Fails the upload on a bad or contended key. */
-static int key_check(Upload *u, char ret_existing[TASK_ID_LEN + 1])
-{
-    const char *key = u->fields[F_IDEM];
-    const char *owner = u->auth->open ? NULL : u->auth->name;
-    int r;
-
-    ret_existing[0] = '\0';
-    if (!key)
-        return 0;
-    if (!idem_key_valid(key))
-        return fail(u, MHD_HTTP_BAD_REQUEST, "bad_idempotency_key",
-                    "idempotency_key must be 1 to 200 printable ASCII characters"),
-               -EINVAL;
-    if (idem_lookup(u->rest, owner, key, ret_existing) == 0)
-        return 0;
-    r = idem_record(u->rest, owner, key, u->id);
-    if (r == -EEXIST)
-        return fail(u, MHD_HTTP_CONFLICT, "duplicate_in_progress",
-                    "another upload with this idempotency_key is in progress"),
-               r;
-    if (r < 0)
-        return fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot record the key: %s",
-                    strerror(-r)),
-               r;
-    return 0;
-}
-
 static void discard(Upload *u);
 
-enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c)
+/* Checks what only the whole form tells, then stores the task. */
+static void complete(Upload *u)
 {
-    char existing[TASK_ID_LEN + 1] = "";
     Task t = {0};
     int r;
 
-    if (u->pp && MHD_destroy_post_processor(u->pp) != MHD_YES)
+    if (!settled(u) && multipart_finish(u->mp) < 0)
         fail(u, MHD_HTTP_BAD_REQUEST, "malformed_multipart",
              "the multipart body is incomplete (unterminated boundary?)");
-    u->pp = NULL;
-    if (!u->err_status && form_to_task(u, &t) == 0 && key_check(u, existing) == 0 && !*existing &&
-        (r = publish(u, &t)) < 0)
+    if (settled(u) || form_to_task(u, &t) < 0 || check_usage(u, u->size) < 0) {
+        task_free(&t);
+        return;
+    }
+    r = publish(u, &t);
+    if (r < 0)
         fail(u, r == -ENOSPC ? MHD_HTTP_INSUFFICIENT_STORAGE : MHD_HTTP_INTERNAL_SERVER_ERROR,
              r == -ENOSPC ? "insufficient_storage" : "io_error", "cannot store the upload: %s",
              strerror(-r));
-    if (u->published)
+    if (u->published) /* a published job the queue must hear of, even after an error */
         log_task(LOG_INFO, u->id, "received file_name='%s' size=%" PRIu64 " priority=%d",
                  t.file_name, t.size, t.priority);
     task_free(&t);
+}
+
+enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c)
+{
+    complete(u);
+    if (u->published)
+        tell_queue(u);
     if (u->err_status) {
         discard(u); /* before answering: a client that saw the error sees no leftover */
         return http_error(c, u->err_status, u->err_code, "%s", u->err_msg);
     }
-    if (*existing) {
-        log_task(LOG_INFO, existing, "repeated idempotency_key: answered with the existing task");
-        return respond_task(u->rest, c, existing, MHD_HTTP_OK);
+    if (u->existing[0]) {
+        discard(u);
+        log_task(LOG_INFO, u->existing,
+                 "repeated idempotency_key: answered with the existing task");
+        return respond_task(u->rest, c, u->existing, MHD_HTTP_OK);
     }
-    tell_queue(u);
+    discard(u); /* the key stays with the published task; later repeats get 200 */
     return respond_task(u->rest, c, u->id, MHD_HTTP_CREATED);
 }
 
-/* Closes the upload's files and removes its temporary directory unless it was published. */
+/* Closes the upload's files, removes its temporary directory unless it was published, and
+ * lets go of its key (kept only by a published task). */
 static void discard(Upload *u)
 {
     if (u->file_fd >= 0)
@@ -478,12 +598,14 @@ static void discard(Upload *u)
     if (!u->published && u->tmp[0])
         rm_rf_at(u->rest->request_fd, u->tmp);
     u->tmp[0] = '\0';
+    if (u->key[0])
+        idem_release(u->rest, owner_of(u), u->key, u->id, u->published);
+    u->key[0] = '\0';
 }
 
 void upload_free(Upload *u)
 {
-    if (u->pp)
-        MHD_destroy_post_processor(u->pp);
+    multipart_free(u->mp);
     discard(u);
     for (int f = 0; f < F_MAX; f++)
         free(u->fields[f]);

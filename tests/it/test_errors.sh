@@ -13,6 +13,7 @@ printf 'just some notes\n' >"$FIX/notes.txt"
 head -c 300000 /dev/zero >"$FIX/big.mp4"
 
 TYPE=convert_video_to_libx265
+printf 'a\0b' >"$W/nul.txt"
 UNKNOWN=3f1c2d4e-5b6a-4c7d-8e9f-0a1b2c3d4e5f
 declare -A EXPECT # id -> the state it must end in
 
@@ -89,6 +90,22 @@ expect_error "DELETE /v1/tasks" 405 method_not_allowed DELETE /v1/tasks
 expect_error "POST /v1/tasks/ID" 405 method_not_allowed POST "/v1/tasks/$UNKNOWN"
 expect_error "POST /healthz" 405 method_not_allowed POST /healthz
 
+# --- a body on a path that takes none: read and dropped, the path's own answer follows --------
+expect_error "PUT /v1/task-types with a body" 405 method_not_allowed PUT /v1/task-types --data x
+expect_error "POST /v1/status with a JSON body" 405 method_not_allowed POST /v1/status -d '{}'
+expect_error "POST /v1/tasks/ID with a body" 405 method_not_allowed POST "/v1/tasks/$UNKNOWN" -d '{}'
+expect_error "DELETE /v1/tasks/ID with a body" 404 task_not_found DELETE "/v1/tasks/$UNKNOWN" -d '{}'
+expect_error "POST /nope with a body" 404 no_such_endpoint POST /nope --data-binary 'hello'
+expect_error "POST /v1/status with a 300 kB body" 405 method_not_allowed POST /v1/status \
+    --data-binary "@$FIX/big.mp4" -H 'Expect: 100-continue'
+expect_error "POST /nope with a chunked body" 404 no_such_endpoint POST /nope \
+    -H 'Transfer-Encoding: chunked' -H 'Expect: 100-continue' --data-binary 'hello'
+# Keep-alive survives a small dropped body: both answers come on one connection.
+curl -s -o /dev/null -o /dev/null -w '%{http_code} %{num_connects}\n' -X POST -d '{}' \
+    "$URL/v1/status" -X POST "$URL/v1/status" >"$W/ka" || true
+check "a dropped small body keeps the connection alive ($(tr '\n' ' ' <"$W/ka"))" \
+    test "$(tr '\n' ' ' <"$W/ka")" = "405 1 405 0 "
+
 # --- listing ---------------------------------------------------------------------------------
 expect_error "list with a bogus state" 400 bad_state GET '/v1/tasks?state=bogus'
 expect_error "list with limit=0" 400 bad_limit GET '/v1/tasks?limit=0'
@@ -133,6 +150,38 @@ post_error "with a 5000-byte file_path" 400 field_too_long "${TA[@]}" "${FA[@]}"
 printf -- '--XYZ\r\nContent-Disposition: form-data; name="task_type"\r\n\r\n%s\r\n--XYZ\r\nContent-Disposition: form-data; name="file_data"; filename="a.mp4"\r\n\r\nabc' "$TYPE" >"$W/trunc.body"
 post_error "with a multipart body cut short" 400 malformed_multipart -H 'Content-Type: multipart/form-data; boundary=XYZ' --data-binary "@$W/trunc.body"
 post_error "with a JSON body" 415 not_multipart -H 'Content-Type: application/json' -d '{}'
+post_error "with a url-encoded body" 415 not_multipart --data "task_type=$TYPE"
+# Text that is not UTF-8, or control characters, in every text field: 400 with the field's code.
+post_error "with a non-UTF-8 file_path" 400 bad_file_path "${TA[@]}" "${FA[@]}" --form-string $'file_path=\xff'
+post_error "with a non-UTF-8 callback_url" 400 bad_callback_url "${TA[@]}" "${FA[@]}" --form-string $'callback_url=http://example.com/\xff'
+post_error "with a non-UTF-8 task_type" 400 bad_encoding --form-string $'task_type=\xfe' "${FA[@]}"
+post_error "with a non-UTF-8 priority" 400 bad_priority "${TA[@]}" "${FA[@]}" --form-string $'priority=5\xc3'
+post_error "with a non-UTF-8 idempotency_key" 400 bad_idempotency_key "${TA[@]}" "${FA[@]}" --form-string $'idempotency_key=k\xe9'
+post_error "with a NUL byte in file_path" 400 bad_file_path "${TA[@]}" "${FA[@]}" -F 'file_path=<'"$W/nul.txt"
+post_error "with CR LF in callback_url" 400 bad_callback_url "${TA[@]}" "${FA[@]}" --form-string $'callback_url=http://example.com/\r\n<0>forged'
+post_error "with a tab in file_path" 400 bad_file_path "${TA[@]}" "${FA[@]}" --form-string $'file_path=/a\tb'
+post_error "with a space in callback_url" 400 bad_callback_url "${TA[@]}" "${FA[@]}" --form-string 'callback_url=http://example.com/a b'
+# The field comes first: the file after it is not stored (nothing in request/ while it streams).
+check "a bad field before the file: the file is not stored" python3 - "$PORT" "$ROOT/data/request" <<'PY'
+import os, socket, sys, time
+port, req = int(sys.argv[1]), sys.argv[2]
+head = (b"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+        b"Content-Length: %d\r\n\r\n")
+pre = (b"--B\r\nContent-Disposition: form-data; name=\"file_path\"\r\n\r\n\xff\r\n"
+       b"--B\r\nContent-Disposition: form-data; name=\"file_data\"; filename=\"a.mp4\"\r\n\r\n")
+data, post = b"x" * (4 << 20), b"\r\n--B--\r\n"
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(head % (len(pre) + len(data) + len(post)) + pre + data[: 2 << 20])
+time.sleep(0.5)
+stored = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(req) for f in fs)
+s.sendall(data[2 << 20 :] + post)
+reply = s.recv(4096)
+print(reply.split(b"\r\n")[0], "bytes stored mid-upload:", stored)
+sys.exit(0 if stored == 0 and b" 400 " in reply.split(b"\r\n")[0] and b"bad_file_path" in reply else 1)
+PY
+# Two file_data parts, the first empty.
+printf -- '--B\r\nContent-Disposition: form-data; name="task_type"\r\n\r\n%s\r\n--B\r\nContent-Disposition: form-data; name="file_data"; filename="a.mp4"\r\n\r\n\r\n--B\r\nContent-Disposition: form-data; name="file_data"; filename="b.mp4"\r\n\r\nDATA\r\n--B--\r\n' "$TYPE" >"$W/two.body"
+post_error "with an empty file_data part and a second one" 400 repeated_field -H 'Content-Type: multipart/form-data; boundary=B' --data-binary "@$W/two.body"
 post_error "with a text body" 415 not_multipart -H 'Content-Type: text/plain' --data-binary 'hello'
 api GET /healthz >/dev/null
 check "the server still answers after the refusals" test "$STATUS" = 200
@@ -198,6 +247,26 @@ api POST /v1/tasks "${TA[@]}" -F "file_data=@$FIX/big.mp4" -H 'Transfer-Encoding
 check "chunked upload over the limit: 413 or closed (got $STATUS)" \
     bash -c "[ '$STATUS' = 000 ] || { [ '$STATUS' = 413 ] && [ \"\$(jq -r .error.code '$W/out')\" = body_too_large ]; }"
 check "no upload left after the chunked 413" no_tmp_dirs
+check "after an early form error a chunked body is still cut at max_upload_bytes" \
+    python3 - "$PORT" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+          b"Content-Type: multipart/form-data; boundary=B\r\n\r\n")
+part = (b"--B\r\nContent-Disposition: form-data; name=\"colour\"\r\n\r\nblue\r\n"
+        b"--B\r\nContent-Disposition: form-data; name=\"file_data\"; filename=\"a.mp4\"\r\n\r\n")
+chunk = b"x" * 16384
+sent = 0
+try:
+    s.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+    while sent < 50 << 20:  # 50 MB, 500 times the limit
+        s.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        sent += len(chunk)
+except OSError:
+    pass
+print("sent", sent, "bytes before the server closed")
+sys.exit(0 if sent < 20 << 20 else 1)
+PY
 api GET /v1/tasks >"$W/out"
 check "no task was created by the 413s" test "$(jq '.tasks | length' "$W/out")" = "${#EXPECT[@]}"
 # Under the limit still works.

@@ -11,7 +11,7 @@ if [ "$(id -u)" -eq 0 ]; then # a real small disk for the root
     mount -t tmpfs -o size=48m tmpfs "$ROOT"
     test_cleanup() { umount "$ROOT" 2>/dev/null || umount -l "$ROOT"; }
 fi
-write_conf "[rest]" "connection_timeout = 2" "max_connections_per_ip = 6" \
+write_conf "[rest]" "connection_timeout = 2" "header_timeout = 4" "max_connections_per_ip = 6" \
     "[callback]" "max_attempts = 3" "backoff = 1" "[convert]" "max_width = 4096"
 tm_start_all
 make_mp4 "$FIX/a.mp4" 1
@@ -79,23 +79,50 @@ data = s.recv(100)
 sys.exit(0 if data == b"" or b"408" in data else 1)
 PY
 check "server answers after slowloris" alive
+# Headers dripped one byte a second (never idle for connection_timeout): cut at header_timeout.
+check "headers dripped a byte a second are cut off after header_timeout" python3 - "$PORT" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /v1/status HTTP/1.1\r\n")
+start = time.time()
+try:
+    for i in range(30):  # 30 s of dripping if nobody stops it
+        s.sendall(b"X")
+        time.sleep(1)
+except OSError:
+    pass
+s.settimeout(2)
+try:
+    closed = s.recv(100) == b""
+except OSError:
+    closed = True
+print("closed after %.1f s" % (time.time() - start))
+sys.exit(0 if closed and time.time() - start < 15 else 1)
+PY
+check "server answers after the dripping client" alive
 big=$(head -c 100000 /dev/zero | tr '\0' a)
 st=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $big" "$URL/v1/status" || true)
 check "100 kB of headers refused ($st)" test "$st" = 431 -o "$st" = 413 -o "$st" = 000
 check "server answers after huge headers" alive
-check "per-address limit: the 7th connection is refused while 6 are open" python3 - "$PORT" <<'PY'
-import socket, sys, time
+check "per-client limit: the 7th connection gets 429 too_many_connections while 6 are open" \
+    python3 - "$PORT" <<'PY'
+import json, socket, sys, time
 port = int(sys.argv[1])
 held = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
-time.sleep(1.0)  # every held connection accepted by MHD's threads (connection_timeout is 2)
+time.sleep(0.5)  # every held connection accepted by MHD's threads (header_timeout is 4)
 s = socket.create_connection(("127.0.0.1", port))
 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
 s.settimeout(5)
-try:
-    data = s.recv(100)
-except OSError:
-    data = b""
-sys.exit(0 if data == b"" else 1)
+data = b""
+while True:
+    part = s.recv(4096)
+    if not part:
+        break
+    data += part
+head, _, body = data.partition(b"\r\n\r\n")
+ok = head.startswith(b"HTTP/1.1 429") and json.loads(body)["error"]["code"] == "too_many_connections"
+print(head.split(b"\r\n")[0].decode(), body[:80])
+sys.exit(0 if ok else 1)
 PY
 check "server answers once those are gone" alive
 

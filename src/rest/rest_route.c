@@ -1,0 +1,237 @@
+/* rest_route.c - the life of one HTTP request in libmicrohttpd, and the table of endpoints.
+ *
+ * libmicrohttpd calls route_request once when the headers are in, then once per piece of the
+ * body, then once more with no data. It takes an answer only on the first call (before the
+ * body) or on the last; an answer in the middle of a body is refused. So:
+ *   - what can be decided from the headers alone (a refused connection, a missing token, an
+ *     upload over the limits, a body on an endpoint that takes none when that body is large
+ *     or of unknown length) is answered on the first call, and the connection is closed;
+ *   - a small body on an endpoint that takes none is read and dropped, and the endpoint
+ *     answers at the end, keeping the connection alive;
+ *   - everything else is answered on the last call (answering on the first would make
+ *     libmicrohttpd close every keep-alive connection).
+ * Every request gets an answer: there is no path that ends in a silent close. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "rest.h"
+#include "taskmill/task.h"
+#include "taskmill/tasktype.h"
+
+/* Largest body read and dropped on an endpoint that takes none. */
+#define DISCARD_MAX 65536
+
+typedef enum MHD_Result (*RouteFn)(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                   const char *arg);
+
+struct Route {
+    const char *method, *prefix, *suffix; /* suffix NULL: exact path; else prefix ID suffix */
+    RouteFn fn;                           /* NULL for the upload, which has its own calls */
+    bool public_;                         /* served without a token */
+};
+
+static enum MHD_Result on_task_types(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                     const char *arg)
+{
+    (void)arg, (void)a;
+    return http_json(c, MHD_HTTP_OK, tasktype_list_json(rest->conf));
+}
+
+static enum MHD_Result on_list(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg)
+{
+    (void)arg;
+    return tasks_list(rest, c, a);
+}
+
+static enum MHD_Result on_status(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                 const char *arg)
+{
+    (void)arg, (void)a;
+    return tasks_status(rest, c);
+}
+
+static enum MHD_Result on_health(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                 const char *arg)
+{
+    (void)arg, (void)a;
+    return tasks_health(rest, c);
+}
+
+static const Route routes[] = {
+    {"GET", "/v1/task-types", NULL, on_task_types, false},
+    {"GET", "/v1/tasks", NULL, on_list, false},
+    {"POST", "/v1/tasks", NULL, NULL, false},
+    {"GET", "/v1/status", NULL, on_status, false},
+    {"GET", "/healthz", NULL, on_health, true},
+    {"GET", "/v1/tasks/", "/result", tasks_result, false},
+    {"GET", "/v1/tasks/", "", tasks_get, false},
+    {"DELETE", "/v1/tasks/", "", tasks_delete, false},
+};
+
+/* Matches url against a route's path; copies the id segment of a pattern into arg. */
+static bool path_match(const Route *rt, const char *url, char *arg, size_t arglen)
+{
+    size_t pl = strlen(rt->prefix), n;
+    const char *rest;
+
+    if (!rt->suffix)
+        return !strcmp(url, rt->prefix);
+    if (strncmp(url, rt->prefix, pl))
+        return false;
+    rest = url + pl;
+    n = strcspn(rest, "/");
+    if (strcmp(rest + n, rt->suffix))
+        return false;
+    if (n >= arglen)
+        n = arglen - 1;
+    memcpy(arg, rest, n);
+    arg[n] = '\0';
+    return true;
+}
+
+/* The route for method and url, or the status to answer: 404, 405, or 400 for a bad id. */
+static unsigned route_find(Req *req, const char *url, const char *method)
+{
+    bool path_known = false;
+
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (!path_match(&routes[i], url, req->arg, sizeof(req->arg)))
+            continue;
+        path_known = true;
+        if (strcmp(method, routes[i].method))
+            continue;
+        req->route = &routes[i];
+        return routes[i].suffix && !task_id_valid(req->arg) ? MHD_HTTP_BAD_REQUEST : 0;
+    }
+    return path_known ? MHD_HTTP_METHOD_NOT_ALLOWED : MHD_HTTP_NOT_FOUND;
+}
+
+static enum MHD_Result answer_refusal(struct MHD_Connection *c, unsigned status, const char *method)
+{
+    if (status == MHD_HTTP_BAD_REQUEST)
+        return http_error(c, status, "bad_id",
+                          "task ids are lower-case UUIDs like "
+                          "3f1c2d4e-5b6a-4c7d-8e9f-0a1b2c3d4e5f");
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        return http_error(c, status, "method_not_allowed", "%.16s is not allowed on this path",
+                          method);
+    return http_error(c, status, "no_such_endpoint", "no endpoint at this path");
+}
+
+/* A body is coming when it has a length above zero or is chunked; *ret_len is its length
+ * (UINT64_MAX when unknown). */
+static bool body_coming(struct MHD_Connection *c, uint64_t *ret_len)
+{
+    const char *len = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+
+    *ret_len = len ? strtoull(len, NULL, 10) : 0;
+    if (te && strcasestr(te, "chunked"))
+        *ret_len = UINT64_MAX;
+    return *ret_len > 0;
+}
+
+static enum MHD_Result refuse_connection(struct MHD_Connection *c, ConnRefusal why)
+{
+    if (why == CONN_TOO_MANY)
+        return http_error_close(c, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_connections",
+                                "this client has too many connections open; close some");
+    return http_error_close(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_busy",
+                            "the server has too many connections open; try again shortly");
+}
+
+/* The first call: headers only. Returns the answer, or MHD_YES to read the body. */
+static enum MHD_Result request_begins(Rest *r, Req *req, struct MHD_Connection *c, const char *url,
+                                      const char *method)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    ConnRefusal why;
+    uint64_t len;
+    int q;
+
+    req->conn = ci ? ci->socket_context : NULL;
+    why = conn_request_begins(req->conn);
+    if (why != CONN_OK)
+        return refuse_connection(c, why);
+    req->refusal = route_find(req, url, method);
+    if (!(req->route && req->route->public_) &&
+        auth_check(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+                   &req->auth) < 0)
+        return http_unauthorized(c); /* before any body is read */
+    if (!req->refusal && req->route->fn == NULL) {
+        q = upload_begin(r, c, &req->auth, &req->upload);
+        /* Refused before the body: answer at once; MHD then closes the connection rather
+         * than read a body nobody wants. */
+        return q < 0 ? MHD_NO : q > 0 ? upload_finish(req->upload, c) : MHD_YES;
+    }
+    if (body_coming(c, &len) && len > DISCARD_MAX) {
+        if (req->refusal)
+            return answer_refusal(c, req->refusal, method);
+        return http_error_close(c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                                "this endpoint takes no body");
+    }
+    return MHD_YES; /* answer on the last call, so MHD keeps the connection alive */
+}
+
+enum MHD_Result route_request(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *data,
+                              size_t *data_size, void **con_cls)
+{
+    Rest *r = cls;
+    Req *req = *con_cls;
+
+    (void)version;
+    if (!req) {
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        return request_begins(r, req, c, url, method);
+    }
+    if (req->upload)
+        return *data_size > 0 ? upload_feed(req->upload, data, data_size)
+                              : upload_finish(req->upload, c);
+    if (*data_size > 0) { /* a small body on an endpoint that takes none: dropped */
+        req->discarded += *data_size;
+        *data_size = 0;
+        return req->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    if (req->refusal)
+        return answer_refusal(c, req->refusal, method);
+    return req->route->fn(r, c, &req->auth, req->route->suffix ? req->arg : NULL);
+}
+
+void route_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                     enum MHD_RequestTerminationCode toe)
+{
+    Req *req = *con_cls;
+
+    (void)cls, (void)c, (void)toe;
+    if (!req)
+        return;
+    conn_request_ends(req->conn);
+    if (req->upload)
+        upload_free(req->upload);
+    free(req);
+    *con_cls = NULL;
+}
+
+void route_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                      enum MHD_ConnectionNotificationCode code)
+{
+    const union MHD_ConnectionInfo *fd, *addr;
+
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conn_closed(*socket_context);
+        return;
+    }
+    fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    addr = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    *socket_context = conn_opened(fd ? fd->connect_fd : -1, addr ? addr->client_addr : NULL);
+}
