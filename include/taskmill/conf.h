@@ -46,7 +46,8 @@ typedef struct Conf {
     int max_width, max_height, max_streams;
     int max_duration; /* seconds of media */
     /* [queue] */
-    int result_ttl; /* seconds a finished task is kept (0 = forever) */
+    int result_ttl;         /* seconds a finished task is kept (0 = forever) */
+    bool keep_failed_input; /* a failed task keeps its input (for a retry) */
     /* [callback] */
     int callback_max_attempts;
     int callback_timeout;

@@ -309,14 +309,16 @@ int sched_claim(Queue *q, Peer *p, int64_t rid)
     return 0;
 }
 
-/* The input goes once the verified output is in done/ (unless [convert] keep_input). */
-static void drop_input(Queue *q, const char *id)
+/* A finished job's input goes, unless the config keeps it: once the verified output is in
+ * done/ ([convert] keep_input), and in failed/ ([queue] keep_failed_input, for a retry). */
+static void drop_input(Queue *q, Stage s, const char *id)
 {
+    bool keep = s == STAGE_DONE ? q->conf->keep_input : q->conf->keep_failed_input;
     char err[256];
     Task t;
     int fd;
 
-    if (q->conf->keep_input || jobdir_open(q->data_fd, STAGE_DONE, id, &fd) < 0)
+    if (keep || jobdir_open(q->data_fd, s, id, &fd) < 0)
         return;
     if (task_load(fd, &t, err, sizeof(err)) == 0) {
         if (unlinkat(fd, t.input_name, 0) == 0)
@@ -334,10 +336,10 @@ static void finish_move(Queue *q, Running *run, Stage to)
         log_task(LOG_ERR, run->id, "cannot move to %s: %s", stage_dir(to), strerror(-r));
         return;
     }
-    if (to == STAGE_DONE) {
-        drop_input(q, run->id);
+    drop_input(q, to, run->id);
+    if (to == STAGE_DONE)
         q->n_done++;
-    } else
+    else
         q->n_failed++;
     log_task(to == STAGE_DONE ? LOG_INFO : LOG_WARNING, run->id, "moved from=in_progress to=%s",
              stage_dir(to));

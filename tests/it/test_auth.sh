@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_auth.sh - bearer tokens: 401 without or with a wrong token, each token sees only its own
 # tasks (another's is 404), an admin sees all, per-token idempotency keys, the per-token task
-# limit, and the start-up refusals (public listen without tokens, a world-readable token file).
+# limit, the per-token quota of stored bytes (finished tasks count), a failed task's input kept
+# or not, and the start-up refusals (public listen without tokens, a world-readable token file).
 . "$(dirname "$0")/lib.sh"
 
 tok() { openssl rand -hex 32; }
@@ -82,6 +83,74 @@ check "another token is not limited by bob's tasks" test "$STATUS" = 201
 as "$ADMIN" GET /v1/tasks >"$W/out"
 check "the admin sees everyone's tasks" test "$(jq '.tasks | length' "$W/out")" = 7
 tm_start convert
+
+# The per-token quota of stored bytes counts finished tasks too.
+usage_of() { # OWNER: bytes of the files in the owner's job folders
+    local d
+    for d in "$ROOT"/data/*/*/; do
+        if [ "$(jq -r .owner "$d/request.json" 2>/dev/null)" = "$1" ]; then
+            find "$d" -maxdepth 1 -type f -printf '%s\n'
+        fi
+    done | awk '{s += $1} END {print s + 0}'
+}
+wait_all_finished() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        [ -z "$(find "$ROOT/data/pending" "$ROOT/data/in_progress" "$ROOT/data/request" \
+            -mindepth 1 -maxdepth 1)" ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+check "every task finished" wait_all_finished
+size=$(stat -c %s "$FIX/a.mp4")
+quota=$(($(usage_of alice) + size * 3 / 2))
+tm_stop rest
+tm_stop queue
+# keep_input: a finished task keeps its input, so one more task's worth is over the quota.
+write_conf "keep_input = yes" "[rest]" "tokens_file = $T/tokens" "max_tasks_per_token = 3" \
+    "max_bytes_per_token = $quota"
+tm_start queue
+tm_start rest
+as "$ALICE" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >"$W/out"
+check "under max_bytes_per_token: 201" test "$STATUS" = 201
+quota_id=$(jq -r .id "$W/out")
+check "that task finished" wait_all_finished
+as "$ALICE" POST /v1/tasks -H 'Expect: 100-continue' -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >"$W/out"
+check "over max_bytes_per_token with only finished tasks: 507 quota_exceeded" \
+    test "$STATUS:$(jq -r .error.code "$W/out")" = 507:quota_exceeded
+check "no upload stored for it" test -z "$(ls -A "$ROOT/data/request")"
+as "$BOB" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null
+check "bob's quota is his own" test "$STATUS" = 201
+as "$ALICE" DELETE "/v1/tasks/$quota_id" >/dev/null
+as "$ALICE" DELETE "/v1/tasks/$id" >/dev/null
+as "$ALICE" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null
+check "deleting finished tasks makes room again (201)" test "$STATUS" = 201
+check "every task finished" wait_all_finished
+
+# A failed task keeps its input by default ([queue] keep_failed_input), counted in the quota;
+# with keep_failed_input = no it is removed.
+tm_stop rest
+tm_stop queue
+write_conf "[rest]" "tokens_file = $T/tokens" # no quota from here on
+tm_start queue
+tm_start rest
+head -c 20000 /dev/urandom >"$FIX/junk.mp4"
+as "$BOB" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/junk.mp4" >"$W/out"
+check "bob sends a junk file (201)" test "$STATUS" = 201
+junk=$(jq -r .id "$W/out")
+check "a junk file fails" wait_all_finished
+check "the junk task failed" test -d "$ROOT/data/failed/$junk"
+check "the failed task kept its input" test -s "$ROOT/data/failed/$junk/input.mp4"
+tm_stop queue
+printf '[queue]\nkeep_failed_input = no\n' >>"$TM_CONF"
+tm_start queue
+as "$BOB" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/junk.mp4" >"$W/out"
+check "bob sends it again (201)" test "$STATUS" = 201
+junk=$(jq -r .id "$W/out")
+check "another junk file fails" wait_all_finished
+check "with keep_failed_input = no its input is gone" \
+    test -d "$ROOT/data/failed/$junk" -a ! -e "$ROOT/data/failed/$junk/input.mp4"
 
 # Start-up refusals. As root rest could bind port 1, so a rest that wrongly started would
 # serve: timeout ends it (status 124), which fails the check instead of hanging the test.
