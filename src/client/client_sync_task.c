@@ -346,17 +346,21 @@ static int fetch_into(Sync *s, SyncEntry *e, const char *dest, const Result *res
 
 static int fetch(Sync *s, SyncEntry *e, json_t *task)
 {
-    const char *folder = sync_folder_of(s, e->path);
+    const char *folder = sync_folder_of(s, e->path), *ext = place_result_ext(e->path);
     char *dest = NULL;
     Result res;
     int r;
 
-    if (result_info(task, &res) < 0) {
-        task_record_failure(s, e, "bad_answer", "the task's result object is not usable");
+    /* The extension comes from the source, never from the server: a hostile server (or a man
+     * in the middle on plain HTTP) naming "x.srt" must not make replace overwrite a sibling. */
+    if (result_info(task, &res) < 0 || strcasecmp(strrchr(res.name, '.'), ext)) {
+        task_record_failure(s, e, "bad_answer",
+                            "the task's result object is not usable, or names another extension "
+                            "than this source's result");
         r = sync_save(s);
         return r < 0 ? r : task_delete(s, e);
     }
-    r = place_dest(&s->place, folder ? folder : "/", e->path, strrchr(res.name, '.'), &dest);
+    r = place_dest(&s->place, folder ? folder : "/", e->path, ext, &dest);
     if (r < 0) {
         sync_event(s, LOG_ERR, "%s: no place for its result: %s", e->path, strerror(-r));
         s->env_errors++;
