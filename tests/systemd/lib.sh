@@ -1,15 +1,20 @@
 # tests/systemd/lib.sh - boots a private systemd as PID 1 in its own pid, mount and network
 # namespaces, with the taskmill units (paths pointed at the build tree) in a tmpfs on /run, and
 # tmpfs mounts on /tmp, /var/tmp, /var/lib and /var/log: the mount namespace shares the host's
-# disk, and a booting systemd cleans /tmp (tmpfiles) and writes state under /var. Sourcing it defines: sd_boot, sd (run a command inside),
-# sd_ctl (systemctl inside), sd_curl, sd_kill. The EXIT trap kills that systemd (SIGKILL by pid,
-# as PID 1 ignores SIGTERM) and removes the temporary files.
+# disk, and a booting systemd cleans /tmp (tmpfiles) and writes state under /var. The build tree
+# is bind-mounted at /run/tm-build first, so a checkout under /tmp or /var works too ($T is
+# $T_IN inside). Every early unit that could touch the host (sysctl, remount-fs, tmpfiles,
+# binfmt, udev, ...) is masked. Sourcing it defines: sd_boot, sd (run a command inside), sd_ctl
+# (systemctl inside), sd_curl, sd_kill. The EXIT trap kills that systemd (SIGKILL by pid, as
+# PID 1 ignores SIGTERM) and removes the temporary files.
 set -euo pipefail
 : "${TASKMILL_BUILD:?}" "${TASKMILL_SRC:?}"
 
 # Under the build tree, not /tmp: /tmp is a fresh tmpfs inside the namespace.
 T=$(mktemp -d "$TASKMILL_BUILD/sd-test.XXXXXX")
 chmod 755 "$T"
+BUILD_IN=/run/tm-build # the build tree inside the namespace
+T_IN=$BUILD_IN/$(basename "$T")
 UNITS=$T/units
 mkdir -p "$UNITS"
 SD_PID=""
@@ -55,7 +60,7 @@ $(printf '%s\n' "${SD_EXTRA_CONF[@]:-}")
 EOC
     chmod 644 "$T/taskmill.conf"
     for u in init queue convert callback rest; do
-        sed -e "s|@SBINDIR@|$TASKMILL_BUILD|" -e "s|@SYSCONFDIR@/taskmill/taskmill.conf|$T/taskmill.conf|" \
+        sed -e "s|@SBINDIR@|$BUILD_IN|" -e "s|@SYSCONFDIR@/taskmill/taskmill.conf|$T/taskmill.conf|" \
             "$TASKMILL_SRC/systemd/taskmill-$u.service.in" >"$UNITS/taskmill-$u.service"
         sed -i "s|$T/taskmill.conf|/run/taskmill-test.conf|" "$UNITS/taskmill-$u.service"
     done
@@ -68,7 +73,7 @@ settle_seconds = 0
 EOC
     chmod 644 "$T/client.conf"
     for u in service timer; do
-        sed -e "s|/usr/local/bin/taskmill|$TASKMILL_BUILD/taskmill|" \
+        sed -e "s|/usr/local/bin/taskmill|$BUILD_IN/taskmill|" \
             -e "s|/etc/taskmill/client.conf|/run/taskmill-client-test.conf|" \
             "$TASKMILL_SRC/systemd/taskmill-client.$u" >"$UNITS/taskmill-client.$u"
     done
@@ -83,15 +88,28 @@ EOC
     # A target to boot into that starts nothing of ours: the test starts taskmill.target itself.
     # DefaultDependencies=no: nothing of sysinit.target (tmpfiles, udev, ...) runs.
     printf '[Unit]\nDescription=test boot\nDefaultDependencies=no\n' >"$UNITS/tm-boot.target"
+    # Early units that act on the host's kernel, disks or /dev: masked (runtime masks in /run).
+    for u in "${SD_MASKED[@]}"; do ln -sf /dev/null "$UNITS/$u"; done
 }
+SD_MASKED=(systemd-sysctl.service systemd-remount-fs.service systemd-tmpfiles-setup.service
+    systemd-tmpfiles-setup-dev.service systemd-tmpfiles-clean.service systemd-tmpfiles-clean.timer
+    systemd-binfmt.service proc-sys-fs-binfmt_misc.automount proc-sys-fs-binfmt_misc.mount
+    systemd-random-seed.service systemd-machine-id-commit.service systemd-firstboot.service
+    systemd-journal-flush.service systemd-update-utmp.service systemd-update-utmp-runlevel.service
+    systemd-udevd.service systemd-udev-trigger.service systemd-udev-settle.service
+    systemd-hwdb-update.service systemd-modules-load.service modprobe@.service
+    systemd-journal-catalog-update.service ldconfig.service systemd-sysusers.service
+    systemd-pstore.service sys-kernel-config.mount sys-kernel-debug.mount
+    sys-kernel-tracing.mount sys-fs-fuse-connections.mount dev-hugepages.mount dev-mqueue.mount)
 
 sd_boot() {
     sd_units
     unshare --pid --fork --mount-proc --mount --net bash -c "
         mount --make-rprivate /
         mount -t tmpfs tmpfs /run
-        mkdir -p /run/systemd/system
-        cp $UNITS/* /run/systemd/system/
+        mkdir -p /run/systemd/system $BUILD_IN
+        mount --bind $TASKMILL_BUILD $BUILD_IN
+        cp -P $UNITS/* /run/systemd/system/
         cp $T/taskmill.conf /run/taskmill-test.conf
         cp $T/client.conf /run/taskmill-client-test.conf
         for d in /tmp /var/tmp /var/lib /var/log; do mount -t tmpfs tmpfs \$d; done
