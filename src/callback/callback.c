@@ -496,6 +496,10 @@ static int callback_init(Daemon *d, const Conf *c)
 
     *cb = (Callback){.daemon = d, .conf = c, .data_fd = -1, .queue_fd = -1, .curl_timer_fd = -1};
     daemon_set_userdata(d, cb);
+    if ((r = guard_init(c)) < 0) {
+        log_err("[callback] allow_networks: a network is malformed");
+        return r;
+    }
     cb->due_fd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
     if (cb->due_fd < 0)
         return -errno;
@@ -551,6 +555,7 @@ static void callback_shutdown(Daemon *d)
             job_free(j);
         }
     deliver_free(cb);
+    guard_free();
     if (cb->queue_fd >= 0)
         close(cb->queue_fd);
     if (cb->data_fd >= 0)

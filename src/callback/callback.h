@@ -64,6 +64,9 @@ int deliver_start(Callback *cb, CallbackJob *j, const char *body);
 void deliver_abort(Callback *cb, CallbackJob *j);
 
 /* callback_guard.c */
+/* Parses the blocked ranges and [callback] allow_networks; -EINVAL on a malformed network. */
+int guard_init(const Conf *c);
+void guard_free(void);
 bool guard_address_allowed(const Conf *c, const struct sockaddr *sa, char *why, size_t whylen);
 /* Fills header with X-Taskmill-Signature for body; 0 when no secret is set, 1 when signed. */
 int guard_sign(const Conf *c, const char *body, char *header, size_t len);

@@ -5,6 +5,7 @@
  * cannot get through. IPv4-mapped IPv6 addresses are checked as the IPv4 they carry. The
  * signature is an HMAC-SHA256 over "<unix time>.<body>" with [callback] secret. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,71 +13,52 @@
 #include <time.h>
 
 #include "callback.h"
+#include "taskmill/net.h"
 
-typedef struct Net {
-    int family;
-    unsigned char addr[16];
-    int bits;
-} Net;
-
-/* Ranges a callback may not reach unless allow-listed. */
-static const char *const blocked[] = {
-    "0.0.0.0/8",     "10.0.0.0/8",   "100.64.0.0/10",  "127.0.0.0/8",   "169.254.0.0/16",
-    "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3",
-    "::/128",        "::1/128",      "fc00::/7",       "fe80::/10",     "ff00::/8",
+/* Ranges a callback may not reach unless allow-listed: this host, private and shared
+ * networks, link-local (169.254.169.254 is the cloud metadata service), benchmarking,
+ * documentation, multicast and reserved space, and the IPv6 forms that embed or stand for those
+ * (IPv4-compatible ::a.b.c.d, local-use NAT64, site-local, 6to4). IPv4-mapped ::ffff:a.b.c.d and
+ * well-known NAT64 64:ff9b::a.b.c.d are checked as the IPv4 address they carry. */
+static const char *const blocked_text[] = {
+    "0.0.0.0/8",       "10.0.0.0/8",     "100.64.0.0/10", "127.0.0.0/8",    "169.254.0.0/16",
+    "172.16.0.0/12",   "192.0.0.0/24",   "192.0.2.0/24",  "192.168.0.0/16", "198.18.0.0/15",
+    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/3",   "::/96",          "::1/128",
+    "64:ff9b:1::/48",  "100::/64",       "2001:db8::/32", "2002::/16",      "fc00::/7",
+    "fe80::/10",       "fec0::/10",      "ff00::/8",
 };
+static Net blocked[sizeof(blocked_text) / sizeof(blocked_text[0])];
+static Net *allowed;
+static size_t n_allowed;
 
-static int net_parse(const char *s, Net *n)
+int guard_init(const Conf *c)
 {
-    char buf[64];
-    const char *slash = strchr(s, '/');
-    size_t len = slash ? (size_t)(slash - s) : strlen(s);
+    char bad[64];
 
-    if (len >= sizeof(buf))
-        return -1;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    n->family = strchr(buf, ':') ? AF_INET6 : AF_INET;
-    if (inet_pton(n->family, buf, n->addr) != 1)
-        return -1;
-    n->bits = slash ? atoi(slash + 1) : (n->family == AF_INET ? 32 : 128);
-    return n->bits < 0 || n->bits > (n->family == AF_INET ? 32 : 128) ? -1 : 0;
+    for (size_t i = 0; i < sizeof(blocked_text) / sizeof(blocked_text[0]); i++)
+        if (net_parse(blocked_text[i], &blocked[i]) < 0)
+            return -EINVAL; /* a programmer's error in the table */
+    free(allowed);
+    allowed = NULL;
+    return net_list_parse(c->callback_allow, &allowed, &n_allowed, bad, sizeof(bad));
 }
 
-static bool net_contains(const Net *n, int family, const unsigned char *a)
+void guard_free(void)
 {
-    int full = n->bits / 8, rest = n->bits % 8;
-
-    if (family != n->family || memcmp(a, n->addr, (size_t)full))
-        return false;
-    return rest == 0 || ((a[full] ^ n->addr[full]) & (0xff << (8 - rest))) == 0;
-}
-
-static bool in_list(const char *list, int family, const unsigned char *a)
-{
-    char *copy = strdup(list ? list : ""), *save = NULL;
-    bool hit = false;
-    Net n;
-
-    for (char *t = strtok_r(copy, " \t,", &save); t && !hit; t = strtok_r(NULL, " \t,", &save))
-        hit = net_parse(t, &n) == 0 && net_contains(&n, family, a);
-    free(copy);
-    return hit;
+    free(allowed);
+    allowed = NULL;
+    n_allowed = 0;
 }
 
 static bool is_blocked(int family, const unsigned char *a)
 {
-    Net n;
-
-    for (size_t i = 0; i < sizeof(blocked) / sizeof(blocked[0]); i++)
-        if (net_parse(blocked[i], &n) == 0 && net_contains(&n, family, a))
-            return true;
-    return false;
+    return net_list_contains(blocked, sizeof(blocked) / sizeof(blocked[0]), family, a);
 }
 
 bool guard_address_allowed(const Conf *c, const struct sockaddr *sa, char *why, size_t whylen)
 {
     static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
     char text[INET6_ADDRSTRLEN] = "?";
     const unsigned char *a;
     int family = sa->sa_family;
@@ -88,12 +70,13 @@ bool guard_address_allowed(const Conf *c, const struct sockaddr *sa, char *why, 
     else
         return snprintf(why, whylen, "not an IP address"), false;
     inet_ntop(family, a, text, sizeof(text));
-    if (family == AF_INET6 && !memcmp(a, mapped, sizeof(mapped))) {
-        family = AF_INET; /* ::ffff:127.0.0.1 is 127.0.0.1 */
+    if (family == AF_INET6 && (!memcmp(a, mapped, 12) || !memcmp(a, nat64, 12))) {
+        family = AF_INET; /* ::ffff:127.0.0.1 and 64:ff9b::127.0.0.1 are 127.0.0.1 */
         a += 12;
     }
+    (void)c;
     /* The allow list matters only for an address the blocked ranges would refuse. */
-    if (!is_blocked(family, a) || in_list(c->callback_allow, family, a))
+    if (!is_blocked(family, a) || net_list_contains(allowed, n_allowed, family, a))
         return true;
     snprintf(why, whylen,
              "refused to connect to %s: a loopback, private or reserved address "

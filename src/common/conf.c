@@ -14,6 +14,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "taskmill/net.h"
 #include "taskmill/tasktype.h"
 
 typedef enum {
@@ -277,6 +278,11 @@ static int on_key(void *user, const char *section, const char *name, const char 
 
 static const char *check_paths(const Conf *c)
 {
+    static char why[160];
+    char bad[64];
+    size_t n;
+    Net *nets;
+
     if (c->root[0] != '/')
         return "[paths] root: must be an absolute path";
     if (c->runtime_dir[0] != '/')
@@ -287,6 +293,13 @@ static const char *check_paths(const Conf *c)
         return "[rest] tls_cert and tls_key go together";
     if (!strcmp(c->client_output, "mirror") && !c->client_output_dir)
         return "[client] output = mirror needs output_dir";
+    if (net_list_parse(c->callback_allow, &nets, &n, bad, sizeof(bad)) < 0) {
+        snprintf(why, sizeof(why),
+                 "[callback] allow_networks: '%s' is not a network (CIDR, e.g. 192.168.1.0/24)",
+                 bad);
+        return why;
+    }
+    free(nets);
     return NULL;
 }
 

@@ -140,10 +140,10 @@ static int result_open(Rest *rest, const char *id, json_t **ret_result, int *ret
         return r;
     }
     disk = json_string_value(json_object_get(result, "disk_name"));
-    fd = disk && !task_file_name_problem(disk)
-             ? openat(job_fd, disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-             : -1;
-    r = fd < 0 ? -errno : 0;
+    if (!disk || task_file_name_problem(disk))
+        r = -EBADMSG; /* result.json names no file we would open */
+    else if ((fd = openat(job_fd, disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        r = -errno;
     close(job_fd);
     if (r < 0) {
         json_decref(result);
@@ -200,8 +200,11 @@ enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const Auth *a
     if (s != STAGE_DONE)
         return http_error(c, MHD_HTTP_CONFLICT, "not_done", "task %s is %s, not done", id,
                           stage_state(s));
-    if (result_open(rest, id, &result, &fd) < 0)
-        return not_found(c, id);
+    if ((r = result_open(rest, id, &result, &fd)) == -ENOENT)
+        return not_found(c, id); /* deleted meanwhile */
+    if (r < 0)
+        return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
+                          "the result of task %s cannot be read: %s", id, strerror(-r));
     fstat(fd, &st);
     r = range_parse(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE),
                     (uint64_t)st.st_size, &rg);

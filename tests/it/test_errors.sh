@@ -279,6 +279,15 @@ check "rest stops cleanly again" tm_stop rest
 write_conf
 tm_start rest
 
+# --- a result.json that names no file: 500 io_error, not a read of a stale fd --------------------
+for id in "${!EXPECT[@]}"; do [ "${EXPECT[$id]}" = done ] && break; done
+cp "$ROOT/data/done/$id/result.json" "$W/result.json"
+jq 'del(.disk_name)' "$W/result.json" >"$ROOT/data/done/$id/result.json"
+expect_error "result of a task whose result.json names no file" 500 io_error GET "/v1/tasks/$id/result"
+jq '.disk_name = "../../../etc/passwd"' "$W/result.json" >"$ROOT/data/done/$id/result.json"
+expect_error "result of a task whose result.json names a path" 500 io_error GET "/v1/tasks/$id/result"
+cp "$W/result.json" "$ROOT/data/done/$id/result.json"
+
 # --- the end state ---------------------------------------------------------------------------------
 check "healthz is 200 after all that" wait_health 200
 check "no .tmp-* in data/request" no_tmp_dirs

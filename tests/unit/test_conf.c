@@ -109,6 +109,10 @@ int main(int argc, char **argv)
         test_shipped(argv[1]);
     test_client(dir);
     expect_error(dir, "[client]\noutput = elsewhere\n", ":2: [client] output");
+    expect_error(dir, "[callback]\nallow_networks = 192.168.1.0/24 10.0.0.0/33\n",
+                 "allow_networks: '10.0.0.0/33' is not a network");
+    expect_error(dir, "[callback]\nallow_networks = 192.168.1/24\n", "'192.168.1/24'");
+    expect_error(dir, "[callback]\nallow_networks = 10.0.0.1/8\n", "'10.0.0.1/8'");
     expect_error(dir, "[client]\noutput = mirror\n", "output = mirror needs output_dir");
 
     test_defaults();

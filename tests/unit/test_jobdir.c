@@ -4,6 +4,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +19,7 @@
 static const char *ID1 = "11111111-1111-4111-8111-111111111111";
 static const char *ID2 = "22222222-2222-4222-8222-222222222222";
 static const char *ID3 = "33333333-3333-4333-8333-333333333333";
+static const char *ID4 = "44444444-4444-4444-8444-444444444444";
 
 static void touch(int dir_fd, const char *path)
 {
@@ -207,6 +210,48 @@ static void test_atomic_write(int data_fd)
     unlinkat(data_fd, "x.json", 0);
 }
 
+/* A writer keeps publishing callback.json through the job's fd (as taskmill-callback does)
+ * while the job is deleted: the deletion succeeds every time and the task is gone. */
+typedef struct Writer {
+    int fd;
+    volatile int stop;
+    unsigned writes;
+} Writer;
+
+static void *writer_main(void *arg)
+{
+    Writer *w = arg;
+
+    while (!w->stop)
+        if (file_write_atomic(w->fd, "callback.json", "{\"attempts\":[]}", 15) == 0)
+            w->writes++;
+    return NULL;
+}
+
+static void test_remove_while_written(int data_fd)
+{
+    unsigned writes = 0;
+    Stage s;
+
+    for (int i = 0; i < 200; i++) {
+        Writer w = {0};
+        pthread_t t;
+        make_job(data_fd, STAGE_DONE, ID4, true);
+        CHECK(jobdir_open(data_fd, STAGE_DONE, ID4, &w.fd) == 0);
+        CHECK(pthread_create(&t, NULL, writer_main, &w) == 0);
+        while (w.writes < 3)
+            sched_yield();
+        CHECK(jobdir_remove(data_fd, STAGE_DONE, ID4) == 0);
+        CHECK(jobdir_find(data_fd, ID4, &s) == -ENOENT);
+        w.stop = 1;
+        pthread_join(t, NULL);
+        close(w.fd);
+        writes += w.writes;
+        rm_rf_at(data_fd, "trash/44444444-4444-4444-8444-444444444444");
+    }
+    printf("removed 200 jobs while %u callback records were written into them\n", writes);
+}
+
 int main(void)
 {
     char *root = check_tmpdir();
@@ -220,6 +265,7 @@ int main(void)
     test_recover(data_fd);
     test_recover_keeps_uploads(data_fd);
     test_claim_counts(data_fd);
+    test_remove_while_written(data_fd);
     close(data_fd);
     rm_rf_at(AT_FDCWD, root);
     free(root);
