@@ -2,8 +2,8 @@
 # test_lifecycle.sh - signals at awkward moments, outside systemd: SIGTERM to rest mid-upload
 # (partial removed, nothing queued), SIGTERM to convert mid-encode (partial removed, task back to
 # pending, not an attempt), a stalled encoder (SIGSTOP) killed by the pool's stall check and
-# retried, a second queue refused by the queue lock, and init restarted under a running queue
-# leaving live jobs alone.
+# retried, a second queue refused by the queue lock, init restarted under a running queue
+# leaving live jobs alone, and kill -9 of the queue mid-conversion counted as an interruption.
 . "$(dirname "$0")/lib.sh"
 
 write_conf "stall_timeout = 5" "max_attempts = 3"
@@ -93,5 +93,20 @@ tm_stop init
 tm_start init
 check "init skipped its reset under a running queue" grep -q "cleanup skipped: the queue is running" "$TM_LOG/init.log"
 check "the running job was left in place" test -d "$ROOT/data/in_progress/$id2"
+# kill -9 of the queue, twice, while the job converts: two interruptions, not attempts (so a
+# task is never failed worker_crashed because its queue died).
+for k in 1 2; do
+    for _ in $(seq 300); do
+        [ -e "$ROOT/data/in_progress/$id2/output.mp4.partial" ] && break
+        sleep 0.1
+    done
+    check "queue kill $k: the job is converting" test -e "$ROOT/data/in_progress/$id2/output.mp4.partial"
+    kill -KILL "${TM_PID[queue]}"
+    wait "${TM_PID[queue]}" || true
+    unset "TM_PID[queue]"
+    tm_start queue
+done
 wait_state "$id2" done 120
+check "two queue kills: attempts 1, interruptions 2 ($(jq -c '[.attempts, .interruptions]' "$ROOT/data/done/$id2/claim.json"))" \
+    test "$(jq -c '[.attempts, .interruptions]' "$ROOT/data/done/$id2/claim.json")" = "[1,2]"
 check "nothing partial or temporary left" test -z "$(find "$ROOT/data" -name '*.partial' -o -name '.tmp*')"
