@@ -3,7 +3,7 @@
  * beside:  <dir>/<stem><suffix><ext>                    movie.mp4 -> movie.hevc.mp4
  * mirror:  <output_dir>/<dir under its folder>/<stem><suffix><ext>
  * replace: <dir>/<stem><ext>                            movie.avi -> movie.mkv, movie.mp4 -> itself
- * The result is downloaded to <dest>.partial and renamed to dest by http_fetch_file; only then,
+ * The result is downloaded to <dest>.partial and renamed to dest by api_fetch_file; only then,
  * and only for replace with a new extension, place_commit removes the source. These are the only
  * paths the client writes outside its state folder. Called by client_sync*.c; prints nothing. */
 #define _GNU_SOURCE

@@ -208,12 +208,3 @@ int scan_probe_hevc(const char *path, bool *ret_hevc)
     avformat_close_input(&ic);
     return r < 0 ? averror_errno(r) : 0;
 }
-
-bool scan_utf8_valid(const char *s)
-{
-    json_t *j = json_string(s); /* jansson checks the UTF-8 for us */
-    bool ok = j != NULL;
-
-    json_decref(j);
-    return ok;
-}

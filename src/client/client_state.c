@@ -5,7 +5,7 @@
  * folder, fsync, rename over state.json, fsync of the folder (maildir's rule: at the rename it is
  * delivered). A crash at any instant leaves the old or the new file, never a mix. The decoder is
  * strict: a state file we cannot read stops the run rather than risk sending files twice.
- * Called by client_sync.c and client_sync_task.c; nothing here prints. */
+ * Called by client_sync.c and client_entry.c; nothing here prints. */
 #define _GNU_SOURCE
 #include "client_sync.h"
 
@@ -28,7 +28,7 @@ static const char *const status_names[SYNC_STATUS_MAX] = {
     "sending", "submitted", "fetched", "failed", "gave_up", "skipped",
 };
 
-const char *sync_status_name(SyncStatus s)
+const char *state_status_name(SyncStatus s)
 {
     return s < SYNC_STATUS_MAX ? status_names[s] : "?";
 }
@@ -43,7 +43,7 @@ static int status_parse(const char *name, SyncStatus *ret)
     return -EINVAL;
 }
 
-int64_t stat_mtime_ns(const struct stat *st)
+int64_t state_mtime_ns(const struct stat *st)
 {
     return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
@@ -175,7 +175,7 @@ void state_entry_touch(SyncEntry *e)
 void state_entry_reset(SyncEntry *e, const struct stat *st)
 {
     e->size = (uint64_t)st->st_size;
-    e->mtime_ns = stat_mtime_ns(st);
+    e->mtime_ns = state_mtime_ns(st);
     e->key[0] = e->task_id[0] = e->result_sha256[0] = '\0';
     e->attempts = 0;
     e->result_size = 0;
@@ -206,8 +206,8 @@ int state_entry_set_result(SyncEntry *e, const char *path, const char *sha256, u
 
 /* ---- the idempotency key ---- */
 
-int sync_key(const char *path, uint64_t size, int64_t mtime_ns, int attempt,
-             char ret[SYNC_KEY_MAX + 1])
+int state_key(const char *path, uint64_t size, int64_t mtime_ns, int attempt,
+              char ret[SYNC_KEY_MAX + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
@@ -248,7 +248,7 @@ static json_t *entry_to_json(const SyncEntry *e)
     return json_pack(
         "{s:s, s:I, s:I, s:s, s:o, s:s, s:i, s:o, s:o, s:o, s:I, s:b, s:s}", "path", e->path,
         "size", (json_int_t)e->size, "mtime_ns", (json_int_t)e->mtime_ns, "key", e->key, "task_id",
-        jstr_or_null(e->task_id), "status", sync_status_name(e->status), "attempts", e->attempts,
+        jstr_or_null(e->task_id), "status", state_status_name(e->status), "attempts", e->attempts,
         "error", entry_error_json(e), "result_path", jstr_or_null(e->result_path), "result_sha256",
         jstr_or_null(e->result_sha256), "result_size", (json_int_t)e->result_size, "task_deleted",
         e->task_deleted, "updated_at", e->updated_at);

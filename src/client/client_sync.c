@@ -24,6 +24,7 @@
 
 #include "taskmill/log.h"
 #include "taskmill/clock.h"
+#include "taskmill/text.h"
 
 #define WAIT_POLL_SECONDS 2
 
@@ -209,12 +210,12 @@ static bool with_server(const SyncEntry *e)
 
 static bool entry_changed(const SyncEntry *e, const struct stat *st)
 {
-    return e->size != (uint64_t)st->st_size || e->mtime_ns != stat_mtime_ns(st);
+    return e->size != (uint64_t)st->st_size || e->mtime_ns != state_mtime_ns(st);
 }
 
 static bool same_file_state(const struct stat *a, const struct stat *b)
 {
-    return a->st_size == b->st_size && stat_mtime_ns(a) == stat_mtime_ns(b);
+    return a->st_size == b->st_size && state_mtime_ns(a) == state_mtime_ns(b);
 }
 
 /* dest is (or will be) the result of owner; size is the result's, -1 while unknown. */
@@ -348,7 +349,7 @@ static int consider_new(Scan *sc, const SyncEntry *e, const char *folder, const 
 
 static bool settling(Scan *sc, const char *path, const struct stat *st)
 {
-    int64_t age = now_ns() - stat_mtime_ns(st), settle = sc->s->conf->client_settle;
+    int64_t age = now_ns() - state_mtime_ns(st), settle = sc->s->conf->client_settle;
 
     if (age >= settle * 1000000000)
         return false;
@@ -362,7 +363,7 @@ static int scan_file(void *userdata, const char *folder, const char *path, const
     Scan *sc = userdata;
     SyncEntry *e = state_find(&sc->s->state, path);
 
-    if (!scan_utf8_valid(path)) {
+    if (!utf8_valid(path)) {
         sync_event(sc->s, LOG_NOTICE, "skipped a file in %s: its name is not UTF-8", folder);
         return 0;
     }
@@ -441,7 +442,7 @@ static void partial_drop(Sync *s, const SyncEntry *e)
 
 static int attempt_start(Sync *s, SyncEntry *e, int attempt)
 {
-    int r = sync_key(e->path, e->size, e->mtime_ns, attempt, e->key);
+    int r = state_key(e->path, e->size, e->mtime_ns, attempt, e->key);
 
     if (r < 0)
         return r;
@@ -452,7 +453,7 @@ static int attempt_start(Sync *s, SyncEntry *e, int attempt)
     e->task_deleted = false;
     state_entry_touch(e);
     r = sync_save(s);
-    return r < 0 ? r : task_send(s, e);
+    return r < 0 ? r : entry_send(s, e);
 }
 
 static int submit_candidate(Sync *s, const Candidate *c)
@@ -486,7 +487,7 @@ static int source_check(Sync *s, SyncEntry *e)
         return entry_changed(e, &st) ? -ESTALE : 0;
     if (!s->o->dry_run) {
         e->attempts = s->conf->client_max_resubmits + 1;
-        task_record_failure(s, e, "source_missing", "the file is gone");
+        entry_record_failure(s, e, "source_missing", "the file is gone");
         sync_save(s);
     }
     return -ENOENT;
@@ -496,16 +497,16 @@ static int pass_entry(Sync *s, SyncEntry *e, int step)
 {
     if (step == 0 && *e->task_id && !e->task_deleted &&
         (e->status == SYNC_FETCHED || e->status == SYNC_FAILED || e->status == SYNC_GAVE_UP))
-        return task_delete(s, e); /* a DELETE that did not get through last time */
+        return entry_delete(s, e); /* a DELETE that did not get through last time */
     if (step == 1 && e->status == SYNC_SENDING && !s->throttled && source_check(s, e) != -ENOENT)
-        return task_send(s, e); /* the same key: the server answers with its task, if any */
-    if (step == 2 && task_retry_due(s, e) && !s->throttled && source_check(s, e) == 0) {
+        return entry_send(s, e); /* the same key: the server answers with its task, if any */
+    if (step == 2 && entry_retry_due(s, e) && !s->throttled && source_check(s, e) == 0) {
         if (!s->o->dry_run)
             return attempt_start(s, e, e->attempts + 1);
         sync_event(s, LOG_INFO, "would resubmit %s (attempt %d)", e->path, e->attempts + 1);
     }
     if (step == 3 && e->status == SYNC_SUBMITTED)
-        return task_poll(s, e);
+        return entry_poll(s, e);
     return 0;
 }
 
@@ -548,7 +549,7 @@ static bool sync_busy(const Sync *s, const Scan *sc)
 
         if (e->status == SYNC_SENDING || e->status == SYNC_SUBMITTED)
             return true;
-        if (task_retry_due(s, e) && lstat(e->path, &st) == 0 && !entry_changed(e, &st))
+        if (entry_retry_due(s, e) && lstat(e->path, &st) == 0 && !entry_changed(e, &st))
             return true; /* a changed file waits for the next run's scan */
     }
     return false;
@@ -607,13 +608,13 @@ static void status_row(const SyncOptions *o, const SyncEntry *e)
 
     if (e->status == SYNC_SUBMITTED) {
         snprintf(url, sizeof(url), "%s/v1/tasks/%s", o->server, e->task_id);
-        if (http_get_json(o->http, url, &status, &t) == 0 && status == 200)
+        if (api_get_json(o->http, url, &status, &t) == 0 && status == 200)
             snprintf(pct, sizeof(pct), "%.1f%%",
                      json_number_value(json_object_get(json_object_get(t, "progress"), "percent")));
         json_decref(t);
     }
-    printf("%-9s  %-36s  %7s  %s", sync_status_name(e->status), *e->task_id ? e->task_id : "-", pct,
-           e->path);
+    printf("%-9s  %-36s  %7s  %s", state_status_name(e->status), *e->task_id ? e->task_id : "-",
+           pct, e->path);
     if (e->error_code && e->status != SYNC_FETCHED)
         printf("  (%s: %s)", e->error_code, e->error_message ? e->error_message : "");
     putchar('\n');
@@ -656,4 +657,22 @@ int sync_status_table(const SyncOptions *o, bool *ret_shown)
     }
     state_close(&st);
     return r == -ENOENT ? CLIENT_EXIT_OK : r < 0 ? CLIENT_EXIT_FAIL : CLIENT_EXIT_OK;
+}
+
+/* TASKMILL_SYNC_TEST_THROTTLE=BYTES: slows every transfer to BYTES per second, so that tests
+ * can kill a run in the middle of an upload or a download. Not for production use. */
+static void sync_test_throttle(Client *cl)
+{
+    const char *v = getenv("TASKMILL_SYNC_TEST_THROTTLE");
+
+    if (v && *v)
+        api_set_throttle(cl->api, strtoull(v, NULL, 10));
+}
+
+int sync_main(Client *cl, const Args *a)
+{
+    SyncOptions o = sync_options(cl, a);
+
+    sync_test_throttle(cl);
+    return sync_run(&o);
 }

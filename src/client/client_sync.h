@@ -2,10 +2,10 @@
  *
  * client_state.c keeps the record of every file and task (state.json, written atomically) and
  * the run lock; client_scan.c walks the folders and probes for HEVC; client_place.c decides
- * where a result goes and puts it there; client_sync_task.c talks to the server about one file;
+ * where a result goes and puts it there; client_entry.c talks to the server about one file;
  * client_sync.c runs the whole thing. Only client.c calls sync_run() and sync_status_table();
  * the rest is shared between these files. Library-style: errors are -errno; only client_sync.c
- * and client_sync_task.c print, through sync_event(). */
+ * and client_entry.c print, through sync_event(). */
 #ifndef TASKMILL_CLIENT_SYNC_H
 #define TASKMILL_CLIENT_SYNC_H
 
@@ -22,7 +22,7 @@
 /* What client.c hands to the sync command. */
 typedef struct SyncOptions {
     const Conf *conf;
-    Http *http;
+    Api *http;
     const char *server; /* base URL without a trailing '/' */
     bool tty;           /* stderr is a terminal: progress bars instead of log lines */
     bool dry_run;       /* say what would be done; write nothing, POST and DELETE nothing */
@@ -32,6 +32,8 @@ typedef struct SyncOptions {
 
 /* Runs `taskmill sync`; returns the exit status (CLIENT_EXIT_*). */
 int sync_run(const SyncOptions *o);
+/* The options of a sync or status run from the client's command line (client_wait.c). */
+SyncOptions sync_options(const Client *cl, const Args *a);
 /* `taskmill status` without an id: the table of this client's tasks. *ret_shown is false (and
  * nothing printed) when there is no state file, so the caller can show the server's counts. */
 int sync_status_table(const SyncOptions *o, bool *ret_shown);
@@ -75,7 +77,7 @@ typedef struct SyncState {
     json_t *index; /* path -> position in files */
 } SyncState;
 
-const char *sync_status_name(SyncStatus s);
+const char *state_status_name(SyncStatus s);
 /* Opens dir, creating it with mode 0700 when create is set; -ENOENT when it is missing. */
 int state_open(SyncState *s, const char *dir, bool create);
 /* Takes <dir>/lock without waiting: -EWOULDBLOCK when another run holds it. */
@@ -92,11 +94,11 @@ void state_entry_reset(SyncEntry *e, const struct stat *st);
 int state_entry_set_error(SyncEntry *e, const char *code, const char *message);
 int state_entry_set_result(SyncEntry *e, const char *path, const char *sha256, uint64_t size);
 void state_entry_touch(SyncEntry *e);
-int64_t stat_mtime_ns(const struct stat *st);
+int64_t state_mtime_ns(const struct stat *st);
 /* The idempotency key of attempt n: sha256 hex of "<path>\n<size>\n<mtime ns>", and "-n"
  * after it from the second attempt on. */
-int sync_key(const char *path, uint64_t size, int64_t mtime_ns, int attempt,
-             char ret[SYNC_KEY_MAX + 1]);
+int state_key(const char *path, uint64_t size, int64_t mtime_ns, int attempt,
+              char ret[SYNC_KEY_MAX + 1]);
 
 /* ---- client_scan.c: the folder walk and the HEVC probe ---- */
 
@@ -122,7 +124,6 @@ int scan_folder(const char *folder, const ScanRules *rules, const ScanVisitor *v
 bool scan_patterns_match(const char *patterns, const char *name);
 /* *ret_hevc: the first video stream is HEVC. -errno when libavformat cannot read the file. */
 int scan_probe_hevc(const char *path, bool *ret_hevc);
-bool scan_utf8_valid(const char *s);
 
 /* ---- client_place.c: where results go ---- */
 
@@ -146,7 +147,7 @@ int place_prepare(const char *dest);
  * extension, removes the source (and fsyncs again). */
 int place_commit(const Place *p, const char *source, const char *dest);
 
-/* ---- client_sync.c and client_sync_task.c: the run ---- */
+/* ---- client_sync.c and client_entry.c: the run ---- */
 
 typedef struct Sync {
     const SyncOptions *o;
@@ -170,11 +171,11 @@ const char *sync_folder_of(const Sync *s, const char *path);
 int sync_save(Sync *s);
 
 /* Each returns -errno when the server cannot be reached (the run stops), else 0. */
-int task_send(Sync *s, SyncEntry *e);
-int task_poll(Sync *s, SyncEntry *e);
-int task_delete(Sync *s, SyncEntry *e);
+int entry_send(Sync *s, SyncEntry *e);
+int entry_poll(Sync *s, SyncEntry *e);
+int entry_delete(Sync *s, SyncEntry *e);
 /* Records a failed attempt: status failed while resubmissions are left, else gave_up. */
-void task_record_failure(Sync *s, SyncEntry *e, const char *code, const char *message);
-bool task_retry_due(const Sync *s, const SyncEntry *e);
+void entry_record_failure(Sync *s, SyncEntry *e, const char *code, const char *message);
+bool entry_retry_due(const Sync *s, const SyncEntry *e);
 
 #endif

@@ -1,4 +1,4 @@
-/* client_sync_task.c - what the sync client says to the server about one file: POST it (with
+/* client_entry.c - what the sync client says to the server about one file: POST it (with
  * its idempotency key), look at its task, fetch and place the result, delete the task.
  *
  * The order of writes is the whole point. The key is in state.json before the POST, so a crash
@@ -18,7 +18,8 @@
 #include "taskmill/log.h"
 #include "taskmill/tasktype.h"
 
-static const char *jstr(json_t *obj, const char *key)
+/* A string member, or "" (never NULL). */
+static const char *str_of(json_t *obj, const char *key)
 {
     const char *s = json_string_value(json_object_get(obj, key));
 
@@ -56,7 +57,7 @@ static void answer_error(long status, json_t *body, char *code, size_t codelen, 
 
 static int transport_error(Sync *s, const char *method, const char *url)
 {
-    sync_event(s, LOG_ERR, "%s %s: %s", method, url, http_strerror(s->o->http));
+    sync_event(s, LOG_ERR, "%s %s: %s", method, url, api_strerror(s->o->http));
     return -EHOSTUNREACH;
 }
 
@@ -69,13 +70,13 @@ static int server_error(Sync *s, const char *what, long status, json_t *body)
     return -EREMOTEIO;
 }
 
-bool task_retry_due(const Sync *s, const SyncEntry *e)
+bool entry_retry_due(const Sync *s, const SyncEntry *e)
 {
     return e->status == SYNC_FAILED && e->attempts <= s->conf->client_max_resubmits &&
            (!*e->task_id || e->task_deleted);
 }
 
-void task_record_failure(Sync *s, SyncEntry *e, const char *code, const char *message)
+void entry_record_failure(Sync *s, SyncEntry *e, const char *code, const char *message)
 {
     int left = s->conf->client_max_resubmits + 1 - e->attempts;
 
@@ -123,7 +124,7 @@ static const char *form_file_name(const char *path, char *buf, size_t len)
 
 static int post_answer_ok(Sync *s, SyncEntry *e, long status, json_t *task)
 {
-    const char *id = jstr(task, "id");
+    const char *id = str_of(task, "id");
 
     if (!task_id_valid(id))
         return server_error(s, "POST /v1/tasks", status, task);
@@ -152,11 +153,11 @@ static int post_answer(Sync *s, SyncEntry *e, long status, json_t *task)
         return 0;
     }
     e->attempts = s->conf->client_max_resubmits + 1; /* a refusal repeats: do not resubmit */
-    task_record_failure(s, e, code, msg);
+    entry_record_failure(s, e, code, msg);
     return sync_save(s);
 }
 
-static int post(Sync *s, SyncEntry *e, const HttpTaskForm *form)
+static int post(Sync *s, SyncEntry *e, const ApiTaskForm *form)
 {
     char *url = task_url(s, NULL, "");
     long status = 0;
@@ -165,9 +166,9 @@ static int post(Sync *s, SyncEntry *e, const HttpTaskForm *form)
 
     if (!url)
         return -ENOMEM;
-    http_set_progress_name(s->o->http, base_name(e->path));
-    r = http_post_task(s->o->http, url, form, &status, &task);
-    http_set_progress_name(s->o->http, NULL);
+    api_set_progress_name(s->o->http, base_name(e->path));
+    r = api_post_task(s->o->http, url, form, &status, &task);
+    api_set_progress_name(s->o->http, NULL);
     sync_crash_point("after_post");
     r = r < 0 ? transport_error(s, "POST", url) : post_answer(s, e, status, task);
     json_decref(task);
@@ -175,11 +176,11 @@ static int post(Sync *s, SyncEntry *e, const HttpTaskForm *form)
     return r;
 }
 
-int task_send(Sync *s, SyncEntry *e)
+int entry_send(Sync *s, SyncEntry *e)
 {
     char name[64], *dir = strndup(e->path, (size_t)(strrchr(e->path, '/') - e->path));
     char *params = NULL;
-    HttpTaskForm form = {
+    ApiTaskForm form = {
         .idempotency_key = e->key,
         .task_type = TASKTYPE_X265,
         .path = e->path,
@@ -201,7 +202,7 @@ int task_send(Sync *s, SyncEntry *e)
 
 /* ---- DELETE ---- */
 
-int task_delete(Sync *s, SyncEntry *e)
+int entry_delete(Sync *s, SyncEntry *e)
 {
     char *url = task_url(s, e->task_id, "");
     long status = 0;
@@ -215,7 +216,7 @@ int task_delete(Sync *s, SyncEntry *e)
         free(url);
         return 0;
     }
-    r = http_delete(s->o->http, url, &status, &body);
+    r = api_delete(s->o->http, url, &status, &body);
     if (r < 0)
         r = transport_error(s, "DELETE", url);
     else if (status != 204 && status != 404)
@@ -240,7 +241,7 @@ typedef struct Result {
 static int result_info(json_t *task, Result *ret)
 {
     json_t *res = json_object_get(task, "result"), *size = json_object_get(res, "size");
-    const char *sha = jstr(res, "sha256"), *name = jstr(res, "file_name");
+    const char *sha = str_of(res, "sha256"), *name = str_of(res, "file_name");
 
     if (task_file_name_problem(name) || !strrchr(name, '.') || !json_is_integer(size) ||
         json_integer_value(size) < 0 || strlen(sha) != SHA256_HEX_LEN ||
@@ -283,23 +284,23 @@ static int fetched(Sync *s, SyncEntry *e, const char *dest, const Result *res)
     s->n_fetched++;
     sync_event(s, LOG_INFO, "fetched %s -> %s (sha256 ok)", e->path, dest);
     r = sync_save(s);
-    return r < 0 ? r : task_delete(s, e);
+    return r < 0 ? r : entry_delete(s, e);
 }
 
-/* http_fetch_file's answer: 0 and the result in place, 1 when it was not (recorded or left for
+/* api_fetch_file's answer: 0 and the result in place, 1 when it was not (recorded or left for
  * later), -errno to stop the run. */
 static int fetch_outcome(Sync *s, SyncEntry *e, const char *url, int r, long status, json_t *j)
 {
     char code[64], msg[512];
 
     if (r == -EBADMSG) {
-        task_record_failure(s, e, "bad_download", http_strerror(s->o->http));
+        entry_record_failure(s, e, "bad_download", api_strerror(s->o->http));
         return sync_save(s) < 0 ? -EIO : 1;
     }
     if (r == -EHOSTUNREACH || r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EIO)
         return transport_error(s, "GET", url); /* the partial stays for a Range next time */
     if (r < 0) {
-        sync_event(s, LOG_ERR, "cannot fetch %s: %s", e->path, http_strerror(s->o->http));
+        sync_event(s, LOG_ERR, "cannot fetch %s: %s", e->path, api_strerror(s->o->http));
         s->env_errors++;
         return 1;
     }
@@ -310,7 +311,7 @@ static int fetch_outcome(Sync *s, SyncEntry *e, const char *url, int r, long sta
     answer_error(status, j, code, sizeof(code), msg, sizeof(msg));
     if (status == 404) {
         e->task_deleted = true;
-        task_record_failure(s, e, code, msg);
+        entry_record_failure(s, e, code, msg);
         return sync_save(s) < 0 ? -EIO : 1;
     }
     sync_event(s, LOG_NOTICE, "cannot fetch %s yet: %s: %s", e->path, code, msg);
@@ -331,17 +332,17 @@ static int fetch_into(Sync *s, SyncEntry *e, const char *dest, const Result *res
         return r == -ENOMEM ? r : 0;
     }
     resume_note(s, e, dest);
-    http_set_progress_name(s->o->http, base_name(dest));
-    r = http_fetch_file(s->o->http, url, dest, res->size, res->sha256, &status, &j);
-    http_set_progress_name(s->o->http, NULL);
+    api_set_progress_name(s->o->http, base_name(dest));
+    r = api_fetch_file(s->o->http, url, dest, res->size, res->sha256, &status, &j);
+    api_set_progress_name(s->o->http, NULL);
     r = fetch_outcome(s, e, url, r, status, j);
     json_decref(j);
     free(url);
     if (r == 0)
         return fetched(s, e, dest, res);
     if (r < 0 || e->status == SYNC_SUBMITTED || e->task_deleted)
-        return r < 0 ? r : 0; /* stop the run, or try again later, or the task is gone */
-    return task_delete(s, e); /* a bad download: this task's result is no use */
+        return r < 0 ? r : 0;  /* stop the run, or try again later, or the task is gone */
+    return entry_delete(s, e); /* a bad download: this task's result is no use */
 }
 
 static int fetch(Sync *s, SyncEntry *e, json_t *task)
@@ -354,11 +355,11 @@ static int fetch(Sync *s, SyncEntry *e, json_t *task)
     /* The extension comes from the source, never from the server: a hostile server (or a man
      * in the middle on plain HTTP) naming "x.srt" must not make replace overwrite a sibling. */
     if (result_info(task, &res) < 0 || strcasecmp(strrchr(res.name, '.'), ext)) {
-        task_record_failure(s, e, "bad_answer",
-                            "the task's result object is not usable, or names another extension "
-                            "than this source's result");
+        entry_record_failure(s, e, "bad_answer",
+                             "the task's result object is not usable, or names another extension "
+                             "than this source's result");
         r = sync_save(s);
-        return r < 0 ? r : task_delete(s, e);
+        return r < 0 ? r : entry_delete(s, e);
     }
     r = place_dest(&s->place, folder ? folder : "/", e->path, ext, &dest);
     if (r < 0) {
@@ -384,9 +385,9 @@ static void poll_show(Sync *s, SyncEntry *e, json_t *task)
     s->in_flight++;
     if (!s->o->tty)
         return;
-    http_progress_draw(!strcmp(jstr(task, "state"), "in_progress") ? "converting"
-                                                                   : jstr(task, "state"),
-                       base_name(e->path), (int)(pct * 10));
+    api_progress_draw(!strcmp(str_of(task, "state"), "in_progress") ? "converting"
+                                                                    : str_of(task, "state"),
+                      base_name(e->path), (int)(pct * 10));
     s->progress = true;
 }
 
@@ -397,13 +398,13 @@ static int poll_failed(Sync *s, SyncEntry *e, json_t *task)
 
     if (s->o->dry_run) {
         sync_event(s, LOG_INFO, "would record %s as failed (%s: %s) and delete task %s", e->path,
-                   jstr(err, "code"), jstr(err, "message"), e->task_id);
+                   str_of(err, "code"), str_of(err, "message"), e->task_id);
         return 0;
     }
-    task_record_failure(s, e, *jstr(err, "code") ? jstr(err, "code") : "failed",
-                        jstr(err, "message"));
+    entry_record_failure(s, e, *str_of(err, "code") ? str_of(err, "code") : "failed",
+                         str_of(err, "message"));
     r = sync_save(s);
-    return r < 0 ? r : task_delete(s, e);
+    return r < 0 ? r : entry_delete(s, e);
 }
 
 static int poll_gone(Sync *s, SyncEntry *e, long status, json_t *body)
@@ -416,11 +417,11 @@ static int poll_gone(Sync *s, SyncEntry *e, long status, json_t *body)
         return 0;
     }
     e->task_deleted = true;
-    task_record_failure(s, e, code, msg);
+    entry_record_failure(s, e, code, msg);
     return sync_save(s);
 }
 
-int task_poll(Sync *s, SyncEntry *e)
+int entry_poll(Sync *s, SyncEntry *e)
 {
     char *url = task_url(s, e->task_id, "");
     long status = 0;
@@ -429,16 +430,16 @@ int task_poll(Sync *s, SyncEntry *e)
 
     if (!url)
         return -ENOMEM;
-    r = http_get_json(s->o->http, url, &status, &task);
+    r = api_get_json(s->o->http, url, &status, &task);
     if (r < 0)
         r = transport_error(s, "GET", url);
     else if (status == 404)
         r = poll_gone(s, e, status, task);
     else if (status != 200 || !json_is_object(task))
         r = server_error(s, "GET task", status, task);
-    else if (!strcmp(jstr(task, "state"), "done"))
+    else if (!strcmp(str_of(task, "state"), "done"))
         r = fetch(s, e, task);
-    else if (!strcmp(jstr(task, "state"), "failed"))
+    else if (!strcmp(str_of(task, "state"), "failed"))
         r = poll_failed(s, e, task);
     else
         poll_show(s, e, task);

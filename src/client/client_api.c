@@ -1,4 +1,4 @@
-/* client_http.c - the taskmill client's HTTP exchanges on libcurl, and verified downloads.
+/* client_api.c - the taskmill client's HTTP exchanges on libcurl, and verified downloads.
  *
  * Library-style code for client.c and any later client command: nothing here prints except the
  * optional progress line. Every request sets a connect timeout and CURLOPT_NOSIGNAL, and keeps
@@ -28,9 +28,7 @@
 #define HTTP_BODY_MAX        ((size_t)32 << 20)
 #define HTTP_BAR_WIDTH       30
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-struct Http {
+struct Api {
     CURL *curl;
     struct curl_slist *headers; /* Authorization, when a token is set */
     curl_off_t throttle;        /* bytes/s for transfers, 0 = unlimited (tests) */
@@ -50,7 +48,7 @@ typedef struct Buf {
 typedef enum DownloadMode { DL_UNDECIDED, DL_FILE, DL_BODY } DownloadMode;
 
 typedef struct Download {
-    Http *h;
+    Api *h;
     int fd;
     uint64_t offset;
     int64_t range_first; /* first byte of the answer's Content-Range, -1 without one */
@@ -60,9 +58,9 @@ typedef struct Download {
     char why[160];
 } Download;
 
-int http_new(Http **ret)
+int api_new(Api **ret)
 {
-    Http *h;
+    Api *h;
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return -EIO;
@@ -79,7 +77,7 @@ int http_new(Http **ret)
     return 0;
 }
 
-void http_free(Http *h)
+void api_free(Api *h)
 {
     if (!h)
         return;
@@ -89,17 +87,17 @@ void http_free(Http *h)
     curl_global_cleanup();
 }
 
-void http_set_progress(Http *h, bool on)
+void api_set_progress(Api *h, bool on)
 {
     h->progress = on;
 }
 
-void http_set_progress_name(Http *h, const char *name)
+void api_set_progress_name(Api *h, const char *name)
 {
     h->progress_name = name;
 }
 
-int http_set_token(Http *h, const char *token)
+int api_set_token(Api *h, const char *token)
 {
     char *line = NULL;
     struct curl_slist *l;
@@ -118,17 +116,17 @@ int http_set_token(Http *h, const char *token)
     return 0;
 }
 
-void http_set_throttle(Http *h, uint64_t bytes_per_second)
+void api_set_throttle(Api *h, uint64_t bytes_per_second)
 {
     h->throttle = (curl_off_t)bytes_per_second;
 }
 
-const char *http_strerror(const Http *h)
+const char *api_strerror(const Api *h)
 {
     return h->error[0] ? h->error : "unknown error";
 }
 
-char *http_escape(Http *h, const char *s)
+char *api_escape(Api *h, const char *s)
 {
     char *e = curl_easy_escape(h->curl, s, 0), *copy;
 
@@ -158,7 +156,7 @@ static int curl_errno(CURLcode c)
     }
 }
 
-void http_progress_draw(const char *label, const char *name, int permille)
+void api_progress_draw(const char *label, const char *name, int permille)
 {
     char bar[HTTP_BAR_WIDTH + 1];
     int fill = permille * HTTP_BAR_WIDTH / 1000;
@@ -173,7 +171,7 @@ void http_progress_draw(const char *label, const char *name, int permille)
 static int http_xferinfo(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                          curl_off_t ulnow)
 {
-    Http *h = userdata;
+    Api *h = userdata;
     bool up = ultotal > 0;
     uint64_t total = (uint64_t)(up ? ultotal : dltotal), now = (uint64_t)(up ? ulnow : dlnow);
     int permille;
@@ -184,13 +182,13 @@ static int http_xferinfo(void *userdata, curl_off_t dltotal, curl_off_t dlnow, c
     now += up ? 0 : h->progress_base;
     permille = (int)(now * 1000 / total);
     if (permille != h->progress_shown) {
-        http_progress_draw(h->progress_label, h->progress_name, permille);
+        api_progress_draw(h->progress_label, h->progress_name, permille);
         h->progress_shown = permille;
     }
     return 0;
 }
 
-static void progress_start(Http *h, const char *label, uint64_t base)
+static void progress_start(Api *h, const char *label, uint64_t base)
 {
     if (!h->progress)
         return;
@@ -202,7 +200,7 @@ static void progress_start(Http *h, const char *label, uint64_t base)
     curl_easy_setopt(h->curl, CURLOPT_XFERINFODATA, h);
 }
 
-static void progress_end(Http *h)
+static void progress_end(Api *h)
 {
     if (h->progress_shown >= 0)
         fputs("\r\033[K", stderr);
@@ -210,7 +208,7 @@ static void progress_end(Http *h)
 }
 
 /* Every request starts from a clean handle; curl_easy_reset keeps the open connections. */
-static void http_prepare(Http *h, const char *url)
+static void http_prepare(Api *h, const char *url)
 {
     CURL *c = h->curl;
 
@@ -232,7 +230,7 @@ static void http_prepare(Http *h, const char *url)
     }
 }
 
-static int http_perform(Http *h, long *ret_status)
+static int http_perform(Api *h, long *ret_status)
 {
     CURLcode c = curl_easy_perform(h->curl);
     long status = 0;
@@ -273,7 +271,7 @@ static size_t buf_write(char *p, size_t size, size_t n, void *userdata)
     return len;
 }
 
-static int reply_json(Http *h, long status, const Buf *b, json_t **ret_json)
+static int reply_json(Api *h, long status, const Buf *b, json_t **ret_json)
 {
     json_error_t e;
     json_t *j = b->len ? json_loadb(b->data, b->len, 0, &e) : NULL;
@@ -287,7 +285,7 @@ static int reply_json(Http *h, long status, const Buf *b, json_t **ret_json)
 }
 
 /* Performs the prepared request, collecting the answer's body as JSON. */
-static int http_exchange(Http *h, long *ret_status, json_t **ret_json)
+static int http_exchange(Api *h, long *ret_status, json_t **ret_json)
 {
     Buf b = {0};
     long status = 0;
@@ -307,14 +305,14 @@ static int http_exchange(Http *h, long *ret_status, json_t **ret_json)
     return 0;
 }
 
-int http_get_json(Http *h, const char *url, long *ret_status, json_t **ret_json)
+int api_get_json(Api *h, const char *url, long *ret_status, json_t **ret_json)
 {
     http_prepare(h, url);
     curl_easy_setopt(h->curl, CURLOPT_TIMEOUT, HTTP_JSON_TIMEOUT);
     return http_exchange(h, ret_status, ret_json);
 }
 
-int http_delete(Http *h, const char *url, long *ret_status, json_t **ret_json)
+int api_delete(Api *h, const char *url, long *ret_status, json_t **ret_json)
 {
     http_prepare(h, url);
     curl_easy_setopt(h->curl, CURLOPT_CUSTOMREQUEST, "DELETE");
@@ -335,7 +333,7 @@ static int mime_field(curl_mime *m, const char *name, const char *value)
     return 0;
 }
 
-static int mime_file(Http *h, curl_mime *m, const HttpTaskForm *f)
+static int mime_file(Api *h, curl_mime *m, const ApiTaskForm *f)
 {
     curl_mimepart *p = curl_mime_addpart(m);
 
@@ -352,7 +350,7 @@ static int mime_file(Http *h, curl_mime *m, const HttpTaskForm *f)
 }
 
 /* The metadata fields go first, so the server knows the task before the big part arrives. */
-static int mime_build(Http *h, const HttpTaskForm *f, curl_mime **ret)
+static int mime_build(Api *h, const ApiTaskForm *f, curl_mime **ret)
 {
     char prio[16];
     const char *fields[][2] = {
@@ -384,7 +382,7 @@ static int mime_build(Http *h, const HttpTaskForm *f, curl_mime **ret)
 
 /* The client's headers plus Idempotency-Key and Expect: 100-continue (so the server can
  * answer before the body). */
-static int post_headers(Http *h, const char *key, struct curl_slist **ret)
+static int post_headers(Api *h, const char *key, struct curl_slist **ret)
 {
     char line[300];
     struct curl_slist *l = NULL, *t;
@@ -407,8 +405,8 @@ fail:
     return -ENOMEM;
 }
 
-int http_post_task(Http *h, const char *url, const HttpTaskForm *form, long *ret_status,
-                   json_t **ret_json)
+int api_post_task(Api *h, const char *url, const ApiTaskForm *form, long *ret_status,
+                  json_t **ret_json)
 {
     struct curl_slist *extra = NULL;
     curl_mime *m;
@@ -509,8 +507,8 @@ static void dl_setup(Download *d, const char *url, char *range, size_t rangelen)
     progress_start(d->h, d->offset > 0 ? "resuming" : "downloading", d->offset);
 }
 
-int http_download(Http *h, const char *url, int fd, uint64_t offset, long *ret_status,
-                  json_t **ret_json)
+int api_download(Api *h, const char *url, int fd, uint64_t offset, long *ret_status,
+                 json_t **ret_json)
 {
     Download d = {.h = h, .fd = fd, .offset = offset, .range_first = -1};
     char range[32];
@@ -567,8 +565,7 @@ static int sha256_fd(int fd, char ret_hex[SHA256_HEX_LEN + 1])
 /* Opens (creating) the partial file for appending; a partial longer than the result cannot be
  * a prefix of it and starts over. A symbolic link planted at the partial's name is refused: the
  * sync client may run as root in folders that others can write. */
-static int partial_open(Http *h, const char *partial, uint64_t size, int *ret_fd,
-                        uint64_t *ret_have)
+static int partial_open(Api *h, const char *partial, uint64_t size, int *ret_fd, uint64_t *ret_have)
 {
     int fd = open(partial, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
     struct stat st;
@@ -587,10 +584,10 @@ static int partial_open(Http *h, const char *partial, uint64_t size, int *ret_fd
 }
 
 /* One download; a 416 means the partial is not a prefix we can resume, so start again once. */
-static int fetch_transfer(Http *h, const char *url, int fd, uint64_t have, long *ret_status,
+static int fetch_transfer(Api *h, const char *url, int fd, uint64_t have, long *ret_status,
                           json_t **ret_json)
 {
-    int r = http_download(h, url, fd, have, ret_status, ret_json);
+    int r = api_download(h, url, fd, have, ret_status, ret_json);
 
     if (r < 0 || *ret_status != 416 || have == 0)
         return r;
@@ -600,11 +597,11 @@ static int fetch_transfer(Http *h, const char *url, int fd, uint64_t have, long 
         snprintf(h->error, sizeof(h->error), "cannot truncate: %s", strerror(errno));
         return -errno;
     }
-    return http_download(h, url, fd, 0, ret_status, ret_json);
+    return api_download(h, url, fd, 0, ret_status, ret_json);
 }
 
 /* Closes the partial; an empty one left by a failure is not worth keeping. */
-static int partial_close(Http *h, int fd, const char *partial, bool complete)
+static int partial_close(Api *h, int fd, const char *partial, bool complete)
 {
     struct stat st;
     int r = 0;
@@ -619,7 +616,7 @@ static int partial_close(Http *h, int fd, const char *partial, bool complete)
     return r;
 }
 
-static int partial_check(Http *h, const char *partial, uint64_t size, const char *sha256)
+static int partial_check(Api *h, const char *partial, uint64_t size, const char *sha256)
 {
     char hex[SHA256_HEX_LEN + 1];
     int fd = open(partial, O_RDONLY | O_CLOEXEC), r;
@@ -649,7 +646,7 @@ static int partial_check(Http *h, const char *partial, uint64_t size, const char
     return r;
 }
 
-static int fetch_partial(Http *h, const char *url, const char *partial, uint64_t size,
+static int fetch_partial(Api *h, const char *url, const char *partial, uint64_t size,
                          long *ret_status, json_t **ret_json)
 {
     uint64_t have = 0;
@@ -667,8 +664,8 @@ static int fetch_partial(Http *h, const char *url, const char *partial, uint64_t
     return r < 0 ? r : rc;
 }
 
-int http_fetch_file(Http *h, const char *url, const char *path, uint64_t size, const char *sha256,
-                    long *ret_status, json_t **ret_json)
+int api_fetch_file(Api *h, const char *url, const char *path, uint64_t size, const char *sha256,
+                   long *ret_status, json_t **ret_json)
 {
     char *partial = NULL;
     long status = 0;
