@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "convert.h"
-#include "convert_av.h"
+#include "convert_media.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/task.h"
 #include "taskmill/clock.h"
@@ -140,7 +140,7 @@ static int fsync_file(const char *path)
 
 static int run_job(const Conf *c, const Task *t)
 {
-    const char *ext, *fmt = convert_av_format_for(t->file_name, &ext);
+    const char *ext, *fmt = plan_format_for(t->file_name, &ext);
     char out[64], partial[80];
     ProgressCtx pctx = {0};
     ConvertError err = {0};
@@ -155,8 +155,8 @@ static int run_job(const Conf *c, const Task *t)
 
     snprintf(out, sizeof(out), "output%s", ext);
     snprintf(partial, sizeof(partial), "%s.partial", out);
-    if (convert_av_run(t->input_name, partial, &opt, on_progress, &pctx, &err) < 0 ||
-        convert_av_verify(t->input_name, partial, &err) < 0)
+    if (transcode_run(t->input_name, partial, &opt, on_progress, &pctx, &err) < 0 ||
+        verify_output(t->input_name, partial, &err) < 0)
         return fail_job(partial, &err);
     if (fsync_file(partial) < 0 || publish_result(t, partial, out, ext) < 0) {
         unlink(partial);

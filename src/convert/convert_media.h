@@ -1,6 +1,11 @@
-/* convert_av.h - transcode one media file to HEVC with FFmpeg's libraries. */
-#ifndef TASKMILL_CONVERT_AV_H
-#define TASKMILL_CONVERT_AV_H
+/* convert_media.h - transcode one media file to HEVC with FFmpeg's libraries.
+ *
+ * The interface (for the job worker): transcode_run (convert_transcode.c), verify_output
+ * (convert_verify.c), plan_format_for (convert_plan.c). Below CONVERT_MEDIA_INTERNAL, what the
+ * media files share: opening inputs (convert_input.c), planning outputs (convert_plan.c),
+ * errors (convert_error.c). */
+#ifndef TASKMILL_CONVERT_MEDIA_H
+#define TASKMILL_CONVERT_MEDIA_H
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,24 +29,24 @@ typedef struct ConvertProgress {
 } ConvertProgress;
 typedef int (*ConvertProgressFn)(const ConvertProgress *p, void *userdata); /* nonzero = cancel */
 /* code is one of: input_unreadable, decode_error, encode_error, unsupported_stream, io_error,
- * canceled, limits_exceeded (convert_av_run) and verify_failed (convert_av_verify). */
+ * canceled, limits_exceeded (transcode_run) and verify_failed (verify_output). */
 typedef struct ConvertError {
     char code[32];
     char message[512];
 } ConvertError;
 
 /* Returns 0, or a negative errno/AVERROR with *ret_err filled. */
-int convert_av_run(const char *in_path, const char *out_path, const ConvertOptions *opt,
-                   ConvertProgressFn progress, void *userdata, ConvertError *ret_err);
+int transcode_run(const char *in_path, const char *out_path, const ConvertOptions *opt,
+                  ConvertProgressFn progress, void *userdata, ConvertError *ret_err);
 /* Checks a finished output against its input. 0 or negative with *ret_err filled. */
-int convert_av_verify(const char *in_path, const char *out_path, ConvertError *ret_err);
+int verify_output(const char *in_path, const char *out_path, ConvertError *ret_err);
 /* "mp4" for .mp4/.mov/.m4v inputs (case-insensitive), else "matroska"; and the matching
  * ".mp4"/".mkv". */
-const char *convert_av_format_for(const char *file_name, const char **ret_ext);
+const char *plan_format_for(const char *file_name, const char **ret_ext);
 
-#ifdef CONVERT_AV_INTERNAL
-/* ---- Internals of convert_av.c and convert_av_verify.c: no other file defines
- * CONVERT_AV_INTERNAL, so nothing below is part of the module's interface. ---- */
+#ifdef CONVERT_MEDIA_INTERNAL
+/* ---- Internals of the convert_{transcode,input,plan,verify,error}.c files: no other file
+ * defines CONVERT_MEDIA_INTERNAL, so nothing below is part of the module's interface. ---- */
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/audio_fifo.h>
@@ -50,7 +55,7 @@ const char *convert_av_format_for(const char *file_name, const char **ret_ext);
 struct SwsContext;
 
 enum ConvertStreamKind {
-    CONVERT_KIND_SKIP,  /* convert_av_dropped(): no output stream */
+    CONVERT_KIND_SKIP,  /* input_dropped(): no output stream */
     CONVERT_KIND_COPY,  /* remuxed as is */
     CONVERT_KIND_VIDEO, /* decoded, re-encoded with libx265 */
     CONVERT_KIND_AUDIO, /* decoded, re-encoded to AAC */
@@ -74,7 +79,7 @@ typedef struct ConvertStream {
     int64_t last_dts; /* last dts muxed (output time base) */
 } ConvertStream;
 
-/* One convert_av_run() call. */
+/* One transcode_run() call. */
 typedef struct ConvertJob {
     const ConvertOptions *opt;
     ConvertLimits limits;
@@ -93,24 +98,23 @@ typedef struct ConvertJob {
 
 /* Opens and probes path with the demuxer/protocol whitelists; limits NULL = no limit checks.
  * Fails unless there is at least one video stream that is not cover art. */
-int convert_av_open_input(const char *path, const ConvertLimits *limits,
-                          volatile sig_atomic_t *cancel, AVFormatContext **ret_ic,
-                          ConvertError *ret_err);
+int input_open(const char *path, const ConvertLimits *limits, volatile sig_atomic_t *cancel,
+               AVFormatContext **ret_ic, ConvertError *ret_err);
 /* Plans every output stream, opens decoders/encoders, creates path and writes the header. */
-int convert_av_open_output(ConvertJob *j, const char *path);
+int plan_open_output(ConvertJob *j, const char *path);
 /* Index of the first video stream that is not an attached picture, or -1. */
-int convert_av_main_video(const AVFormatContext *fc);
+int input_main_video(const AVFormatContext *fc);
 /* Nonzero for a stream the output leaves out: a hidden mov chapter track (the chapters are
  * copied) or a data track (timecode, camera telemetry, Apple metadata), which neither players
  * nor the muxers make use of; the ffmpeg program drops them too. */
-int convert_av_dropped(const AVStream *st);
+int input_dropped(const AVStream *st);
 /* Number of streams the output keeps of fc's: those not dropped. */
-unsigned convert_av_kept_streams(const AVFormatContext *fc);
+unsigned input_kept_streams(const AVFormatContext *fc);
 /* Fills *err (first error wins) with code and "<fmt>: <av_strerror(averr)>"; returns averr. */
-int convert_av_fail(ConvertError *err, const char *code, int averr, const char *fmt, ...)
+int error_fail(ConvertError *err, const char *code, int averr, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Same without the ": <reason>" suffix, for refusals this module decides itself. */
-int convert_av_refuse(ConvertError *err, const char *code, int averr, const char *fmt, ...)
+int error_refuse(ConvertError *err, const char *code, int averr, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-#endif /* CONVERT_AV_INTERNAL */
+#endif /* CONVERT_MEDIA_INTERNAL */
 #endif

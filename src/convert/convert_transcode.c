@@ -1,13 +1,12 @@
-/* convert_av.c - convert_av_run(): one input file to HEVC (libx265) in mp4 or matroska.
- * Runs the conversion once convert_av_open_output() (convert_av_verify.c) has planned the
- * streams: demuxes, re-encodes video with libx265, re-encodes audio to AAC or text subtitles to
- * mov_text/subrip where the plan says so, copies the rest, reports progress at most 4 times a
- * second, and stops between packets and frames when canceled, without flushing the encoder.
- * Truncated or corrupt input fails the run. Every path frees everything; a partial output file
- * is left for the caller to delete. Also holds the error helpers and convert_av_format_for().
+/* convert_transcode.c - transcode_run(): one input file to HEVC (libx265) in mp4 or matroska.
+ * Runs the conversion once plan_open_output() (convert_plan.c) has planned the streams: demuxes,
+ * re-encodes video with libx265, re-encodes audio to AAC or text subtitles to mov_text/subrip where
+ * the plan says so, copies the rest, reports progress at most 4 times a second, and stops between
+ * packets and frames when canceled, without flushing the encoder. Truncated or corrupt input fails
+ * the run. Every path frees everything; a partial output file is left for the caller to delete.
  * Called by the job worker; never logs. */
-#define CONVERT_AV_INTERNAL
-#include "convert_av.h"
+#define CONVERT_MEDIA_INTERNAL
+#include "convert_media.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -24,65 +23,9 @@
 #define SUB_MAX_BYTES        (1 << 20)
 #define MS_Q                 ((AVRational){1, 1000})
 
-/* ---- errors and names shared with convert_av_verify.c ---- */
-
-static int fill_error(ConvertError *err, const char *code, int averr, int with_reason,
-                      const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
-
-static int fill_error(ConvertError *err, const char *code, int averr, int with_reason,
-                      const char *fmt, va_list ap)
-{
-    char why[AV_ERROR_MAX_STRING_SIZE];
-    size_t n;
-
-    if (!err || err->code[0])
-        return averr;
-    snprintf(err->code, sizeof(err->code), "%s", code);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
-    n = strlen(err->message);
-    if (with_reason && averr < 0 && n < sizeof(err->message)) {
-        av_strerror(averr, why, sizeof(why));
-        snprintf(err->message + n, sizeof(err->message) - n, ": %s", why);
-    }
-    return averr;
-}
-
-int convert_av_fail(ConvertError *err, const char *code, int averr, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    averr = fill_error(err, code, averr, 1, fmt, ap);
-    va_end(ap);
-    return averr;
-}
-
-int convert_av_refuse(ConvertError *err, const char *code, int averr, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    averr = fill_error(err, code, averr, 0, fmt, ap);
-    va_end(ap);
-    return averr;
-}
-
-const char *convert_av_format_for(const char *file_name, const char **ret_ext)
-{
-    static const char *const mp4_ext[] = {".mp4", ".mov", ".m4v"};
-    const char *dot = file_name ? strrchr(file_name, '.') : NULL;
-    int mp4 = 0;
-
-    for (size_t i = 0; dot && i < sizeof(mp4_ext) / sizeof(mp4_ext[0]); i++)
-        mp4 |= !strcasecmp(dot, mp4_ext[i]);
-    if (ret_ext)
-        *ret_ext = mp4 ? ".mp4" : ".mkv";
-    return mp4 ? "mp4" : "matroska";
-}
-
 static int enomem(ConvertJob *j)
 {
-    return convert_av_fail(j->err, "encode_error", AVERROR(ENOMEM), "cannot convert");
+    return error_fail(j->err, "encode_error", AVERROR(ENOMEM), "cannot convert");
 }
 
 /* The output starts at 0: every timestamp is moved back by the input's start time. */
@@ -158,7 +101,7 @@ static int write_packet(ConvertJob *j, ConvertStream *s, AVPacket *p)
     fix_dts(j, s, p);
     ret = av_interleaved_write_frame(j->oc, p);
     if (ret < 0)
-        return convert_av_fail(j->err, "io_error", ret, "cannot write the output file");
+        return error_fail(j->err, "io_error", ret, "cannot write the output file");
     return 0;
 }
 
@@ -168,15 +111,14 @@ static int encode_send(ConvertJob *j, ConvertStream *s, const AVFrame *f)
     int ret = avcodec_send_frame(s->enc, f);
 
     if (ret < 0 && !(ret == AVERROR_EOF && !f))
-        return convert_av_fail(j->err, "encode_error", ret, "cannot encode stream #%d",
-                               s->ist->index);
+        return error_fail(j->err, "encode_error", ret, "cannot encode stream #%d", s->ist->index);
     for (;;) {
         ret = avcodec_receive_packet(s->enc, j->opkt);
         if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF)
             return 0;
         if (ret < 0)
-            return convert_av_fail(j->err, "encode_error", ret, "cannot encode stream #%d",
-                                   s->ist->index);
+            return error_fail(j->err, "encode_error", ret, "cannot encode stream #%d",
+                              s->ist->index);
         av_packet_rescale_ts(j->opkt, s->enc->time_base, s->ost->time_base);
         ret = write_packet(j, s, j->opkt);
         if (ret >= 0 && !f)
@@ -210,7 +152,7 @@ static int scale_frame(ConvertJob *j, ConvertStream *s, const AVFrame *f)
         sws_getCachedContext(s->sws, f->width, f->height, (enum AVPixelFormat)f->format, enc->width,
                              enc->height, enc->pix_fmt, SWS_BICUBIC, NULL, NULL, NULL);
     if (!s->sws)
-        return convert_av_refuse(
+        return error_refuse(
             j->err, "encode_error", AVERROR(EINVAL), "cannot convert %s video to %s",
             av_get_pix_fmt_name((enum AVPixelFormat)f->format), av_get_pix_fmt_name(enc->pix_fmt));
     av_frame_unref(s->conv);
@@ -223,7 +165,7 @@ static int scale_frame(ConvertJob *j, ConvertStream *s, const AVFrame *f)
     if (ret >= 0)
         ret = av_frame_copy_props(s->conv, f);
     if (ret < 0)
-        return convert_av_fail(j->err, "encode_error", ret, "cannot convert the video frames");
+        return error_fail(j->err, "encode_error", ret, "cannot convert the video frames");
     return 0;
 }
 
@@ -239,7 +181,7 @@ static int crop_to_encoder(ConvertJob *j, ConvertStream *s, AVFrame *f)
     f->crop_bottom = (size_t)dh;
     ret = av_frame_apply_cropping(f, 0);
     if (ret < 0)
-        return convert_av_fail(j->err, "encode_error", ret, "cannot crop the video frames");
+        return error_fail(j->err, "encode_error", ret, "cannot crop the video frames");
     return 0;
 }
 
@@ -249,9 +191,9 @@ static int video_frame(ConvertJob *j, ConvertStream *s, AVFrame *f)
     int ret;
 
     if (f->width > j->limits.max_width || f->height > j->limits.max_height)
-        return convert_av_refuse(j->err, "limits_exceeded", AVERROR(ERANGE),
-                                 "video frame of %dx%d is larger than the limit of %dx%d", f->width,
-                                 f->height, j->limits.max_width, j->limits.max_height);
+        return error_refuse(j->err, "limits_exceeded", AVERROR(ERANGE),
+                            "video frame of %dx%d is larger than the limit of %dx%d", f->width,
+                            f->height, j->limits.max_width, j->limits.max_height);
     ret = crop_to_encoder(j, s, f);
     if (ret < 0)
         return ret;
@@ -298,8 +240,8 @@ static int ensure_swr(ConvertJob *j, ConvertStream *s, const AVFrame *f)
     if (ret >= 0)
         ret = swr_init(s->swr);
     if (ret < 0)
-        return convert_av_fail(j->err, "encode_error", ret, "cannot resample audio stream #%d",
-                               s->ist->index);
+        return error_fail(j->err, "encode_error", ret, "cannot resample audio stream #%d",
+                          s->ist->index);
     return 0;
 }
 
@@ -323,8 +265,8 @@ static int resample_into_fifo(ConvertJob *j, ConvertStream *s, const AVFrame *f)
         av_freep(&buf[0]);
     av_freep(&buf);
     if (ret < 0)
-        return convert_av_fail(j->err, "encode_error", ret, "cannot resample audio stream #%d",
-                               s->ist->index);
+        return error_fail(j->err, "encode_error", ret, "cannot resample audio stream #%d",
+                          s->ist->index);
     return 0;
 }
 
@@ -346,8 +288,8 @@ static int drain_fifo(ConvertJob *j, ConvertStream *s, int flush)
         if (ret >= 0)
             ret = av_audio_fifo_read(s->fifo, (void **)o->extended_data, o->nb_samples);
         if (ret < 0)
-            return convert_av_fail(j->err, "encode_error", ret, "cannot encode audio stream #%d",
-                                   s->ist->index);
+            return error_fail(j->err, "encode_error", ret, "cannot encode audio stream #%d",
+                              s->ist->index);
         o->pts = s->next_pts;
         s->next_pts += o->nb_samples;
         ret = encode_send(j, s, o);
@@ -379,15 +321,15 @@ static int decode_packet(ConvertJob *j, ConvertStream *s, const AVPacket *pkt)
     int ret = avcodec_send_packet(s->dec, pkt);
 
     if (ret < 0 && !(ret == AVERROR_EOF && !pkt))
-        return convert_av_fail(j->err, "decode_error", ret, "cannot decode stream #%d (%s)",
-                               s->ist->index, avcodec_get_name(s->dec->codec_id));
+        return error_fail(j->err, "decode_error", ret, "cannot decode stream #%d (%s)",
+                          s->ist->index, avcodec_get_name(s->dec->codec_id));
     for (;;) {
         ret = avcodec_receive_frame(s->dec, j->frame);
         if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF)
             return 0;
         if (ret < 0)
-            return convert_av_fail(j->err, "decode_error", ret, "cannot decode stream #%d (%s)",
-                                   s->ist->index, avcodec_get_name(s->dec->codec_id));
+            return error_fail(j->err, "decode_error", ret, "cannot decode stream #%d (%s)",
+                              s->ist->index, avcodec_get_name(s->dec->codec_id));
         ret = s->kind == CONVERT_KIND_VIDEO ? video_frame(j, s, j->frame)
                                             : audio_frame(j, s, j->frame);
         av_frame_unref(j->frame);
@@ -415,8 +357,8 @@ static int sub_encode(ConvertJob *j, ConvertStream *s, AVSubtitle *sub)
         ret = avcodec_encode_subtitle(s->enc, p->data, p->size, sub);
     if (ret < 0) {
         av_packet_unref(p);
-        return convert_av_fail(j->err, "encode_error", ret, "cannot convert subtitle stream #%d",
-                               s->ist->index);
+        return error_fail(j->err, "encode_error", ret, "cannot convert subtitle stream #%d",
+                          s->ist->index);
     }
     av_shrink_packet(p, ret);
     p->pts = p->dts = av_rescale_q(start, AV_TIME_BASE_Q, s->ost->time_base);
@@ -431,8 +373,8 @@ static int sub_packet(ConvertJob *j, ConvertStream *s, AVPacket *pkt)
     int ret = avcodec_decode_subtitle2(s->dec, &sub, &got, pkt);
 
     if (ret < 0)
-        return convert_av_fail(j->err, "decode_error", ret, "cannot decode subtitle stream #%d",
-                               s->ist->index);
+        return error_fail(j->err, "decode_error", ret, "cannot decode subtitle stream #%d",
+                          s->ist->index);
     if (!got)
         return 0;
     ret = sub.num_rects && sub.pts != AV_NOPTS_VALUE ? sub_encode(j, s, &sub) : 0;
@@ -447,18 +389,18 @@ static int note_position(ConvertJob *j, const ConvertStream *s, const AVPacket *
     double end;
 
     if (pkt->flags & AV_PKT_FLAG_CORRUPT)
-        return convert_av_refuse(j->err, "decode_error", AVERROR_INVALIDDATA,
-                                 "input is damaged or truncated (corrupt packet in stream #%d)",
-                                 s->ist->index);
+        return error_refuse(j->err, "decode_error", AVERROR_INVALIDDATA,
+                            "input is damaged or truncated (corrupt packet in stream #%d)",
+                            s->ist->index);
     if (ts == AV_NOPTS_VALUE)
         return 0;
     end = (double)(ts + pkt->duration) * av_q2d(s->ist->time_base);
     if (end > j->end_seen)
         j->end_seen = end;
     if (j->end_seen > j->limits.max_duration_seconds)
-        return convert_av_refuse(j->err, "limits_exceeded", AVERROR(ERANGE),
-                                 "input lasts longer than the limit of %.0f s",
-                                 j->limits.max_duration_seconds);
+        return error_refuse(j->err, "limits_exceeded", AVERROR(ERANGE),
+                            "input lasts longer than the limit of %.0f s",
+                            j->limits.max_duration_seconds);
     return 0;
 }
 
@@ -502,9 +444,9 @@ static int read_packets(ConvertJob *j)
         if (ret == AVERROR_EOF)
             return 0;
         if (ret == AVERROR(EIO))
-            return convert_av_fail(j->err, "io_error", ret, "cannot read the input file");
+            return error_fail(j->err, "io_error", ret, "cannot read the input file");
         if (ret < 0)
-            return convert_av_fail(j->err, "decode_error", ret, "input is damaged or truncated");
+            return error_fail(j->err, "decode_error", ret, "input is damaged or truncated");
         ret = handle_packet(j, j->pkt);
         av_packet_unref(j->pkt);
         if (ret < 0)
@@ -519,15 +461,15 @@ static int check_input_end(ConvertJob *j)
     double declared = (double)ic->duration / AV_TIME_BASE;
 
     if (ic->pb && ic->pb->error < 0)
-        return convert_av_fail(j->err, "io_error", ic->pb->error, "cannot read the input file");
+        return error_fail(j->err, "io_error", ic->pb->error, "cannot read the input file");
     if (ic->duration == AV_NOPTS_VALUE ||
         ic->duration_estimation_method == AVFMT_DURATION_FROM_BITRATE)
         return 0;
     if (j->end_seen < declared * 0.98 - 0.5)
-        return convert_av_refuse(j->err, "decode_error", AVERROR_INVALIDDATA,
-                                 "input ends after %.1f s although it declares %.1f s: "
-                                 "the file is truncated or damaged",
-                                 j->end_seen, declared);
+        return error_refuse(j->err, "decode_error", AVERROR_INVALIDDATA,
+                            "input ends after %.1f s although it declares %.1f s: "
+                            "the file is truncated or damaged",
+                            j->end_seen, declared);
     return 0;
 }
 
@@ -560,10 +502,10 @@ static int finish_output(ConvertJob *j)
     int ret = av_write_trailer(j->oc);
 
     if (ret < 0)
-        return convert_av_fail(j->err, "io_error", ret, "cannot finish the output file");
+        return error_fail(j->err, "io_error", ret, "cannot finish the output file");
     ret = avio_closep(&j->oc->pb);
     if (ret < 0)
-        return convert_av_fail(j->err, "io_error", ret, "cannot close the output file");
+        return error_fail(j->err, "io_error", ret, "cannot close the output file");
     if (j->progress)
         report(j, av_gettime_relative(), 1);
     return 0;
@@ -585,12 +527,12 @@ static int job_start(ConvertJob *j, const char *in_path, const char *out_path)
     int ret;
 
     if (j->opt->crf < 0 || j->opt->crf > 51)
-        return convert_av_refuse(j->err, "encode_error", AVERROR(EINVAL), "crf %d is outside 0..51",
-                                 j->opt->crf);
-    ret = convert_av_open_input(in_path, &j->limits, j->opt->cancel, &j->ic, j->err);
+        return error_refuse(j->err, "encode_error", AVERROR(EINVAL), "crf %d is outside 0..51",
+                            j->opt->crf);
+    ret = input_open(in_path, &j->limits, j->opt->cancel, &j->ic, j->err);
     if (ret < 0)
         return ret;
-    j->main_video = convert_av_main_video(j->ic);
+    j->main_video = input_main_video(j->ic);
     j->pkt = av_packet_alloc();
     j->opkt = av_packet_alloc();
     j->frame = av_frame_alloc();
@@ -598,7 +540,7 @@ static int job_start(ConvertJob *j, const char *in_path, const char *out_path)
         return enomem(j);
     j->t_start = av_gettime_relative();
     j->t_last = j->t_start - PROGRESS_INTERVAL_US;
-    return convert_av_open_output(j, out_path);
+    return plan_open_output(j, out_path);
 }
 
 static void free_stream(ConvertStream *s)
@@ -628,8 +570,8 @@ static void job_free(ConvertJob *j)
     av_frame_free(&j->frame);
 }
 
-int convert_av_run(const char *in_path, const char *out_path, const ConvertOptions *opt,
-                   ConvertProgressFn progress, void *userdata, ConvertError *ret_err)
+int transcode_run(const char *in_path, const char *out_path, const ConvertOptions *opt,
+                  ConvertProgressFn progress, void *userdata, ConvertError *ret_err)
 {
     ConvertError scratch;
     ConvertJob j = {.opt = opt,
@@ -641,7 +583,7 @@ int convert_av_run(const char *in_path, const char *out_path, const ConvertOptio
     memset(j.err, 0, sizeof(*j.err));
     av_log_set_level(AV_LOG_ERROR);
     if (!opt || !in_path || !out_path)
-        return convert_av_refuse(j.err, "encode_error", AVERROR(EINVAL), "missing arguments");
+        return error_refuse(j.err, "encode_error", AVERROR(EINVAL), "missing arguments");
     j.limits = resolve_limits(&opt->limits);
     ret = job_start(&j, in_path, out_path);
     if (ret >= 0)
@@ -654,7 +596,7 @@ int convert_av_run(const char *in_path, const char *out_path, const ConvertOptio
         ret = finish_output(&j);
     if (ret < 0 && (j.canceled || (opt->cancel && *opt->cancel))) {
         memset(j.err, 0, sizeof(*j.err));
-        ret = convert_av_refuse(j.err, "canceled", AVERROR(ECANCELED), "conversion canceled");
+        ret = error_refuse(j.err, "canceled", AVERROR(ECANCELED), "conversion canceled");
     }
     job_free(&j);
     return ret;
