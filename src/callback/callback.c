@@ -1,11 +1,12 @@
 /* callback.c - taskmill-callback: POSTs the task object to a task's callback_url once the task
- * is done or failed, retrying with exponential back-off.
+ * is done or failed, retrying with exponential back-off. The owed callbacks are a table
+ * (callback_jobs.c); the HTTP side is callback_deliver.c, the address checks callback_guard.c.
  *
  * The folders are the truth: at start and after every reconnect to the queue it scans done/ and
  * failed/ for jobs with a callback_url and no finished callback.json; the queue's job.finished
  * pushes are hints that save waiting for the next scan. Every attempt is recorded in the job's
  * callback.json (written atomically) before the next is scheduled, so a restart resumes where it
- * stopped. A job deleted meanwhile is dropped. The HTTP side lives in callback_deliver.c. */
+ * stopped. A job deleted meanwhile is dropped. */
 #define _GNU_SOURCE
 #include "callback.h"
 
@@ -27,54 +28,6 @@
 static Callback callback;
 
 static void arm_due(Callback *cb);
-
-/* --- the jobs owed a callback, hashed by id ------------------------------------------------ */
-
-static CallbackJob **bucket_of(Callback *cb, const char *id)
-{
-    /* Ids are random UUIDs: their first two hex digits spread them evenly. */
-    unsigned h = (unsigned)strtoul((char[]){id[0], id[1], '\0'}, NULL, 16);
-
-    return &cb->buckets[h % CALLBACK_BUCKETS];
-}
-
-static CallbackJob *job_find(Callback *cb, const char *id)
-{
-    for (CallbackJob *j = *bucket_of(cb, id); j; j = j->next)
-        if (!strcmp(j->id, id))
-            return j;
-    return NULL;
-}
-
-static void job_free(CallbackJob *j)
-{
-    if (!j)
-        return;
-    free(j->url);
-    json_decref(j->record);
-    free(j);
-}
-
-static void job_add(Callback *cb, CallbackJob *j)
-{
-    CallbackJob **b = bucket_of(cb, j->id);
-
-    j->next = *b;
-    *b = j;
-    cb->n_jobs++;
-}
-
-/* Forgets a job that is not in flight. */
-static void job_drop(Callback *cb, CallbackJob *j)
-{
-    for (CallbackJob **pp = bucket_of(cb, j->id); *pp; pp = &(*pp)->next)
-        if (*pp == j) {
-            *pp = j->next;
-            cb->n_jobs--;
-            job_free(j);
-            return;
-        }
-}
 
 static void update_status(Callback *cb)
 {
@@ -147,7 +100,7 @@ static bool record_save(Callback *cb, CallbackJob *j)
 
     if (r == -ENOENT) {
         log_task(LOG_INFO, j->id, "job was deleted, callback dropped");
-        job_drop(cb, j);
+        jobs_drop(cb, j);
         return false;
     }
     if (r < 0)
@@ -161,7 +114,7 @@ static void job_settle(Callback *cb, CallbackJob *j, const char *key)
     json_object_set_new(j->record, key, json_true());
     json_object_set_new(j->record, "next_attempt_ns", json_null());
     if (record_save(cb, j))
-        job_drop(cb, j);
+        jobs_drop(cb, j);
 }
 
 /* --- attempts -------------------------------------------------------------------------------- */
@@ -225,7 +178,7 @@ static void attempt_start(Callback *cb, CallbackJob *j)
 
     if (r == -ENOENT) {
         log_task(LOG_INFO, j->id, "job was deleted, callback dropped");
-        job_drop(cb, j);
+        jobs_drop(cb, j);
         return;
     }
     j->started_ns = now_ns();
@@ -242,14 +195,13 @@ static void start_due(Callback *cb)
 {
     int64_t now = now_ns();
 
-    for (size_t b = 0; b < CALLBACK_BUCKETS; b++)
-        for (CallbackJob *j = cb->buckets[b], *next; j; j = next) {
-            next = j->next; /* attempt_start may drop j */
-            if (cb->n_in_flight >= CALLBACK_MAX_IN_FLIGHT)
-                return;
-            if (!j->easy && j->due_ns <= now)
-                attempt_start(cb, j);
-        }
+    for (CallbackJob *j = jobs_next(cb, NULL), *next; j; j = next) {
+        next = jobs_next(cb, j); /* attempt_start may drop j */
+        if (cb->n_in_flight >= CALLBACK_MAX_IN_FLIGHT)
+            return;
+        if (!j->easy && j->due_ns <= now)
+            attempt_start(cb, j);
+    }
 }
 
 /* Sets the due timer to the earliest job waiting, while a delivery slot is free. */
@@ -260,10 +212,10 @@ static void arm_due(Callback *cb)
 
     if (daemon_stopping(cb->daemon))
         return; /* the timer holds the stop deadline now */
-    for (size_t b = 0; b < CALLBACK_BUCKETS && cb->n_in_flight < CALLBACK_MAX_IN_FLIGHT; b++)
-        for (CallbackJob *j = cb->buckets[b]; j; j = j->next)
-            if (!j->easy && j->due_ns < earliest)
-                earliest = j->due_ns;
+    for (CallbackJob *j = jobs_next(cb, NULL); j && cb->n_in_flight < CALLBACK_MAX_IN_FLIGHT;
+         j = jobs_next(cb, j))
+        if (!j->easy && j->due_ns < earliest)
+            earliest = j->due_ns;
     if (earliest != INT64_MAX) {
         earliest = earliest > 0 ? earliest : 1; /* zero would disarm; the past fires at once */
         its.it_value = (struct timespec){earliest / NS_PER_S, earliest % NS_PER_S};
@@ -276,12 +228,11 @@ static void arm_due(Callback *cb)
  * next start finds them owed and tries again. */
 static void stop_now(Callback *cb)
 {
-    for (size_t b = 0; b < CALLBACK_BUCKETS; b++)
-        for (CallbackJob *j = cb->buckets[b]; j; j = j->next)
-            if (j->easy) {
-                log_task(LOG_NOTICE, j->id, "callback interrupted by stop url='%s'", j->url);
-                deliver_abort(cb, j);
-            }
+    for (CallbackJob *j = jobs_next(cb, NULL); j; j = jobs_next(cb, j))
+        if (j->easy) {
+            log_task(LOG_NOTICE, j->id, "callback interrupted by stop url='%s'", j->url);
+            deliver_abort(cb, j);
+        }
     daemon_quit(cb->daemon, 0);
 }
 
@@ -328,7 +279,7 @@ static CallbackJob *job_load(Stage stage, const char *id, int fd)
     if (j && (r = record_load(fd, j)) != 0) {
         if (r < 0)
             log_task(LOG_ERR, id, "cannot schedule callback: %s", strerror(-r));
-        job_free(j);
+        jobs_free_one(j);
         return NULL;
     }
     return j;
@@ -340,7 +291,7 @@ static void job_consider(Callback *cb, Stage stage, const char *id)
     CallbackJob *j;
     int fd, r;
 
-    if (job_find(cb, id))
+    if (jobs_find(cb, id))
         return;
     r = jobdir_open(cb->data_fd, stage, id, &fd);
     if (r < 0) {
@@ -352,7 +303,7 @@ static void job_consider(Callback *cb, Stage stage, const char *id)
     close(fd);
     if (!j)
         return;
-    job_add(cb, j);
+    jobs_add(cb, j);
     if (j->attempts >= cb->conf->callback_max_attempts) { /* max_attempts was lowered */
         log_task(LOG_WARNING, id, "callback gave up after %d attempts url='%s'", j->attempts,
                  j->url);
@@ -547,13 +498,10 @@ static void callback_shutdown(Daemon *d)
 {
     Callback *cb = daemon_userdata(d);
 
-    for (size_t b = 0; b < CALLBACK_BUCKETS; b++)
-        while (cb->buckets[b]) {
-            CallbackJob *j = cb->buckets[b];
-            cb->buckets[b] = j->next;
-            deliver_abort(cb, j);
-            job_free(j);
-        }
+    for (CallbackJob *j; (j = jobs_next(cb, NULL));) {
+        deliver_abort(cb, j);
+        jobs_drop(cb, j);
+    }
     deliver_free(cb);
     guard_free();
     if (cb->queue_fd >= 0)

@@ -1,7 +1,8 @@
-/* callback.h - state shared by the two halves of taskmill-callback.
+/* callback.h - state shared by the parts of taskmill-callback.
  *
  * callback.c knows which callbacks are owed (from the done/ and failed/ folders and the queue's
- * job.finished pushes), when each is due, and keeps callback.json. callback_deliver.c owns
+ * job.finished pushes), when each is due, and keeps callback.json; callback_jobs.c is the
+ * table of them; callback_guard.c decides which addresses may be reached. callback_deliver.c owns
  * libcurl: it runs the HTTP requests inside the daemon's epoll loop and reports every finished
  * attempt back through callback_attempt_done. */
 #ifndef TASKMILL_CALLBACK_H
@@ -53,6 +54,26 @@ typedef struct Callback {
     CURLM *multi;
     int curl_timer_fd;
 } Callback;
+
+/* callback_jobs.c: the table of jobs owed a callback. */
+CallbackJob *jobs_find(Callback *cb, const char *id);
+void jobs_add(Callback *cb, CallbackJob *j);
+/* Takes a job out of the table and frees it (it must not be in flight). */
+void jobs_drop(Callback *cb, CallbackJob *j);
+/* A job that never entered the table. */
+void jobs_free_one(CallbackJob *j);
+/* The job after j (the first when j is NULL), or NULL: a walk over the whole table. */
+CallbackJob *jobs_next(Callback *cb, const CallbackJob *j);
+
+/* callback_jobs.c: the table of jobs owed a callback. */
+CallbackJob *jobs_find(Callback *cb, const char *id);
+void jobs_add(Callback *cb, CallbackJob *j);
+/* Takes a job out of the table and frees it (it must not be in flight). */
+void jobs_drop(Callback *cb, CallbackJob *j);
+/* A job that never entered the table. */
+void jobs_free_one(CallbackJob *j);
+/* The job after j (the first when j is NULL), or NULL: a walk over the whole table. */
+CallbackJob *jobs_next(Callback *cb, const CallbackJob *j);
 
 /* callback_deliver.c */
 int deliver_init(Callback *cb);
