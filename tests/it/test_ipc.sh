@@ -35,6 +35,11 @@ out=$(peer '{"v":1,"type":"hello","rid":0,"role":"rest"}' '{"v":1,"type":"no.suc
 check "an unknown type: error unknown_type" test "$(reply_code "$out")" = unknown_type
 out=$(peer '{"v":1,"type":"hello","rid":0,"role":"rest"}' '{"v":1,"type":"job.delete","rid":6,"id":"x","extra":1}')
 check "an unknown field: error bad_request" test "$(reply_code "$out")" = bad_request
+# A peer-chosen string with a newline and a forged priority is escaped in the log: one line.
+peer '{"v":1,"type":"hello","rid":0,"role":"rest"}' '{"v":1,"type":"x\n<0>forged","rid":7}' >/dev/null
+check "a newline in a logged string is escaped, not a new entry" \
+    grep -qF "unknown message type 'x\x0a<0>forged'" "$TM_LOG/queue.log"
+check "no log line starts with the forged priority" bash -c "! grep -q '^<0>forged' '$TM_LOG/queue.log'"
 for what in "malformed message" "may not send 'job.delete'" "may not send 'work.done'" \
     "unknown message type" "bad hello"; do
     check "the queue logged: $what" grep -q "$what" "$TM_LOG/queue.log"

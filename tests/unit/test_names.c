@@ -62,8 +62,26 @@ static void test_clip(void)
     CHECK_STR(c, "x");
 }
 
+/* Log lines: control characters and bytes that are not UTF-8 are escaped, text is kept. */
+static void test_escape(void)
+{
+    char buf[64];
+
+    text_escape("ok \xc3\xa9t\xc3\xa9", buf, sizeof(buf));
+    CHECK_STR(buf, "ok \xc3\xa9t\xc3\xa9");
+    text_escape("a\r\n<0>b\x7f\xc2\x85\xff\\", buf, sizeof(buf));
+    CHECK_STR(buf, "a\\x0d\\x0a<0>b\\x7f\\xc2\\x85\\xff\\\\");
+    text_escape("\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n", buf, 10); /* cut on a whole escape */
+    CHECK_STR(buf, "\\x0a\\x0a");
+    CHECK(!text_has_control("plain \xc3\xa9") && text_has_control("a\tb") &&
+          text_has_control("a\xc2\x9f"
+                           "b") &&
+          !utf8_valid("\xed\xa0\x80"));
+}
+
 int main(void)
 {
+    test_escape();
     test_clip();
     test_ids();
     test_file_names();
