@@ -125,6 +125,18 @@ enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const Auth *a
 enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a);
 enum MHD_Result tasks_status(Rest *rest, struct MHD_Connection *c);
 enum MHD_Result tasks_health(Rest *rest, struct MHD_Connection *c);
+/* One Range header against a file of size bytes: 0 (the whole file when h is NULL, or one
+ * satisfiable range), -ERANGE (unsatisfiable: 416), -EINVAL (not understood: RFC 9110 lets a
+ * server ignore it and send the whole file). */
+typedef struct Range {
+    uint64_t first, last; /* inclusive */
+    bool partial;
+} Range;
+int tasks_range_parse(const char *h, uint64_t size, Range *ret);
+/* A list cursor, "<created_ns>.<id>" of the last task of the previous page; NULL is none (0,
+ * nothing set); -EINVAL for anything we did not give out. */
+int tasks_cursor_parse(const char *s, int64_t *ret_ns, char ret_id[37]);
+
 /* What a token stores: its unfinished tasks (received, pending, in progress) and the bytes of
  * all its tasks' inputs and results on disk. */
 typedef struct Usage {

@@ -76,14 +76,9 @@ enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const Auth *a, c
     return http_json(c, MHD_HTTP_OK, view);
 }
 
-typedef struct Range {
-    uint64_t first, last; /* inclusive */
-    bool partial;
-} Range;
-
 /* 0: whole file or one satisfiable range; -ERANGE: unsatisfiable; -EINVAL: ignored (RFC 9110
  * lets a server ignore a Range it does not understand and send the whole file). */
-static int range_parse(const char *h, uint64_t size, Range *ret)
+int tasks_range_parse(const char *h, uint64_t size, Range *ret)
 {
     unsigned long long a, b;
     int n = 0;
@@ -206,10 +201,10 @@ enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const Auth *a
         return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
                           "the result of task %s cannot be read: %s", id, strerror(-r));
     fstat(fd, &st);
-    r = range_parse(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE),
-                    (uint64_t)st.st_size, &rg);
+    r = tasks_range_parse(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE),
+                          (uint64_t)st.st_size, &rg);
     if (r == -EINVAL)
-        r = range_parse(NULL, (uint64_t)st.st_size, &rg);
+        r = tasks_range_parse(NULL, (uint64_t)st.st_size, &rg);
     if (r == -ERANGE) {
         char buf[64];
         struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
@@ -322,19 +317,19 @@ static int entry_cmp(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
-/* The cursor is "<created_ns>.<id>" of the last task of the previous page. */
-static int cursor_parse(const char *s, ListCtx *l)
+int tasks_cursor_parse(const char *s, int64_t *ret_ns, char ret_id[TASK_ID_LEN + 1])
 {
     char *end;
     long long ns;
 
     if (!s)
         return 0;
+    errno = 0;
     ns = strtoll(s, &end, 10);
-    if (end == s || *end != '.' || !task_id_valid(end + 1))
+    if (errno || end == s || *end != '.' || !task_id_valid(end + 1))
         return -EINVAL;
-    l->after_ns = ns;
-    memcpy(l->after_id, end + 1, sizeof(l->after_id));
+    *ret_ns = ns;
+    memcpy(ret_id, end + 1, TASK_ID_LEN + 1);
     return 0;
 }
 
@@ -454,7 +449,8 @@ enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a)
         ((limit = strtol(lim, &end, 10)) < 1 || limit > LIST_LIMIT_MAX || *end || end == lim))
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", "limit must be 1 to %d",
                           LIST_LIMIT_MAX);
-    if (cursor_parse(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor"), &l) < 0)
+    if (tasks_cursor_parse(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor"),
+                           &l.after_ns, l.after_id) < 0)
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_cursor", "cursor is not one we gave out");
     for (int s = STAGE_REQUEST; s <= STAGE_FAILED; s++) {
         if (only != STAGE_INVALID && s != (int)only)
