@@ -13,8 +13,11 @@
 
 typedef struct JobClaim {
     int64_t attempts, interruptions;
-    int64_t started_ns; /* when the current (or last) attempt began */
-    bool active;        /* an attempt is in flight */
+    int64_t started_ns;      /* when the current (or last) attempt began */
+    bool active;             /* an attempt is in flight */
+    int64_t next_attempt_ns; /* a transient failure waits until then (0: no wait) */
+    char last_code[40];      /* the last failed attempt's error, "" when none */
+    char last_message[512];
 } JobClaim;
 
 /* A missing claim.json reads as all zeros. */
@@ -23,6 +26,11 @@ int claim_read(int job_fd, JobClaim *ret);
 int claim_start(int job_fd, JobClaim *ret);
 /* The attempt in flight ended with a verdict (done, failed, crashed). */
 int claim_end(int job_fd);
+/* The attempt failed in a way worth another try (error.json says how): its error is kept as the
+ * last error, and the next attempt waits until next_ns. */
+int claim_retry(int job_fd, int64_t next_ns);
+/* A failed task asked to run again (POST /v1/tasks/ID/retry): attempts start from zero. */
+int claim_rearm(int job_fd);
 /* The attempt in flight was interrupted: it no longer counts as an attempt, but as an
  * interruption. An attempt whose converter died (error.json says worker_crashed) keeps
  * counting as an attempt. Does nothing when no attempt is active. */

@@ -11,6 +11,8 @@
 
 #define CONF_DEFAULT_PATH "/etc/taskmill/taskmill.conf"
 
+struct TypeTable;
+
 typedef struct Conf {
     char *path; /* the file loaded, or NULL when running on built-in defaults */
     /* [paths] */
@@ -43,17 +45,25 @@ typedef struct Conf {
     int max_cpu_seconds;       /* CPU time of one conversion (0 = unlimited) */
     int max_processes;         /* threads and processes one conversion may add (0 = no limit) */
     int max_open_files;        /* RLIMIT_NOFILE of one conversion (0 = no limit) */
+    /* load-aware parallelism: slots in use at each load level, and a pause between starts */
+    char *load_source;             /* loadavg (1-minute, per core) | pressure (CPU PSI avg10) */
+    double load_medium, load_high; /* thresholds: per-core load, or PSI percent */
+    int parallel_low, parallel_medium, parallel_high; /* -1 = workers */
+    int cooldown;                                     /* seconds between two starts */
     int max_width, max_height, max_streams;
     int max_duration; /* seconds of media */
     /* [queue] */
     int result_ttl;         /* seconds a finished task is kept (0 = forever) */
     bool keep_failed_input; /* a failed task keeps its input (for a retry) */
+    int retry_backoff;      /* seconds before the first retry of a transient failure; doubles */
+    int history_max;        /* finished attempts kept in data/history.jsonl */
     /* [callback] */
     int callback_max_attempts;
     int callback_timeout;
     int callback_backoff;
     char *callback_allow;  /* CIDRs callbacks may reach despite being private/loopback */
     char *callback_secret; /* HMAC-SHA256 key for X-Taskmill-Signature, or NULL */
+    int http_workers;      /* http tasks run at once */
     /* [log] */
     int log_level;
     /* [client]: the folder scanner, `taskmill sync` */
@@ -72,6 +82,10 @@ typedef struct Conf {
     int client_priority;
     int client_crf;      /* -1 = the server's default */
     char *client_preset; /* NULL = the server's default */
+    /* [ctl]: taskmillctl */
+    char *ctl_token; /* an admin token, or NULL */
+    /* [type.NAME] sections and the built-in video type (tasktype.h) */
+    struct TypeTable *type_table;
 } Conf;
 
 /* Loads path (or the built-in defaults when path is NULL). On error returns -errno or -EINVAL

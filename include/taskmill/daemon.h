@@ -3,7 +3,7 @@
  * daemon_main parses --config/--help/--version, loads the config, sets up logging, blocks
  * signals into a signalfd, calls the daemon's init, sends READY=1, runs an epoll loop that
  * dispatches fd callbacks and pings the watchdog, and on SIGTERM/SIGINT sends STOPPING=1 and
- * calls the daemon's shutdown. */
+ * calls the daemon's shutdown. SIGHUP reloads the task types of daemons that ask for it. */
 #ifndef TASKMILL_DAEMON_H
 #define TASKMILL_DAEMON_H
 
@@ -26,6 +26,11 @@ typedef struct DaemonSpec {
     void (*shutdown)(Daemon *d);
     void (*on_child)(Daemon *d); /* SIGCHLD; may be NULL */
     void (*on_tick)(Daemon *d);  /* about once a second; may be NULL */
+    /* SIGHUP re-reads the config file and takes its task types (the rest of the config is
+     * read at start only); a file with a mistake is refused and the old types stay. Without
+     * this, SIGHUP is ignored. */
+    bool reload_types;
+    void (*on_reload)(Daemon *d); /* after a reload took; may be NULL */
 } DaemonSpec;
 
 int daemon_main(int argc, char **argv, const DaemonSpec *spec);

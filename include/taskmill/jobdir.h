@@ -62,8 +62,8 @@ int jobdir_each(int data_fd, Stage s, JobdirEachFn fn, void *userdata);
 int jobdir_each_entry(int data_fd, Stage s, JobdirEachFn fn, void *userdata);
 
 /* Puts a job directory back to "not started": removes what an attempt produced or half-wrote
- * ("*.partial", ".tmp*", "output.*", progress.json, result.json, error.json). Returns how many
- * entries it removed. */
+ * ("*.partial", ".tmp*", "output*", stdout.txt, tmp/, progress.json, result.json, error.json).
+ * Returns how many entries it removed. */
 int jobdir_reset(int job_fd);
 /* The queue lock, data/.queue.lock: the queue daemon holds it for its whole life, so nothing
  * else resets jobs under a running queue and no second queue starts. Returns the fd holding

@@ -17,19 +17,26 @@
 #define TASK_PRIORITY_DEFAULT 500
 #define TASK_REQUEST_VERSION  1
 
+#define TASK_CONTEXT_MAX 200
+
 typedef struct Task {
     char id[TASK_ID_LEN + 1];
     char *task_type;
-    char *file_name;  /* the client's name, validated */
+    char *file_name;  /* the client's name, validated; NULL for a task without a file */
     char *file_path;  /* client metadata, never used on disk */
-    char *input_name; /* on-disk name inside the job dir, chosen by the server */
+    char *input_name; /* on-disk name inside the job dir, chosen by the server; or NULL */
     char *callback_url;
+    char *callback_method; /* "POST" (the task object) or "GET" (id and state as a query) */
     char *idempotency_key; /* the client's key, or NULL */
     char *owner;           /* the name of the token that created it, or NULL (open API) */
+    char *context;         /* the client's free text, or NULL */
+    char *batch;           /* the batch it belongs to, or NULL */
     uint64_t size;
     int priority;
     int64_t created_ns;
-    json_t *params; /* effective parameters, defaults filled in */
+    int64_t run_at_ns; /* not before this time (0: at once) */
+    int timeout;       /* seconds an attempt may take (0: the type's) */
+    json_t *params;    /* effective parameters, defaults filled in */
 } Task;
 
 void task_free(Task *t);

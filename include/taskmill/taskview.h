@@ -6,6 +6,7 @@
 #define TASKMILL_TASKVIEW_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "taskmill/jobdir.h"
 
@@ -13,5 +14,13 @@
 int task_view(int data_fd, Stage s, const char *id, json_t **ret);
 /* The same from the job's directory fd (e.g. from jobdir_find_open). */
 int task_view_at(int job_fd, Stage s, json_t **ret);
+
+/* An RFC 3339 time, or null for 0. */
+json_t *view_time(int64_t ns);
+/* The delivery of a callback (of a task or a batch): owner holds callback_url and
+ * callback_method, cb is its callback.json (NULL: none yet). {url, method, attempts,
+ * delivered_at, last_status (0: no answer), delivered, gave_up, next_attempt_at}, or null when
+ * owner has no callback_url. */
+json_t *view_callback(json_t *owner, json_t *cb);
 
 #endif

@@ -1,17 +1,24 @@
-/* callback.c - taskmill-callback: POSTs the task object to a task's callback_url once the task
- * is done or failed, retrying with exponential back-off. The owed callbacks are a table
- * (callback_jobs.c); the HTTP side is callback_deliver.c, the address checks callback_guard.c.
+/* callback.c - taskmill-callback: tells the outside world that a task (or a batch) finished,
+ * and runs the http kind's tasks (callback_http.c).
+ *
+ * A callback POSTs the task object (a batch's: the batch object) to its callback_url once it is
+ * done or failed, or with callback_method GET sends its id and state as query parameters,
+ * retrying with exponential back-off. The owed callbacks are a table (callback_jobs.c); the
+ * HTTP side is callback_deliver.c, the address checks callback_guard.c.
  *
  * The folders are the truth: at start and after every reconnect to the queue it scans done/ and
- * failed/ for jobs with a callback_url and no finished callback.json; the queue's job.finished
- * pushes are hints that save waiting for the next scan. Every attempt is recorded in the job's
- * callback.json (written atomically) before the next is scheduled, so a restart resumes where it
- * stopped. A job deleted meanwhile is dropped. */
+ * failed/ for jobs with a callback_url and no finished callback.json, and batches/ for batches
+ * not yet finished; the queue's job.finished and batch.check pushes are hints that save waiting
+ * for the next scan. Every attempt is recorded in the callback.json of the job (or batch),
+ * written atomically, before the next is scheduled, so a restart resumes where it stopped. A
+ * job deleted meanwhile is dropped. */
 #define _GNU_SOURCE
 #include "callback.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
@@ -21,13 +28,12 @@
 #include "taskmill/log.h"
 #include "taskmill/clock.h"
 #include "taskmill/files.h"
+#include "taskmill/batch.h"
 #include "taskmill/taskview.h"
 
 #define NS_PER_S INT64_C(1000000000)
 
 static Callback callback;
-
-static void arm_due(Callback *cb);
 
 static void update_status(Callback *cb)
 {
@@ -43,9 +49,7 @@ static json_t *record_new(const char *url)
                      "gave_up", 0, "next_attempt_ns");
 }
 
-/* Fills j->record, j->attempts and j->due_ns from callback.json. Returns 1 when the callback is
- * already finished (delivered or given up), 0 when it is owed, <0 on error. */
-static int record_load(int job_fd, CallbackJob *j)
+int callback_record_load(int job_fd, CallbackJob *j)
 {
     json_t *rec = NULL, *attempts, *next;
     int r = json_read_at(job_fd, "callback.json", &rec);
@@ -74,7 +78,8 @@ static int record_load(int job_fd, CallbackJob *j)
 
 static int record_write(Callback *cb, CallbackJob *j)
 {
-    int fd, r = jobdir_open(cb->data_fd, j->stage, j->id, &fd);
+    int fd, r = j->batch ? batch_open(cb->batches_fd, j->id, &fd)
+                         : jobdir_open(cb->data_fd, j->stage, j->id, &fd);
 
     if (r < 0)
         return r;
@@ -135,7 +140,7 @@ static void attempt_failed(Callback *cb, CallbackJob *j, long status, const char
     int64_t wait = backoff_s(cb, j->attempts);
 
     /* A refused address stays refused: trying again later would only repeat it. */
-    if (j->attempts >= max || j->refused[0]) {
+    if (j->attempts >= max || j->t.refused[0]) {
         log_task(LOG_WARNING, j->id,
                  "callback gave up after %d attempts url='%s' status=%ld error='%s'", j->attempts,
                  j->url, status, error ? error : "");
@@ -150,8 +155,12 @@ static void attempt_failed(Callback *cb, CallbackJob *j, long status, const char
     record_save(cb, j);
 }
 
-void callback_attempt_done(Callback *cb, CallbackJob *j, long status, const char *error)
+static void attempt_done(Callback *cb, Transfer *t, long status, const char *error)
 {
+    CallbackJob *j = (CallbackJob *)((char *)t - offsetof(CallbackJob, t));
+
+    j->in_flight = false;
+    cb->n_in_flight--;
     j->attempts++;
     if (record_attempt(j, status, error) < 0)
         log_task(LOG_ERR, j->id, "out of memory recording attempt %d", j->attempts);
@@ -164,31 +173,81 @@ void callback_attempt_done(Callback *cb, CallbackJob *j, long status, const char
         attempt_failed(cb, j, status, error);
     }
     update_status(cb);
-    if (daemon_stopping(cb->daemon) && cb->n_in_flight == 0)
+    if (daemon_stopping(cb->daemon) && cb->n_in_flight == 0 && http_busy(cb) == 0)
         daemon_quit(cb->daemon, 0);
-    arm_due(cb);
+    callback_arm(cb);
 }
 
-/* The body is the task object as the API shows it now, so it is built at each attempt. */
+/* The object the callback tells of, as the API shows it now: built at each attempt. */
+static int attempt_object(Callback *cb, CallbackJob *j, json_t **ret)
+{
+    if (j->batch)
+        return batch_callback_body(cb, j->id, ret);
+    return task_view(cb->data_fd, j->stage, j->id, ret);
+}
+
+/* GET: the URL with the id and state appended as query parameters. */
+static char *get_url(const CallbackJob *j, json_t *obj)
+{
+    const char *state = j->batch ? "finished" : json_string_value(json_object_get(obj, "state"));
+    char *url = NULL;
+
+    if (asprintf(&url, "%s%c%s=%s&state=%s", j->url, strchr(j->url, '?') ? '&' : '?',
+                 j->batch ? "batch_id" : "task_id", j->id, state ? state : "unknown") < 0)
+        return NULL;
+    return url;
+}
+
+static int attempt_send(Callback *cb, CallbackJob *j, json_t *obj)
+{
+    bool get = j->method && !strcmp(j->method, "GET");
+    char *body = get ? NULL : json_dumps(obj, JSON_COMPACT), *url = get ? get_url(j, obj) : NULL;
+    char idh[80], attempt[64], sig[256] = "X-Taskmill-Signature;";
+    const char *headers[] = {idh, attempt, sig, get ? NULL : "Content-Type: application/json",
+                             NULL};
+    TransferSpec spec = {.url = get ? url : j->url,
+                         .method = get ? "GET" : "POST",
+                         .body = body,
+                         .headers = headers,
+                         .timeout_s = cb->conf->callback_timeout};
+    int r = -ENOMEM;
+
+    snprintf(idh, sizeof(idh), "X-Taskmill-%s-Id: %s", j->batch ? "Batch" : "Task", j->id);
+    snprintf(attempt, sizeof(attempt), "X-Taskmill-Attempt: %d", j->attempts + 1);
+    /* The signature covers what the receiver gets: the body, or the URL of a GET. */
+    if ((get ? url : body) && guard_sign(cb->conf, get ? url : body, sig, sizeof(sig)) <= 0)
+        memmove(&headers[2], &headers[3], 2 * sizeof(headers[0])); /* no secret: unsigned */
+    j->t.done = attempt_done;
+    j->t.body_fd = -1;
+    if ((get ? url : body) && (r = transfer_start(cb, &j->t, &spec)) == 0) {
+        j->in_flight = true;
+        cb->n_in_flight++;
+    }
+    free(body);
+    free(url);
+    return r;
+}
+
 static void attempt_start(Callback *cb, CallbackJob *j)
 {
-    json_t *view = NULL;
-    char *body = NULL;
-    int r = task_view(cb->data_fd, j->stage, j->id, &view);
+    json_t *obj = NULL;
+    int r = attempt_object(cb, j, &obj);
 
     if (r == -ENOENT) {
-        log_task(LOG_INFO, j->id, "job was deleted, callback dropped");
+        log_task(LOG_INFO, j->id, "%s was deleted, callback dropped", j->batch ? "batch" : "job");
         jobs_drop(cb, j);
         return;
     }
     j->started_ns = now_ns();
     if (r == 0)
-        body = json_dumps(view, JSON_COMPACT);
-    json_decref(view);
-    if (r < 0 || !body || deliver_start(cb, j, body) < 0)
+        r = attempt_send(cb, j, obj);
+    json_decref(obj);
+    if (r < 0) {
         /* Recorded as a failed attempt, so a job that cannot be shown is given up eventually. */
-        callback_attempt_done(cb, j, 0, r < 0 ? strerror(-r) : "cannot start the request");
-    free(body);
+        j->in_flight = true;
+        cb->n_in_flight++;
+        attempt_done(cb, &j->t, 0, strerror(-r));
+    }
 }
 
 static void start_due(Callback *cb)
@@ -199,13 +258,13 @@ static void start_due(Callback *cb)
         next = jobs_next(cb, j); /* attempt_start may drop j */
         if (cb->n_in_flight >= CALLBACK_MAX_IN_FLIGHT)
             return;
-        if (!j->easy && j->due_ns <= now)
+        if (!j->in_flight && j->due_ns <= now)
             attempt_start(cb, j);
     }
 }
 
 /* Sets the due timer to the earliest job waiting, while a delivery slot is free. */
-static void arm_due(Callback *cb)
+void callback_arm(Callback *cb)
 {
     struct itimerspec its = {{0, 0}, {0, 0}};
     int64_t earliest = INT64_MAX;
@@ -214,7 +273,7 @@ static void arm_due(Callback *cb)
         return; /* the timer holds the stop deadline now */
     for (CallbackJob *j = jobs_next(cb, NULL); j && cb->n_in_flight < CALLBACK_MAX_IN_FLIGHT;
          j = jobs_next(cb, j))
-        if (!j->easy && j->due_ns < earliest)
+        if (!j->in_flight && j->due_ns < earliest)
             earliest = j->due_ns;
     if (earliest != INT64_MAX) {
         earliest = earliest > 0 ? earliest : 1; /* zero would disarm; the past fires at once */
@@ -229,9 +288,11 @@ static void arm_due(Callback *cb)
 static void stop_now(Callback *cb)
 {
     for (CallbackJob *j = jobs_next(cb, NULL); j; j = jobs_next(cb, j))
-        if (j->easy) {
+        if (j->in_flight) {
             log_task(LOG_NOTICE, j->id, "callback interrupted by stop url='%s'", j->url);
-            deliver_abort(cb, j);
+            transfer_abort(cb, &j->t);
+            j->in_flight = false;
+            cb->n_in_flight--;
         }
     daemon_quit(cb->daemon, 0);
 }
@@ -249,7 +310,7 @@ static int on_due(Daemon *d, int fd, uint32_t events, void *userdata)
         return 0;
     }
     start_due(cb);
-    arm_due(cb);
+    callback_arm(cb);
     update_status(cb);
     return 0;
 }
@@ -273,10 +334,11 @@ static CallbackJob *job_load(Stage stage, const char *id, int fd)
         memcpy(j->id, id, sizeof(j->id));
         j->stage = stage;
         j->url = t.callback_url;
-        t.callback_url = NULL;
+        j->method = t.callback_method;
+        t.callback_url = t.callback_method = NULL;
     }
     task_free(&t);
-    if (j && (r = record_load(fd, j)) != 0) {
+    if (j && (r = callback_record_load(fd, j)) != 0) {
         if (r < 0)
             log_task(LOG_ERR, id, "cannot schedule callback: %s", strerror(-r));
         jobs_free_one(j);
@@ -301,16 +363,20 @@ static void job_consider(Callback *cb, Stage stage, const char *id)
     }
     j = job_load(stage, id, fd);
     close(fd);
-    if (!j)
-        return;
+    if (j)
+        callback_owed(cb, j);
+}
+
+void callback_owed(Callback *cb, CallbackJob *j)
+{
     jobs_add(cb, j);
     if (j->attempts >= cb->conf->callback_max_attempts) { /* max_attempts was lowered */
-        log_task(LOG_WARNING, id, "callback gave up after %d attempts url='%s'", j->attempts,
+        log_task(LOG_WARNING, j->id, "callback gave up after %d attempts url='%s'", j->attempts,
                  j->url);
         job_settle(cb, j, "gave_up");
         return;
     }
-    log_task(LOG_DEBUG, id, "callback owed url='%s' attempts=%d", j->url, j->attempts);
+    log_task(LOG_DEBUG, j->id, "callback owed url='%s' attempts=%d", j->url, j->attempts);
 }
 
 typedef struct ScanCtx {
@@ -339,15 +405,22 @@ static void scan_all(Callback *cb)
     }
     log_info("scanned done/ and failed/: %u callbacks owed, %u new", cb->n_jobs,
              cb->n_jobs - before);
-    arm_due(cb);
+    batch_scan(cb);
+    callback_arm(cb);
     update_status(cb);
 }
 
-/* The queue creates ROOT/data: until it has, try again every second. */
+/* The queue creates ROOT/data and rest ROOT/data/batches: until they have, try again every
+ * second. */
 static void data_open(Callback *cb)
 {
-    int r = jobdir_open_data(cb->conf->root, false, &cb->data_fd);
+    int r = cb->data_fd >= 0 ? 0 : jobdir_open_data(cb->conf->root, false, &cb->data_fd);
 
+    if (r == 0 && cb->batches_fd < 0) {
+        cb->batches_fd = openat(cb->data_fd, "batches", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (cb->batches_fd < 0 && errno != ENOENT)
+            log_warning("cannot open data/batches: %s", strerror(errno));
+    }
     if (r < 0) {
         cb->data_fd = -1;
         if (!cb->data_warned)
@@ -365,6 +438,7 @@ static void queue_close(Callback *cb)
     daemon_unwatch(cb->daemon, cb->queue_fd);
     close(cb->queue_fd);
     cb->queue_fd = -1;
+    http_lost(cb);
 }
 
 /* A hint only: the scan after a reconnect catches what was missed. Never answered. */
@@ -385,9 +459,30 @@ static void on_job_finished(void *ctx, void *peer, json_t *msg)
         log_warning("queue sent a bad job.finished: id '%.40s' state '%.20s'", id, state);
         return;
     }
-    if (cb->data_fd >= 0)
+    if (cb->data_fd >= 0) {
         job_consider(cb, s, id);
-    arm_due(cb);
+        batch_task_ended(cb, s, id);
+    }
+    callback_arm(cb);
+}
+
+/* rest closed a batch (through the queue): it may have finished. */
+static void on_batch_check(void *ctx, void *peer, json_t *msg)
+{
+    Callback *cb = ctx;
+    const char *id;
+    char err[256];
+
+    (void)peer;
+    if (ipc_unpack(msg, err, sizeof(err), "{s:s}", "id", &id) < 0 || !task_id_valid(id)) {
+        log_warning("queue sent a bad batch.check: %s", err);
+        return;
+    }
+    if (cb->data_fd >= 0 && cb->batches_fd < 0)
+        data_open(cb);
+    if (cb->batches_fd >= 0)
+        batch_consider(cb, id);
+    callback_arm(cb);
 }
 
 static void on_queue_error(void *ctx, void *peer, json_t *msg)
@@ -395,12 +490,26 @@ static void on_queue_error(void *ctx, void *peer, json_t *msg)
     (void)ctx, (void)peer;
     log_warning("queue answered an error: %.200s",
                 json_string_value(json_object_get(msg, "message")));
+    http_on_answer(ctx, peer, msg);
 }
 
 static const IpcHandler queue_handlers[] = {
     {"job.finished", IPC_ROLE_QUEUE, on_job_finished},
+    {"batch.check", IPC_ROLE_QUEUE, on_batch_check},
+    {"work.assign", IPC_ROLE_QUEUE, http_on_assign},
+    {"work.cancel", IPC_ROLE_QUEUE, http_on_cancel},
+    {"ok", IPC_ROLE_QUEUE, http_on_answer},
     {"error", IPC_ROLE_QUEUE, on_queue_error},
 };
+
+int callback_send(Callback *cb, const char *type, json_t *body)
+{
+    if (cb->queue_fd < 0) {
+        json_decref(body);
+        return -ENOTCONN;
+    }
+    return ipc_send_new(cb->queue_fd, ipc_msg(type, ++cb->rid, body));
+}
 
 static int on_queue(Daemon *d, int fd, uint32_t events, void *userdata)
 {
@@ -420,7 +529,8 @@ static int on_queue(Daemon *d, int fd, uint32_t events, void *userdata)
  * on disk. */
 static void queue_connect(Callback *cb)
 {
-    int fd, r = ipc_connect_queue(cb->conf->runtime_dir, IPC_ROLE_CALLBACK, NULL, 2000, &fd);
+    int fd,
+        r = ipc_connect_queue(cb->conf->runtime_dir, IPC_ROLE_CALLBACK, http_hello(cb), 2000, &fd);
 
     if (r == 0 && (r = daemon_watch(cb->daemon, fd, EPOLLIN, on_queue, cb)) < 0)
         close(fd);
@@ -432,10 +542,12 @@ static void queue_connect(Callback *cb)
         return;
     }
     cb->queue_fd = fd;
+    cb->rid = 1; /* the hello's */
     cb->queue_warned = false;
     log_info("connected to the queue");
     if (cb->data_fd >= 0)
         scan_all(cb);
+    http_connected(cb);
 }
 
 /* --- the daemon ------------------------------------------------------------------------------ */
@@ -445,7 +557,12 @@ static int callback_init(Daemon *d, const Conf *c)
     Callback *cb = &callback;
     int r;
 
-    *cb = (Callback){.daemon = d, .conf = c, .data_fd = -1, .queue_fd = -1, .curl_timer_fd = -1};
+    *cb = (Callback){.daemon = d,
+                     .conf = c,
+                     .data_fd = -1,
+                     .batches_fd = -1,
+                     .queue_fd = -1,
+                     .curl_timer_fd = -1};
     daemon_set_userdata(d, cb);
     if ((r = guard_init(c)) < 0) {
         log_err("[callback] allow_networks: a network is malformed");
@@ -457,6 +574,8 @@ static int callback_init(Daemon *d, const Conf *c)
     r = daemon_watch(d, cb->due_fd, EPOLLIN, on_due, cb);
     if (r == 0)
         r = deliver_init(cb);
+    if (r == 0)
+        r = http_init(cb);
     if (r < 0)
         return r;
     data_open(cb);
@@ -471,18 +590,21 @@ static void callback_tick(Daemon *d)
 
     if (daemon_stopping(d))
         return;
-    if (cb->data_fd < 0)
+    if (cb->data_fd < 0 || cb->batches_fd < 0)
         data_open(cb);
     if (cb->queue_fd < 0)
         queue_connect(cb);
+    http_tick(cb);
 }
 
-/* Starts nothing new; lets what is in flight finish within the grace period (on_due). */
+/* Hands every http task back; starts no new callback and lets those in flight finish within
+ * the grace period (on_due). */
 static int callback_stop(Daemon *d)
 {
     Callback *cb = daemon_userdata(d);
     struct itimerspec its = {{0, 0}, {CALLBACK_STOP_GRACE_S, 0}};
 
+    http_stop_all(cb);
     if (cb->n_in_flight == 0)
         return 0;
     log_info("waiting up to %ds for %u callbacks in flight", CALLBACK_STOP_GRACE_S,
@@ -499,15 +621,18 @@ static void callback_shutdown(Daemon *d)
     Callback *cb = daemon_userdata(d);
 
     for (CallbackJob *j; (j = jobs_next(cb, NULL));) {
-        deliver_abort(cb, j);
+        transfer_abort(cb, &j->t);
         jobs_drop(cb, j);
     }
+    http_free(cb);
     deliver_free(cb);
     guard_free();
     if (cb->queue_fd >= 0)
         close(cb->queue_fd);
     if (cb->data_fd >= 0)
         close(cb->data_fd);
+    if (cb->batches_fd >= 0)
+        close(cb->batches_fd);
     if (cb->due_fd >= 0)
         close(cb->due_fd);
 }
@@ -516,11 +641,12 @@ int main(int argc, char **argv)
 {
     static const DaemonSpec spec = {
         .name = "callback",
-        .summary = "POSTs finished tasks to their callback_url, with retries.",
+        .summary = "Delivers callbacks of finished tasks and batches, and runs http tasks.",
         .init = callback_init,
         .stop = callback_stop,
         .shutdown = callback_shutdown,
         .on_tick = callback_tick,
+        .reload_types = true,
     };
     return daemon_main(argc, argv, &spec);
 }

@@ -1,20 +1,25 @@
-/* callback_deliver.c - HTTP delivery of callbacks with the libcurl multi interface.
+/* callback_deliver.c - HTTP transfers with the libcurl multi interface, for callbacks and for
+ * http tasks.
  *
  * libcurl never blocks the daemon: its sockets are watched by the daemon's epoll loop
  * (CURLMOPT_SOCKETFUNCTION -> daemon_watch) and its timeouts by a timerfd of our own
- * (CURLMOPT_TIMERFUNCTION). Each request is one POST with a bounded time, no redirects and only
- * http/https. Every finished transfer is reported once to callback_attempt_done; an aborted one
- * is not reported. Only callback.c calls in here. */
+ * (CURLMOPT_TIMERFUNCTION). Each transfer is one request with a bounded time, no redirects,
+ * no proxy from the environment, only http/https, and every address it connects to passes
+ * callback_guard first. Every finished transfer is reported once to its owner (t->done); an
+ * aborted one is not reported. */
 #define _GNU_SOURCE
 #include "callback.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "taskmill/files.h"
 #include "taskmill/log.h"
+#include "taskmill/text.h"
 
 #ifndef TASKMILL_VERSION
 #define TASKMILL_VERSION "0.0.0"
@@ -22,39 +27,81 @@
 
 #define CONNECT_TIMEOUT_MAX_S 10L
 
-/* The receiver's answer is not used: only its status counts. */
-static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+/* The answer's body: kept in body_fd up to body_max bytes, the rest counted and dropped. */
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-    (void)ptr, (void)userdata;
-    return size * nmemb;
+    Transfer *t = userdata;
+    size_t n = size * nmemb, keep = 0;
+
+    if (t->body_fd >= 0 && t->body_len < t->body_max)
+        keep = n < t->body_max - t->body_len ? n : (size_t)(t->body_max - t->body_len);
+    if (keep && fd_write_all(t->body_fd, ptr, keep) < 0)
+        t->write_failed = true;
+    t->body_truncated = t->body_truncated || keep < n;
+    t->body_len += keep;
+    return n;
+}
+
+/* Drops the spaces, tabs and CR LF around s. */
+static void trim(char *s)
+{
+    size_t b = strspn(s, " \t"), n = strlen(s);
+
+    while (n > b && strchr(" \t\r\n", s[n - 1]))
+        n--;
+    memmove(s, s + b, n - b);
+    s[n - b] = '\0';
+}
+
+/* The answer's headers, for an http task's result: the last value of each name, names in lower
+ * case, at most 64 of them. The status line and the blank line end are skipped. */
+static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    Transfer *t = userdata;
+    size_t n = size * nitems, k;
+    char name[128], value[1024], *colon = memchr(buf, ':', n);
+
+    if (!t->resp_headers || !colon || (size_t)(colon - buf) >= sizeof(name) ||
+        json_object_size(t->resp_headers) >= 64)
+        return n;
+    for (k = 0; buf + k < colon; k++)
+        name[k] = (char)tolower((unsigned char)buf[k]);
+    name[k] = '\0';
+    k = n - (size_t)(colon + 1 - buf);
+    snprintf(value, sizeof(value), "%.*s", (int)k, colon + 1);
+    trim(value);
+    if (utf8_valid(name) && utf8_valid(value) && !text_has_control(value))
+        json_object_set_new(t->resp_headers, name, json_string(value));
+    return n;
 }
 
 /* Ends a transfer: the handle leaves the multi stack and is freed. */
-static void request_free(Callback *cb, CallbackJob *j)
+static void request_free(Callback *cb, Transfer *t)
 {
-    curl_multi_remove_handle(cb->multi, j->easy);
-    curl_easy_cleanup(j->easy);
-    curl_slist_free_all(j->headers);
-    j->easy = NULL;
-    j->headers = NULL;
-    cb->n_in_flight--;
+    curl_multi_remove_handle(cb->multi, t->easy);
+    curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->headers);
+    t->easy = NULL;
+    t->headers = NULL;
+    cb->n_transfers--;
 }
 
 static void report_done(Callback *cb, CURL *easy, CURLcode res)
 {
-    CallbackJob *j = NULL;
+    Transfer *t = NULL;
     long status = 0;
     char error[CURL_ERROR_SIZE];
 
-    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&j);
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
     if (res != CURLE_OK)
         snprintf(error, sizeof(error), "%s",
-                 j->refused[0]  ? j->refused
-                 : j->errbuf[0] ? j->errbuf
+                 t->refused[0]  ? t->refused
+                 : t->errbuf[0] ? t->errbuf
                                 : curl_easy_strerror(res));
-    request_free(cb, j);
-    callback_attempt_done(cb, j, status, res == CURLE_OK ? NULL : error);
+    request_free(cb, t);
+    t->result = res;
+    t->done(cb, t, status, res == CURLE_OK ? NULL : error);
 }
 
 /* Hands every finished transfer to callback.c. */
@@ -172,21 +219,13 @@ void deliver_free(Callback *cb)
     curl_global_cleanup();
 }
 
-static struct curl_slist *request_headers(const CallbackJob *j, const char *body)
+static struct curl_slist *request_headers(const TransferSpec *spec)
 {
-    char id[64], attempt[64], sig[256] = "X-Taskmill-Signature;";
     /* "Expect:" turns off 100-continue, which costs a round trip or a one-second wait. */
-    const char *const lines[] = {"Content-Type: application/json", id, attempt, "Expect:", sig};
-    struct curl_slist *h = NULL, *t;
-    size_t n = sizeof(lines) / sizeof(lines[0]);
+    struct curl_slist *h = curl_slist_append(NULL, "Expect:"), *t;
 
-    snprintf(id, sizeof(id), "X-Taskmill-Task-Id: %s", j->id);
-    snprintf(attempt, sizeof(attempt), "X-Taskmill-Attempt: %d", j->attempts + 1);
-    if (guard_sign(j->conf, body, sig, sizeof(sig)) <= 0)
-        n--; /* no secret: no signature header */
-    for (size_t i = 0; i < n; i++) {
-        t = curl_slist_append(h, lines[i]);
-        if (!t) {
+    for (const char *const *l = spec->headers; h && l && *l; l++) {
+        if (!(t = curl_slist_append(h, *l))) {
             curl_slist_free_all(h);
             return NULL;
         }
@@ -198,25 +237,37 @@ static struct curl_slist *request_headers(const CallbackJob *j, const char *body
 /* Every connection curl opens passes the address check first. */
 static curl_socket_t open_socket(void *userdata, curlsocktype purpose, struct curl_sockaddr *a)
 {
-    CallbackJob *j = userdata;
+    Transfer *t = userdata;
 
     if (purpose != CURLSOCKTYPE_IPCXN ||
-        !guard_address_allowed(j->conf, &a->addr, j->refused, sizeof(j->refused)))
+        !guard_address_allowed(t->conf, &a->addr, t->refused, sizeof(t->refused)))
         return CURL_SOCKET_BAD;
     return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
-static bool request_setup(Callback *cb, CallbackJob *j, const char *body)
+static bool method_setup(CURL *e, const TransferSpec *spec)
 {
-    long timeout = cb->conf->callback_timeout;
-    CURL *e = j->easy;
+    if (!strcmp(spec->method, "GET") && !spec->body)
+        return curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK;
+    if (curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, spec->body ? spec->body : "") != CURLE_OK)
+        return false;
+    return !strcmp(spec->method, "POST") ||
+           curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, spec->method) == CURLE_OK;
+}
 
-    j->errbuf[0] = '\0';
-    j->refused[0] = '\0';
-    j->conf = cb->conf;
-    return curl_easy_setopt(e, CURLOPT_URL, j->url) == CURLE_OK &&
+static bool request_setup(Callback *cb, Transfer *t, const TransferSpec *spec)
+{
+    long timeout = spec->timeout_s > 0 ? spec->timeout_s : 30;
+    CURL *e = t->easy;
+
+    t->errbuf[0] = '\0';
+    t->refused[0] = '\0';
+    t->conf = cb->conf;
+    t->body_len = 0;
+    t->body_truncated = t->write_failed = false;
+    return curl_easy_setopt(e, CURLOPT_URL, spec->url) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket) == CURLE_OK &&
-           curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, j) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_PROXY, "") == CURLE_OK && /* no proxy from the env */
            curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
@@ -227,32 +278,34 @@ static bool request_setup(Callback *cb, CallbackJob *j, const char *body)
                CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_USERAGENT, "taskmill-callback/" TASKMILL_VERSION) ==
                CURLE_OK &&
-           curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->headers) == CURLE_OK &&
-           curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body) == CURLE_OK &&
-           curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body) == CURLE_OK &&
-           curl_easy_setopt(e, CURLOPT_ERRORBUFFER, j->errbuf) == CURLE_OK &&
-           curl_easy_setopt(e, CURLOPT_PRIVATE, j) == CURLE_OK;
+           curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers) == CURLE_OK &&
+           method_setup(e, spec) &&
+           curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_WRITEDATA, t) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_HEADERDATA, t) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_PRIVATE, t) == CURLE_OK;
 }
 
-int deliver_start(Callback *cb, CallbackJob *j, const char *body)
+int transfer_start(Callback *cb, Transfer *t, const TransferSpec *spec)
 {
-    j->conf = cb->conf;
-    j->easy = curl_easy_init();
-    j->headers = request_headers(j, body);
-    if (j->easy && j->headers && request_setup(cb, j, body) &&
-        curl_multi_add_handle(cb->multi, j->easy) == CURLM_OK) {
-        cb->n_in_flight++;
+    t->easy = curl_easy_init();
+    t->headers = request_headers(spec);
+    if (t->easy && t->headers && request_setup(cb, t, spec) &&
+        curl_multi_add_handle(cb->multi, t->easy) == CURLM_OK) {
+        cb->n_transfers++;
         return 0;
     }
-    curl_easy_cleanup(j->easy);
-    curl_slist_free_all(j->headers);
-    j->easy = NULL;
-    j->headers = NULL;
+    curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->headers);
+    t->easy = NULL;
+    t->headers = NULL;
     return -ENOMEM;
 }
 
-void deliver_abort(Callback *cb, CallbackJob *j)
+void transfer_abort(Callback *cb, Transfer *t)
 {
-    if (j->easy)
-        request_free(cb, j);
+    if (t->easy)
+        request_free(cb, t);
 }

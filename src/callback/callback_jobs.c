@@ -1,8 +1,8 @@
 /* callback_jobs.c - the table of callbacks owed, hashed by task id.
  *
  * A job lives here from the moment its callback is known to be owed until it is delivered or
- * given up; the job folder's callback.json is what survives a restart. Only callback.c calls
- * in here; nothing here does I/O. */
+ * given up; the callback.json of the job (or batch) folder is what survives a restart. Only
+ * callback.c and callback_batch.c call in here; nothing here does I/O. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +29,7 @@ void jobs_free_one(CallbackJob *j)
     if (!j)
         return;
     free(j->url);
+    free(j->method);
     json_decref(j->record);
     free(j);
 }

@@ -38,6 +38,7 @@ typedef struct ApiTaskForm {
     int priority;
     const char *callback_url;
     const char *params; /* JSON object text */
+    const char *batch;  /* the batch the task joins */
 } ApiTaskForm;
 
 int api_new(Api **ret);
@@ -61,6 +62,8 @@ char *api_escape(Api *h, const char *s);
  * JSON. A 2xx answer whose body is not JSON is -EBADMSG. */
 int api_get_json(Api *h, const char *url, long *ret_status, json_t **ret_json);
 int api_delete(Api *h, const char *url, long *ret_status, json_t **ret_json);
+/* POSTs a JSON body (NULL: an empty one). */
+int api_post_json(Api *h, const char *url, const char *body, long *ret_status, json_t **ret_json);
 /* Streams form->path from disk as multipart/form-data; the file is never loaded in memory. */
 int api_post_task(Api *h, const char *url, const ApiTaskForm *form, long *ret_status,
                   json_t **ret_json);

@@ -320,6 +320,33 @@ int api_delete(Api *h, const char *url, long *ret_status, json_t **ret_json)
     return http_exchange(h, ret_status, ret_json);
 }
 
+int api_post_json(Api *h, const char *url, const char *body, long *ret_status, json_t **ret_json)
+{
+    struct curl_slist *l = NULL, *t;
+    int r;
+
+    for (struct curl_slist *i = h->headers; i; i = i->next)
+        if (!(t = curl_slist_append(l, i->data))) {
+            curl_slist_free_all(l);
+            return -ENOMEM;
+        } else {
+            l = t;
+        }
+    if (!(t = curl_slist_append(l, "Content-Type: application/json"))) {
+        curl_slist_free_all(l);
+        return -ENOMEM;
+    }
+    l = t;
+    http_prepare(h, url);
+    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, l);
+    curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, body ? body : "");
+    curl_easy_setopt(h->curl, CURLOPT_TIMEOUT, HTTP_JSON_TIMEOUT);
+    r = http_exchange(h, ret_status, ret_json);
+    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, h->headers);
+    curl_slist_free_all(l);
+    return r;
+}
+
 static int mime_field(curl_mime *m, const char *name, const char *value)
 {
     curl_mimepart *p;
@@ -361,6 +388,7 @@ static int mime_build(Api *h, const ApiTaskForm *f, curl_mime **ret)
         {"priority", f->priority >= 0 ? prio : NULL},
         {"callback_url", f->callback_url},
         {"params", f->params},
+        {"batch", f->batch},
     };
     curl_mime *m = curl_mime_init(h->curl);
     int r = m ? 0 : -ENOMEM;

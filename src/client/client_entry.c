@@ -190,7 +190,10 @@ int entry_send(Sync *s, SyncEntry *e)
     };
     int r = dir ? form_params(s->conf, &params) : -ENOMEM;
 
+    if (r == 0 && !s->o->dry_run)
+        entry_batch_open(s);
     form.params = params;
+    form.batch = s->batch[0] ? s->batch : NULL;
     if (r == 0 && s->o->dry_run)
         sync_event(s, LOG_INFO, "would submit %s (key %.16s…)", e->path, e->key);
     else if (r == 0)
@@ -198,6 +201,51 @@ int entry_send(Sync *s, SyncEntry *e)
     free(params);
     free(dir);
     return r;
+}
+
+/* ---- the run's batch ---- */
+
+void entry_batch_open(Sync *s)
+{
+    char *url = NULL, host[64] = "?", context[128];
+    long status = 0;
+    json_t *req, *b = NULL;
+    char *body;
+
+    if (s->batch_tried)
+        return;
+    s->batch_tried = true;
+    gethostname(host, sizeof(host) - 1);
+    snprintf(context, sizeof(context), "taskmill sync from %.60s", host);
+    req = json_pack("{s:s}", "context", context);
+    body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (body && asprintf(&url, "%s/v1/batches", s->o->server) >= 0 &&
+        api_post_json(s->o->http, url, body, &status, &b) == 0 && status == 201 &&
+        task_id_valid(json_string_value(json_object_get(b, "id"))))
+        snprintf(s->batch, sizeof(s->batch), "%s", json_string_value(json_object_get(b, "id")));
+    if (s->batch[0])
+        sync_event(s, LOG_INFO, "this run's uploads go in batch %s", s->batch);
+    else
+        sync_event(s, LOG_NOTICE, "the server made no batch for this run (%ld): uploading without",
+                   status);
+    json_decref(b);
+    free(body);
+    free(url);
+}
+
+void entry_batch_close(Sync *s)
+{
+    char *url = NULL;
+    long status = 0;
+    json_t *b = NULL;
+
+    if (!s->batch[0] || asprintf(&url, "%s/v1/batches/%s/close", s->o->server, s->batch) < 0)
+        return;
+    if (api_post_json(s->o->http, url, NULL, &status, &b) < 0 || status != 200)
+        sync_event(s, LOG_WARNING, "cannot close batch %s (%ld)", s->batch, status);
+    json_decref(b);
+    free(url);
 }
 
 /* ---- DELETE ---- */

@@ -591,6 +591,7 @@ int sync_run(const SyncOptions *o)
         r = sync_loop(&s, &sc);
     if (r == 0)
         sync_summary(&s);
+    entry_batch_close(&s);
     scan_free(&sc);
     sync_free(&s);
     if (r == -EWOULDBLOCK)

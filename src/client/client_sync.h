@@ -162,6 +162,8 @@ typedef struct Sync {
     char *output_dir;                     /* [client] output_dir without trailing '/' */
     bool progress;                        /* a progress line is on the screen */
     bool throttled; /* the server said 429 in this pass: send nothing more until the next */
+    char batch[TASK_ID_LEN + 1]; /* this run's batch, "" until the first upload made it */
+    bool batch_tried;            /* a batch was asked for (the server may not make one) */
 } Sync;
 
 void sync_event(Sync *s, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -174,6 +176,11 @@ int sync_save(Sync *s);
 int entry_send(Sync *s, SyncEntry *e);
 int entry_poll(Sync *s, SyncEntry *e);
 int entry_delete(Sync *s, SyncEntry *e);
+/* This run's batch: made before its first upload, closed at the end of the run, so the server
+ * tells (GET /v1/batches/ID, its callback) when every file of the run has been converted. A
+ * server that makes no batch is used without. */
+void entry_batch_open(Sync *s);
+void entry_batch_close(Sync *s);
 /* Records a failed attempt: status failed while resubmissions are left, else gave_up. */
 void entry_record_failure(Sync *s, SyncEntry *e, const char *code, const char *message);
 bool entry_retry_due(const Sync *s, const SyncEntry *e);

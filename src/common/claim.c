@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "taskmill/clock.h"
@@ -17,27 +18,41 @@
 int claim_read(int job_fd, JobClaim *ret)
 {
     json_t *j = NULL;
-    json_int_t a = 0, i = 0, started = 0;
+    json_int_t a = 0, i = 0, started = 0, next = 0;
+    const char *code = "", *message = "";
     int active = 0, r = json_read_at(job_fd, CLAIM_FILE, &j);
 
     /* A missing or garbled claim.json holds no attempt worth keeping: it reads as zeros. */
     if (r < 0 && r != -ENOENT && r != -EBADMSG)
         return r;
     if (j)
-        json_unpack(j, "{s?I, s?I, s?I, s?b}", "attempts", &a, "interruptions", &i, "started_ns",
-                    &started, "active", &active);
+        json_unpack(j, "{s?I, s?I, s?I, s?b, s?I, s?{s?s, s?s}}", "attempts", &a, "interruptions",
+                    &i, "started_ns", &started, "active", &active, "next_attempt_ns", &next,
+                    "last_error", "code", &code, "message", &message);
+    *ret = (JobClaim){.attempts = a,
+                      .interruptions = i,
+                      .started_ns = started,
+                      .active = active,
+                      .next_attempt_ns = next};
+    snprintf(ret->last_code, sizeof(ret->last_code), "%s", code);
+    snprintf(ret->last_message, sizeof(ret->last_message), "%s", message);
     json_decref(j);
-    *ret = (JobClaim){.attempts = a, .interruptions = i, .started_ns = started, .active = active};
     return 0;
 }
 
 static int claim_write(int job_fd, const JobClaim *c)
 {
-    json_t *j = json_pack("{s:I, s:I, s:I, s:b}", "attempts", (json_int_t)c->attempts,
-                          "interruptions", (json_int_t)c->interruptions, "started_ns",
-                          (json_int_t)c->started_ns, "active", c->active);
-    int r = j ? json_write_at(job_fd, CLAIM_FILE, j) : -ENOMEM;
+    json_t *j =
+        json_pack("{s:I, s:I, s:I, s:b, s:I}", "attempts", (json_int_t)c->attempts, "interruptions",
+                  (json_int_t)c->interruptions, "started_ns", (json_int_t)c->started_ns, "active",
+                  c->active, "next_attempt_ns", (json_int_t)c->next_attempt_ns);
+    int r;
 
+    if (j && c->last_code[0])
+        json_object_set_new(
+            j, "last_error",
+            json_pack("{s:s, s:s}", "code", c->last_code, "message", c->last_message));
+    r = j ? json_write_at(job_fd, CLAIM_FILE, j) : -ENOMEM;
     json_decref(j);
     return r;
 }
@@ -55,6 +70,7 @@ int claim_start(int job_fd, JobClaim *ret)
     c.attempts++;
     c.active = true;
     c.started_ns = now_ns();
+    c.next_attempt_ns = 0;
     r = claim_write(job_fd, &c);
     if (r == 0 && ret)
         *ret = c;
@@ -98,5 +114,38 @@ int claim_interrupt(int job_fd)
         c.interruptions++;
     }
     c.active = false;
+    return claim_write(job_fd, &c);
+}
+
+int claim_retry(int job_fd, int64_t next_ns)
+{
+    json_t *e = NULL;
+    JobClaim c;
+    int r = claim_read(job_fd, &c);
+
+    if (r < 0)
+        return r;
+    if (json_read_at(job_fd, "error.json", &e) == 0) {
+        snprintf(c.last_code, sizeof(c.last_code), "%s",
+                 json_string_value(json_object_get(e, "code")) ?: "");
+        snprintf(c.last_message, sizeof(c.last_message), "%s",
+                 json_string_value(json_object_get(e, "message")) ?: "");
+        json_decref(e);
+    }
+    c.active = false;
+    c.next_attempt_ns = next_ns;
+    return claim_write(job_fd, &c);
+}
+
+int claim_rearm(int job_fd)
+{
+    JobClaim c;
+    int r = claim_read(job_fd, &c);
+
+    if (r < 0)
+        return r;
+    c.attempts = 0;
+    c.active = false;
+    c.next_attempt_ns = 0;
     return claim_write(job_fd, &c);
 }

@@ -25,7 +25,9 @@ typedef enum {
     KEY_LEVEL,
     KEY_PRESET,
     KEY_LIST,
-    KEY_OUTPUT
+    KEY_OUTPUT,
+    KEY_DOUBLE,
+    KEY_LOADSRC
 } KeyKind;
 
 typedef struct ConfKey {
@@ -69,17 +71,27 @@ static const ConfKey conf_keys[] = {
     K("convert", "max_cpu_seconds", KEY_INT, 0, 10000000, max_cpu_seconds),
     K("convert", "max_processes", KEY_INT, 0, 1000000, max_processes),
     K("convert", "max_open_files", KEY_INT, 0, 1000000, max_open_files),
+    K("convert", "load_source", KEY_LOADSRC, 0, 0, load_source),
+    K("convert", "load_medium", KEY_DOUBLE, 0, 1000, load_medium),
+    K("convert", "load_high", KEY_DOUBLE, 0, 1000, load_high),
+    K("convert", "parallel_low", KEY_INT, -1, 64, parallel_low),
+    K("convert", "parallel_medium", KEY_INT, -1, 64, parallel_medium),
+    K("convert", "parallel_high", KEY_INT, -1, 64, parallel_high),
+    K("convert", "cooldown", KEY_INT, 0, 86400, cooldown),
     K("convert", "max_width", KEY_INT, 16, 65536, max_width),
     K("convert", "max_height", KEY_INT, 16, 65536, max_height),
     K("convert", "max_streams", KEY_INT, 1, 1024, max_streams),
     K("convert", "max_duration", KEY_INT, 1, 10000000, max_duration),
     K("queue", "result_ttl", KEY_INT, 0, INT32_MAX, result_ttl),
     K("queue", "keep_failed_input", KEY_BOOL, 0, 1, keep_failed_input),
+    K("queue", "retry_backoff", KEY_INT, 1, 86400, retry_backoff),
+    K("queue", "history_max", KEY_INT, 10, 10000000, history_max),
     K("callback", "max_attempts", KEY_INT, 1, 1000, callback_max_attempts),
     K("callback", "timeout", KEY_INT, 1, 600, callback_timeout),
     K("callback", "backoff", KEY_INT, 1, 3600, callback_backoff),
     K("callback", "allow_networks", KEY_STR, 0, 0, callback_allow),
     K("callback", "secret", KEY_STR, 0, 0, callback_secret),
+    K("callback", "http_workers", KEY_INT, 1, 256, http_workers),
     K("log", "level", KEY_LEVEL, 0, 0, log_level),
     K("client", "server", KEY_STR, 0, 0, client_server),
     K("client", "token", KEY_STR, 0, 0, client_token),
@@ -95,6 +107,7 @@ static const ConfKey conf_keys[] = {
     K("client", "priority", KEY_INT, 0, 1000, client_priority),
     K("client", "crf", KEY_INT, 0, 51, client_crf),
     K("client", "preset", KEY_PRESET, 0, 0, client_preset),
+    K("ctl", "token", KEY_STR, 0, 0, ctl_token),
 };
 
 typedef struct LoadCtx {
@@ -129,15 +142,24 @@ static void conf_defaults(Conf *c)
         .max_cpu_seconds = 86400,
         .max_processes = 256,
         .max_open_files = 256,
+        .load_source = strdup("loadavg"),
+        .load_medium = 0.7,
+        .load_high = 1.5,
+        .parallel_low = -1,
+        .parallel_medium = -1,
+        .parallel_high = -1,
         .max_width = 8192,
         .max_height = 8192,
         .max_streams = 64,
         .max_duration = 86400,
         .result_ttl = 7 * 86400,
         .keep_failed_input = true,
+        .retry_backoff = 5,
+        .history_max = 10000,
         .callback_max_attempts = 8,
         .callback_timeout = 10,
         .callback_backoff = 2,
+        .http_workers = 4,
         .log_level = LOG_INFO,
         .client_include = strdup("*.mp4 *.mkv *.mov *.avi *.m4v *.webm *.mpg *.ts"),
         .client_exclude = strdup(""),
@@ -224,6 +246,22 @@ static const char *key_apply(const ConfKey *k, Conf *c, const char *v)
         free(*(char **)field);
         *(char **)field = strdup(v);
         return NULL;
+    case KEY_LOADSRC:
+        if (strcmp(v, "loadavg") && strcmp(v, "pressure"))
+            return "must be loadavg or pressure";
+        free(*(char **)field);
+        *(char **)field = strdup(v);
+        return NULL;
+    case KEY_DOUBLE: {
+        char *end;
+        double d;
+        errno = 0;
+        d = strtod(v, &end);
+        if (errno || end == v || *end || d < (double)k->min || d > (double)k->max)
+            return "must be a number in range";
+        *(double *)field = d;
+        return NULL;
+    }
     case KEY_PRESET:
         if (!tasktype_preset_known(v))
             return "must be one of x265's presets (ultrafast .. placebo)";
@@ -262,6 +300,12 @@ static int on_key(void *user, const char *section, const char *name, const char 
     LoadCtx *ctx = user;
     const char *why = "unknown key";
 
+    if (!strncmp(section, "type.", 5)) {
+        why = tasktype_conf_key(ctx->conf, section + 5, name, value);
+        if (why && !*ctx->err)
+            snprintf(ctx->err, ctx->errlen, "[%s] %s = '%s': %s", section, name, value, why);
+        return why ? 0 : 1;
+    }
     for (size_t i = 0; i < sizeof(conf_keys) / sizeof(conf_keys[0]); i++) {
         const ConfKey *k = &conf_keys[i];
         if (strcmp(k->section, section) || strcmp(k->name, name))
@@ -327,6 +371,11 @@ int conf_load(const char *path, Conf *ret, char *err, size_t errlen)
         }
     }
     c.n_client_folders = list_len(c.client_folders);
+    if (tasktype_conf_finish(&c, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: %s", path ? path : "built-in defaults", why);
+        conf_free(&c);
+        return -EINVAL;
+    }
     bad = check_paths(&c);
     if (bad) {
         snprintf(err, errlen, "%s: %s", path ? path : "built-in defaults", bad);
@@ -361,6 +410,9 @@ void conf_free(Conf *c)
     free(c->client_output_dir);
     free(c->client_suffix);
     free(c->client_preset);
+    free(c->load_source);
+    free(c->ctl_token);
+    tasktype_conf_free(c);
     *c = (Conf){0};
 }
 

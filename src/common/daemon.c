@@ -3,7 +3,8 @@
  * Order: parse arguments, load the config (a bad one stops here, naming file/line/key), open
  * logging, block signals into a signalfd, spec->init, READY=1, loop. The loop is epoll over the
  * daemon's fds, the signalfd and a one-second timerfd that pings the watchdog and calls
- * on_tick. SIGTERM/SIGINT: STOPPING=1, spec->stop, and the loop ends once the daemon quits. */
+ * on_tick. SIGTERM/SIGINT: STOPPING=1, spec->stop, and the loop ends once the daemon quits.
+ * SIGHUP: the task types are read again (reload_types). */
 #define _GNU_SOURCE
 #include "taskmill/daemon.h"
 
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "taskmill/log.h"
+#include "taskmill/tasktype.h"
 
 #ifndef TASKMILL_VERSION
 #define TASKMILL_VERSION "0.0.0"
@@ -35,6 +37,7 @@ typedef struct Watch {
 
 struct Daemon {
     const DaemonSpec *spec;
+    const char *config_path; /* as given with --config, NULL for the default */
     Conf conf;
     int epoll_fd, signal_fd, timer_fd;
     Watch *watches;
@@ -214,6 +217,29 @@ static void begin_stop(Daemon *d)
         daemon_quit(d, d->exit_code);
 }
 
+/* SIGHUP: the task types of the file as it is now. The table is swapped atomically; the old
+ * one stays allocated, so a task that started under it goes on. */
+static void reload_types(Daemon *d)
+{
+    Conf fresh;
+
+    if (!d->spec->reload_types) {
+        log_info("SIGHUP ignored: this daemon reads its config at start only");
+        return;
+    }
+    sd_notify(0, "RELOADING=1");
+    if (load_conf(d->config_path, &fresh) < 0) {
+        log_warning("reload refused; the task types stay as they were");
+    } else {
+        tasktype_conf_swap(&d->conf, &fresh);
+        log_info("reloaded: %zu task types", tasktype_count(&d->conf));
+        conf_free(&fresh);
+        if (d->spec->on_reload)
+            d->spec->on_reload(d);
+    }
+    sd_notify(0, "READY=1");
+}
+
 static void on_signals(Daemon *d)
 {
     struct signalfd_siginfo si;
@@ -223,6 +249,8 @@ static void on_signals(Daemon *d)
             d->spec->on_child(d);
         else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
             begin_stop(d);
+        else if (si.ssi_signo == SIGHUP && !d->stopping)
+            reload_types(d);
     }
 }
 
@@ -285,6 +313,7 @@ int daemon_main(int argc, char **argv, const DaemonSpec *spec)
     r = parse_args(argc, argv, spec, &config);
     if (r != 0)
         return r > 0 ? EXIT_SUCCESS : 2;
+    d.config_path = config;
     if (load_conf(config, &d.conf) < 0)
         return EXIT_FAILURE;
     log_set_max_level(d.conf.log_level);

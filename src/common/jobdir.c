@@ -241,13 +241,16 @@ int jobdir_each(int data_fd, Stage s, JobdirEachFn fn, void *userdata)
     return jobdir_each_entry(data_fd, s, each_id, &e);
 }
 
+/* What an attempt writes: temporaries and partials, outputs (output*, stdout.txt, the exec
+ * kind's tmp/), progress, result and error. */
 static bool is_attempt_output(const char *name)
 {
     size_t n = strlen(name);
 
     return !strncmp(name, ".tmp", 4) || (n > 8 && !strcmp(name + n - 8, ".partial")) ||
-           !strncmp(name, "output.", 7) || !strcmp(name, "progress.json") ||
-           !strcmp(name, "result.json") || !strcmp(name, "error.json");
+           !strncmp(name, "output", 6) || !strcmp(name, "stdout.txt") || !strcmp(name, "tmp") ||
+           !strcmp(name, "progress.json") || !strcmp(name, "result.json") ||
+           !strcmp(name, "error.json");
 }
 
 int jobdir_reset(int job_fd)

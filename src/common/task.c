@@ -79,8 +79,11 @@ void task_free(Task *t)
     free(t->file_path);
     free(t->input_name);
     free(t->callback_url);
+    free(t->callback_method);
     free(t->idempotency_key);
     free(t->owner);
+    free(t->context);
+    free(t->batch);
     json_decref(t->params);
     *t = (Task){0};
 }
@@ -88,59 +91,98 @@ void task_free(Task *t)
 int task_to_request_json(const Task *t, json_t **ret)
 {
     json_t *j = json_pack(
-        "{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s:O, s:s*, s:s*, s:s*}", "version",
-        TASK_REQUEST_VERSION, "id", t->id, "task_type", t->task_type, "file_name", t->file_name,
-        "file_path", t->file_path ? t->file_path : "", "input_name", t->input_name, "size",
-        (json_int_t)t->size, "priority", t->priority, "created_ns", (json_int_t)t->created_ns,
-        "created_at", time_json(t->created_ns), "params", t->params, "callback_url",
-        t->callback_url, "idempotency_key", t->idempotency_key, "owner", t->owner);
+        "{s:i, s:s, s:s, s:s*, s:s, s:s*, s:I, s:i, s:I, s:o, s:O, s:s*, s:s*, s:s*, s:s*, s:s*}",
+        "version", TASK_REQUEST_VERSION, "id", t->id, "task_type", t->task_type, "file_name",
+        t->file_name, "file_path", t->file_path ? t->file_path : "", "input_name", t->input_name,
+        "size", (json_int_t)t->size, "priority", t->priority, "created_ns",
+        (json_int_t)t->created_ns, "created_at", time_json(t->created_ns), "params", t->params,
+        "callback_url", t->callback_url, "callback_method", t->callback_method, "idempotency_key",
+        t->idempotency_key, "owner", t->owner, "context", t->context);
+
+    if (j && t->batch)
+        json_object_set_new(j, "batch", json_string(t->batch));
+    if (j && t->run_at_ns)
+        json_object_set_new(j, "run_at_ns", json_integer(t->run_at_ns));
+    if (j && t->timeout)
+        json_object_set_new(j, "timeout", json_integer(t->timeout));
     if (!j)
         return -ENOMEM;
     *ret = j;
     return 0;
 }
 
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* The checks a stored request must pass, whoever wrote it. */
+static const char *request_problem(const Task *t, const char *id, json_int_t size,
+                                   json_int_t created)
+{
+    if (!task_id_valid(id) || (t->file_name && task_file_name_problem(t->file_name)) ||
+        (t->input_name && task_file_name_problem(t->input_name)))
+        return "invalid id or file name";
+    if (t->priority < TASK_PRIORITY_MIN || t->priority > TASK_PRIORITY_MAX || size < 0 ||
+        created < 0 || t->run_at_ns < 0 || t->timeout < 0)
+        return "priority, size, created_ns, run_at_ns or timeout out of range";
+    if ((t->batch && !task_id_valid(t->batch)) ||
+        (t->callback_method && strcmp(t->callback_method, "GET") &&
+         strcmp(t->callback_method, "POST")))
+        return "invalid batch or callback_method";
+    return NULL;
+}
+
 int task_from_request_json(json_t *j, Task *ret, char *err, size_t errlen)
 {
     json_error_t e;
-    json_int_t priority;
-    const char *id, *type, *name, *path, *input, *cb = NULL, *key = NULL, *owner = NULL;
-    json_int_t size, created;
+    json_int_t priority, size, created, run_at = 0, timeout = 0, v = 0;
+    const char *id, *type, *name = NULL, *path, *input = NULL, *cb = NULL, *method = NULL,
+                           *key = NULL, *owner = NULL, *context = NULL, *batch = NULL;
+    const char *why;
     json_t *params;
     Task t = {0};
-
-    json_int_t v = 0;
 
     if (json_unpack_ex(j, &e, 0, "{s:I}", "version", &v) < 0 || v != TASK_REQUEST_VERSION) {
         snprintf(err, errlen, "request.json: unsupported version %lld", (long long)v);
         return -EBADMSG;
     }
-    if (json_unpack_ex(j, &e, 0, "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:o, s?s, s?s, s?s}",
+    if (json_unpack_ex(j, &e, 0,
+                       "{s:s, s:s, s?s, s:s, s?s, s:I, s:I, s:I, s:o, s?s, s?s, s?s, s?s, s?s, "
+                       "s?s, s?I, s?I}",
                        "id", &id, "task_type", &type, "file_name", &name, "file_path", &path,
                        "input_name", &input, "size", &size, "priority", &priority, "created_ns",
-                       &created, "params", &params, "callback_url", &cb, "idempotency_key", &key,
-                       "owner", &owner) < 0) {
+                       &created, "params", &params, "callback_url", &cb, "callback_method", &method,
+                       "idempotency_key", &key, "owner", &owner, "context", &context, "batch",
+                       &batch, "run_at_ns", &run_at, "timeout", &timeout) < 0) {
         snprintf(err, errlen, "request.json: %s", e.text);
         return -EBADMSG;
     }
-    if (!task_id_valid(id) || task_file_name_problem(name) || task_file_name_problem(input)) {
-        snprintf(err, errlen, "request.json: invalid id or file name");
-        return -EBADMSG;
-    }
-    if (priority < TASK_PRIORITY_MIN || priority > TASK_PRIORITY_MAX || size < 0 || created < 0) {
-        snprintf(err, errlen, "request.json: priority, size or created_ns out of range");
+    t = (Task){.file_name = (char *)name,
+               .input_name = (char *)input,
+               .batch = (char *)batch,
+               .callback_method = (char *)method,
+               .priority = (int)priority,
+               .run_at_ns = run_at,
+               .timeout = (int)timeout};
+    if (priority != (json_int_t)t.priority || timeout != (json_int_t)t.timeout)
+        t.priority = -1; /* out of int range: refused below */
+    if ((why = request_problem(&t, id, size, created))) {
+        snprintf(err, errlen, "request.json: %s", why);
         return -EBADMSG;
     }
     memcpy(t.id, id, sizeof(t.id));
     t.task_type = strdup(type);
-    t.file_name = strdup(name);
+    t.file_name = dup_or_null(name);
     t.file_path = strdup(path);
-    t.input_name = strdup(input);
-    t.callback_url = cb ? strdup(cb) : NULL;
-    t.idempotency_key = key ? strdup(key) : NULL;
-    t.owner = owner ? strdup(owner) : NULL;
+    t.input_name = dup_or_null(input);
+    t.callback_url = dup_or_null(cb);
+    t.callback_method = dup_or_null(method);
+    t.idempotency_key = dup_or_null(key);
+    t.owner = dup_or_null(owner);
+    t.context = dup_or_null(context);
+    t.batch = dup_or_null(batch);
     t.size = (uint64_t)size;
-    t.priority = (int)priority;
     t.created_ns = created;
     t.params = json_incref(params);
     *ret = t;

@@ -1,11 +1,17 @@
-/* convert.c - taskmill-convert: a pool of conversion workers fed by the queue.
+/* convert.c - taskmill-convert: a pool of workers fed by the queue (video and exec tasks).
  *
- * The pool announces its slots to the queue, keeps one work.claim outstanding per free slot,
- * and runs each assigned job in a child (convert_job.c). A child's exit status becomes
- * work.done (done, failed, crashed) or work.released (interrupted). On SIGTERM every child is
- * asked to stop, each job is handed back with work.released, and only then does the pool exit.
- * If the queue goes away, children are stopped and the pool reconnects on its own. */
+ * The pool announces its slots and the kinds it runs to the queue, keeps one work.claim
+ * outstanding per slot it may fill (fewer under load or cooldown, convert_load.c), and runs each
+ * assigned task in a child (convert_job.c). A child's exit status becomes work.done (done,
+ * failed, retry, crashed), with the attempt's figures, or work.released (interrupted). A task
+ * that outlives its timeout is killed and tried again later. The slots are reported to the
+ * queue (workers.report) on every change and every second while busy. On SIGTERM every
+ * child is asked to stop, each task is handed back with work.released, and only then does the
+ * pool exit. If the queue goes away, children are stopped and the pool reconnects on its own.
+ * SIGHUP re-reads the task types; running tasks go on. */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,18 +22,21 @@
 #include <unistd.h>
 
 #include "convert.h"
+#include "taskmill/clock.h"
 #include "taskmill/daemon.h"
+#include "taskmill/files.h"
 #include "taskmill/ipc.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/log.h"
-#include "taskmill/task.h"
-#include "taskmill/clock.h"
+
+#define REPORT_EVERY_S 1
 
 typedef struct Slot {
     pid_t pid;
-    int64_t started_ns;
+    int64_t started_ns, deadline_ns; /* deadline: the task's timeout; 0 = none */
     char id[TASK_ID_LEN + 1];
-    bool claimed; /* a work.claim for this slot is outstanding */
+    char type[72];
+    bool timed_out;
 } Slot;
 
 typedef struct Pool {
@@ -36,9 +45,13 @@ typedef struct Pool {
     int data_fd, queue_fd;
     int64_t rid;
     int64_t unacked_rid; /* last work.done/work.released the queue has not answered yet */
-    int64_t stop_ns;
+    int64_t stop_ns, last_start_ns;
+    int claims; /* work.claims outstanding */
     Slot *slots;
     int n_slots;
+    LoadGate gate;
+    char host[64];
+    unsigned ticks;
 } Pool;
 
 static Pool pool;
@@ -84,19 +97,114 @@ static void maybe_quit(Pool *p)
     daemon_quit(p->daemon, EXIT_SUCCESS);
 }
 
-static void update_status(Pool *p)
+/* --- what the slots are doing ----------------------------------------------------------------- */
+
+/* CPU seconds and resident memory of a running child, from /proc. */
+static void child_usage(pid_t pid, double *ret_cpu, uint64_t *ret_rss)
 {
-    daemon_status(p->daemon, "%d working, %d idle%s", busy_count(p), p->n_slots - busy_count(p),
-                  p->queue_fd < 0 ? ", waiting for the queue" : "");
+    char path[64], buf[1024], *p;
+    unsigned long utime = 0, stime = 0;
+    long rss = 0;
+    size_t len;
+    FILE *f;
+
+    *ret_cpu = 0;
+    *ret_rss = 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (!(f = fopen(path, "re")))
+        return;
+    len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    if (!(p = strrchr(buf, ')'))) /* the command name may hold spaces */
+        return;
+    if (sscanf(p + 2,
+               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d "
+               "%*u %*u %ld",
+               &utime, &stime, &rss) == 3) {
+        *ret_cpu = (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+        *ret_rss = (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+    }
 }
 
+static double slot_progress(Pool *p, const Slot *s)
+{
+    char path[128];
+    json_t *j = NULL;
+    double pct = 0;
+    int fd;
+
+    snprintf(path, sizeof(path), "in_progress/%s", s->id);
+    fd = openat(p->data_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0 && json_read_at(fd, "progress.json", &j) == 0)
+        pct = json_number_value(json_object_get(j, "percent"));
+    json_decref(j);
+    if (fd >= 0)
+        close(fd);
+    return pct;
+}
+
+static json_t *slot_json(Pool *p, int i)
+{
+    Slot *s = &p->slots[i];
+    char since[40];
+    uint64_t rss;
+    double cpu;
+
+    if (s->pid <= 0) {
+        bool held = busy_count(p) >= p->gate.allowed || p->gate.cooling;
+        return json_pack("{s:i, s:s, s:n, s:n, s:n, s:n, s:n, s:s*}", "slot", i, "state",
+                         held && p->gate.reason[0] ? "held" : "idle", "pid", "task_id", "task_type",
+                         "since", "progress", "held_because",
+                         held && p->gate.reason[0] ? p->gate.reason : NULL);
+    }
+    child_usage(s->pid, &cpu, &rss);
+    format_time(s->started_ns, since, sizeof(since));
+    return json_pack("{s:i, s:s, s:i, s:s, s:s, s:s, s:f, s:I, s:f}", "slot", i, "state", "busy",
+                     "pid", (int)s->pid, "task_id", s->id, "task_type", s->type, "since", since,
+                     "progress", slot_progress(p, s), "rss_bytes", (json_int_t)rss, "cpu_seconds",
+                     cpu);
+}
+
+/* The slots to the queue (a notification: not answered), for GET /v1/workers. */
+static void report_slots(Pool *p)
+{
+    json_t *slots = json_array();
+
+    for (int i = 0; i < p->n_slots; i++)
+        json_array_append_new(slots, slot_json(p, i));
+    if (p->queue_fd >= 0)
+        ipc_send_new(p->queue_fd, ipc_msg("workers.report", 0, json_pack("{s:o}", "slots", slots)));
+    else
+        json_decref(slots);
+}
+
+static void update_status(Pool *p)
+{
+    daemon_status(p->daemon, "%d working, %d idle%s%s%s", busy_count(p), p->n_slots - busy_count(p),
+                  p->queue_fd < 0 ? ", waiting for the queue" : "",
+                  p->gate.reason[0] ? ", held: " : "", p->gate.reason);
+    report_slots(p);
+}
+
+/* --- claims --------------------------------------------------------------------------------- */
+
+/* Keeps as many claims outstanding as tasks may start now: free slots, within the load gate,
+ * none during a cooldown. Claims over that number are withdrawn (work.unclaim). */
 static void claim_free_slots(Pool *p)
 {
-    if (daemon_stopping(p->daemon))
+    int busy = busy_count(p), want;
+
+    if (daemon_stopping(p->daemon) || p->queue_fd < 0)
         return;
-    for (int i = 0; i < p->n_slots; i++)
-        if (p->slots[i].pid == 0 && !p->slots[i].claimed && pool_send(p, "work.claim", NULL) == 0)
-            p->slots[i].claimed = true;
+    p->gate = load_gate(p->conf, busy, p->last_start_ns);
+    want = p->gate.cooling ? 0 : p->gate.allowed - busy;
+    want = want < p->n_slots - busy ? want : p->n_slots - busy;
+    want = want > 0 ? want : 0;
+    if (want < p->claims && pool_send(p, "work.unclaim", NULL) == 0)
+        p->claims = 0;
+    while (p->claims < want && pool_send(p, "work.claim", NULL) == 0)
+        p->claims++;
 }
 
 static Slot *slot_of(Pool *p, const char *id)
@@ -107,59 +215,62 @@ static Slot *slot_of(Pool *p, const char *id)
     return NULL;
 }
 
-/* The id of work.assign and work.cancel, decoded strictly like every IPC message. */
-static const char *msg_id(json_t *msg)
-{
-    const char *id = NULL;
-    char err[256];
-
-    if (ipc_unpack(msg, err, sizeof(err), "{s:s}", "id", &id) < 0 || !task_id_valid(id)) {
-        log_warning("queue sent a malformed %s: %s", ipc_type(msg), id ? "bad id" : err);
-        return NULL;
-    }
-    return id;
-}
+/* --- the queue's messages --------------------------------------------------------------------- */
 
 static void on_assign(void *ctx, void *peer, json_t *msg)
 {
     Pool *p = ctx;
-    const char *id = msg_id(msg);
+    const char *id = NULL, *type, *kind;
+    int timeout = 0, r;
+    char err[256];
     Slot *s = NULL;
-    int r;
 
     (void)peer;
-    for (int i = 0; i < p->n_slots && !s; i++)
-        if (p->slots[i].claimed)
-            s = &p->slots[i];
-    if (!id || !s) {
-        log_warning("queue assigned work we did not claim");
+    if (ipc_unpack(msg, err, sizeof(err), "{s:s, s:s, s:s, s:i}", "id", &id, "task_type", &type,
+                   "kind", &kind, "timeout", &timeout) < 0 ||
+        !task_id_valid(id)) {
+        log_warning("queue sent a malformed work.assign: %s", id ? "bad id" : err);
         return;
     }
-    s->claimed = false;
-    if (daemon_stopping(p->daemon)) {
+    p->claims = p->claims > 0 ? p->claims - 1 : 0;
+    for (int i = 0; i < p->n_slots && !s; i++)
+        if (p->slots[i].pid == 0)
+            s = &p->slots[i];
+    if (!s || daemon_stopping(p->daemon)) {
+        if (!s)
+            log_warning("queue assigned work but no slot is free: handing it back");
         pool_report(p, "work.released", json_pack("{s:s}", "id", id));
         return;
     }
+    *s = (Slot){.started_ns = now_ns()};
     snprintf(s->id, sizeof(s->id), "%s", id);
-    s->started_ns = now_ns();
+    snprintf(s->type, sizeof(s->type), "%s", type);
+    s->deadline_ns = timeout > 0 ? s->started_ns + (int64_t)timeout * 1000000000 : 0;
     r = job_spawn(p->conf, p->data_fd, id, &s->pid);
     if (r < 0) {
         log_task(LOG_ERR, id, "cannot start a worker: %s", strerror(-r));
+        *s = (Slot){0};
         pool_report(p, "work.released", json_pack("{s:s}", "id", id));
         return;
     }
-    log_task(LOG_INFO, id, "converting pid=%d", (int)s->pid);
+    p->last_start_ns = s->started_ns;
+    log_task(LOG_INFO, id, "started kind=%s type=%s pid=%d", kind, type, (int)s->pid);
     update_status(p);
 }
 
 static void on_cancel(void *ctx, void *peer, json_t *msg)
 {
     Pool *p = ctx;
-    const char *id = msg_id(msg);
-    Slot *s = id ? slot_of(p, id) : NULL;
+    const char *id = NULL;
+    char err[256];
+    Slot *s;
 
     (void)peer;
-    if (s) {
+    if (ipc_unpack(msg, err, sizeof(err), "{s:s}", "id", &id) < 0 || !task_id_valid(id)) {
+        log_warning("queue sent a malformed work.cancel: %s", id ? "bad id" : err);
+        return;
+    }
+    if ((s = slot_of(p, id))) {
         log_task(LOG_INFO, id, "stopping: the task was deleted");
         kill(s->pid, SIGTERM);
     }
@@ -167,15 +278,14 @@ static void on_cancel(void *ctx, void *peer, json_t *msg)
 
 static void queue_lost(Pool *p)
 {
-    log_warning("lost the queue; stopping running conversions");
+    log_warning("lost the queue; stopping running tasks");
     daemon_unwatch(p->daemon, p->queue_fd);
     close(p->queue_fd);
     p->queue_fd = -1;
-    for (int i = 0; i < p->n_slots; i++) {
-        p->slots[i].claimed = false;
+    p->claims = 0;
+    for (int i = 0; i < p->n_slots; i++)
         if (p->slots[i].pid > 0)
             kill(p->slots[i].pid, SIGTERM);
-    }
     update_status(p);
     maybe_quit(p);
 }
@@ -215,7 +325,9 @@ static int on_queue(Daemon *d, int fd, uint32_t events, void *userdata)
 static int queue_connect(Pool *p)
 {
     int fd, r = ipc_connect_queue(p->conf->runtime_dir, IPC_ROLE_CONVERT,
-                                  json_pack("{s:i}", "workers", p->n_slots), 5000, &fd);
+                                  json_pack("{s:i, s:[s, s], s:s}", "workers", p->n_slots, "kinds",
+                                            "video", "exec", "host", p->host),
+                                  5000, &fd);
 
     if (r == 0 && (r = daemon_watch(p->daemon, fd, EPOLLIN, on_queue, p)) < 0)
         close(fd);
@@ -223,40 +335,70 @@ static int queue_connect(Pool *p)
         return r;
     p->rid = 1; /* the hello's */
     p->queue_fd = fd;
+    p->claims = 0;
     log_info("connected to the queue with %d workers", p->n_slots);
     claim_free_slots(p);
     update_status(p);
     return 0;
 }
 
-/* Maps a child's exit status to what the queue must hear; ru is the child's resource use. */
-static void report_exit(Pool *p, Slot *s, int status, const struct rusage *ru)
+/* --- children ------------------------------------------------------------------------------- */
+
+static const char *outcome_of(int status)
 {
-    const char *outcome = "crashed";
+    if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_DONE)
+        return "done";
+    if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_FAILED)
+        return "failed";
+    if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_RETRY)
+        return "retry";
+    return "crashed";
+}
+
+/* The attempt's figures, for its task's history and GET /v1/workers/history. */
+static json_t *attempt_json(Pool *p, const Slot *s, int slot, const struct rusage *ru)
+{
+    char started[40], finished[40];
+    int64_t now = now_ns();
+    double cpu = (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) +
+                 (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e6;
+
+    format_time(s->started_ns, started, sizeof(started));
+    format_time(now, finished, sizeof(finished));
+    return json_pack("{s:i, s:i, s:s, s:s, s:s, s:s, s:f, s:f, s:I}", "slot", slot, "pid",
+                     (int)s->pid, "host", p->host, "task_type", s->type, "started_at", started,
+                     "finished_at", finished, "wall_seconds", (double)(now - s->started_ns) / 1e9,
+                     "cpu_seconds", cpu, "max_rss_bytes", (json_int_t)ru->ru_maxrss * 1024);
+}
+
+/* Maps a child's exit status to what the queue must hear; ru is the child's resource use. */
+static void report_exit(Pool *p, Slot *s, int slot, int status, const struct rusage *ru)
+{
+    const char *outcome = outcome_of(status);
     char msg[128];
+    json_t *attempt;
 
     if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_INTERRUPTED) {
         log_task(LOG_NOTICE, s->id, "interrupted, handing the job back");
         pool_report(p, "work.released", json_pack("{s:s}", "id", s->id));
         return;
     }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_DONE)
-        outcome = "done";
-    else if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_FAILED)
-        outcome = "failed";
-    if (!strcmp(outcome, "crashed")) {
-        snprintf(msg, sizeof(msg), "the converter process died (%s %d)",
+    if (s->timed_out) {
+        outcome = "retry";
+        job_write_error(p->data_fd, s->id, "timeout", "the task ran longer than its timeout");
+    } else if (!strcmp(outcome, "crashed")) {
+        snprintf(msg, sizeof(msg), "the worker process died (%s %d)",
                  WIFSIGNALED(status) ? "signal" : "exit status",
                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        job_write_crash(p->data_fd, s->id, msg);
+        job_write_error(p->data_fd, s->id, "worker_crashed", msg);
     }
+    attempt = attempt_json(p, s, slot, ru);
     log_task(!strcmp(outcome, "done") ? LOG_INFO : LOG_WARNING, s->id,
              "finished outcome=%s wall=%.2fs cpu=%.2fs max_rss=%ldKiB", outcome,
-             (double)(now_ns() - s->started_ns) / 1e9,
-             (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) +
-                 (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e6,
-             ru->ru_maxrss);
-    pool_report(p, "work.done", json_pack("{s:s, s:s}", "id", s->id, "outcome", outcome));
+             json_real_value(json_object_get(attempt, "wall_seconds")),
+             json_real_value(json_object_get(attempt, "cpu_seconds")), ru->ru_maxrss);
+    pool_report(p, "work.done",
+                json_pack("{s:s, s:s, s:o}", "id", s->id, "outcome", outcome, "attempt", attempt));
 }
 
 static void on_child(Daemon *d)
@@ -271,7 +413,7 @@ static void on_child(Daemon *d)
             Slot *s = &p->slots[i];
             if (s->pid != pid)
                 continue;
-            report_exit(p, s, status, &ru);
+            report_exit(p, s, i, status, &ru);
             *s = (Slot){0};
         }
     maybe_quit(p);
@@ -294,17 +436,26 @@ static int64_t idle_seconds(Pool *p, const Slot *s)
     return (now_ns() - last) / 1000000000;
 }
 
-/* The loop pings the watchdog; a conversion stuck inside a decoder or x265 is this loop's to
- * catch: it is killed and reported as a crashed attempt. */
+/* The loop pings the watchdog; a video conversion stuck inside a decoder or x265 is this loop's
+ * to catch (killed, a crashed attempt), as is any task past its timeout (killed, retried). */
 static void kill_stalled(Pool *p)
 {
+    int64_t now = now_ns();
+
     for (int i = 0; i < p->n_slots; i++) {
         Slot *s = &p->slots[i];
-        if (s->pid <= 0 || idle_seconds(p, s) < p->conf->stall_timeout)
+        const TaskType *tt = s->pid > 0 ? tasktype_find(p->conf, s->type) : NULL;
+        if (s->pid <= 0)
             continue;
-        log_task(LOG_ERR, s->id, "no progress for %d s, killing pid=%d", p->conf->stall_timeout,
-                 (int)s->pid);
-        kill(s->pid, SIGKILL);
+        if (s->deadline_ns && now > s->deadline_ns && !s->timed_out) {
+            log_task(LOG_WARNING, s->id, "over its timeout, killing pid=%d", (int)s->pid);
+            s->timed_out = true;
+            kill(s->pid, SIGKILL);
+        } else if (tt && tt->kind == &kind_video && idle_seconds(p, s) >= p->conf->stall_timeout) {
+            log_task(LOG_ERR, s->id, "no progress for %d s, killing pid=%d", p->conf->stall_timeout,
+                     (int)s->pid);
+            kill(s->pid, SIGKILL);
+        }
     }
 }
 
@@ -317,6 +468,9 @@ static void on_tick(Daemon *d)
     /* Reconnect only once the old children are gone: the new queue hands their jobs out again. */
     if (p->queue_fd < 0 && !daemon_stopping(d) && busy_count(p) == 0)
         queue_connect(p);
+    claim_free_slots(p); /* the load moves; so does what may start */
+    if (++p->ticks % REPORT_EVERY_S == 0 && busy_count(p) > 0)
+        report_slots(p);
 }
 
 static int convert_stop(Daemon *d)
@@ -338,6 +492,8 @@ static int convert_init(Daemon *d, const Conf *c)
 
     *p = (Pool){.daemon = d, .conf = c, .data_fd = -1, .queue_fd = -1, .n_slots = c->workers};
     daemon_set_userdata(d, p);
+    if (gethostname(p->host, sizeof(p->host)) < 0)
+        snprintf(p->host, sizeof(p->host), "localhost");
     p->slots = calloc((size_t)p->n_slots, sizeof(*p->slots));
     if (!p->slots)
         return -ENOMEM;
@@ -347,11 +503,11 @@ static int convert_init(Daemon *d, const Conf *c)
         return r;
     }
     if (jail_landlock_abi() > 0)
-        log_info("conversion children are confined with Landlock ABI %d, seccomp and rlimits",
+        log_info("task children are confined with Landlock ABI %d, seccomp and rlimits",
                  jail_landlock_abi());
     else
-        log_warning("this kernel has no Landlock: conversion children are confined by seccomp "
-                    "and rlimits only, not in what files they may open");
+        log_warning("this kernel has no Landlock: task children are confined by seccomp and "
+                    "rlimits only, not in what files they may open");
     if (queue_connect(p) < 0)
         log_notice("queue not reachable yet; will retry every second");
     update_status(p);
@@ -373,12 +529,13 @@ int main(int argc, char **argv)
 {
     static const DaemonSpec spec = {
         .name = "convert",
-        .summary = "Converts videos to H.265 for the queue, one child process per job.",
+        .summary = "Runs video and exec tasks for the queue, one child process per task.",
         .init = convert_init,
         .stop = convert_stop,
         .shutdown = convert_shutdown,
         .on_child = on_child,
         .on_tick = on_tick,
+        .reload_types = true,
     };
     return daemon_main(argc, argv, &spec);
 }

@@ -10,14 +10,41 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+#include <signal.h>
+
 #include "taskmill/conf.h"
+#include "taskmill/task.h"
+#include "taskmill/tasktype.h"
 
 enum {
-    JOB_EXIT_DONE = 0,         /* output verified, result.json written */
-    JOB_EXIT_FAILED = 10,      /* error.json written: the input cannot be converted */
+    JOB_EXIT_DONE = 0,         /* result published, result.json written */
+    JOB_EXIT_FAILED = 10,      /* error.json written: this task cannot succeed */
     JOB_EXIT_INTERRUPTED = 11, /* stopped by SIGTERM, partial output removed */
     JOB_EXIT_JAIL = 12,        /* the limits or the syscall filter could not be set */
+    JOB_EXIT_RETRY = 13,       /* error.json written: worth another attempt later */
 };
+
+/* The runners, one per kind, called in the child inside its job folder and its jail
+ * (convert_video.c, convert_exec.c). cancel turns nonzero on SIGTERM. They return JOB_EXIT_*. */
+int video_run(const Conf *c, const TaskType *tt, const Task *t, volatile sig_atomic_t *cancel);
+int exec_run(const Conf *c, const TaskType *tt, const Task *t, volatile sig_atomic_t *cancel);
+
+/* For the runners (the current directory is the job folder): error.json with a code and a
+ * message; and the result published: partial fsynced, hashed, renamed to disk, then
+ * result.json {file_name, disk_name, size, sha256, finished_ns, ...extra}. */
+int job_error(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int job_publish(const char *partial, const char *disk, const char *file_name, json_t *extra);
+
+/* convert_load.c: how many tasks may run now, and why a slot is held. */
+typedef struct LoadGate {
+    double load;       /* the measure now, -1 when unknown */
+    const char *level; /* low, medium, high */
+    int allowed;       /* tasks that may run at this level */
+    bool cooling;      /* a start must wait for [convert] cooldown */
+    char reason[128];  /* why a free slot is held, "" when none is */
+} LoadGate;
+LoadGate load_gate(const Conf *c, int busy, int64_t last_start_ns);
 
 /* Forks the child for job id (in data/in_progress/<id>); returns its pid. */
 int job_spawn(const Conf *c, int data_fd, const char *id, pid_t *ret_pid);
@@ -41,7 +68,8 @@ int jail_enter(const JailSpec *j);
  * confined beyond the service's own sandbox). */
 int jail_landlock_abi(void);
 
-/* Records in in_progress/<id>/error.json that the child died without saying why. */
-int job_write_crash(int data_fd, const char *id, const char *message);
+/* Records in in_progress/<id>/error.json why the pool ended an attempt the child could not
+ * report itself (it died, or outlived its timeout); the half-written output goes. */
+int job_write_error(int data_fd, const char *id, const char *code, const char *message);
 
 #endif

@@ -4,6 +4,7 @@
  * pending jobs to converters in priority order as soon as one has a free slot: every step is
  * driven by a message, there is no polling loop. */
 #include <errno.h>
+#include <sys/timerfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +26,8 @@ static void peer_close(Queue *q, Peer *p)
         }
     sched_peer_gone(q, p);
     close(p->fd);
+    json_decref(p->kinds);
+    json_decref(p->slots);
     free(p);
 }
 
@@ -71,12 +74,31 @@ static int on_accept(Daemon *d, int fd, uint32_t events, void *userdata)
     return 0;
 }
 
+/* A scheduled job (run_at, or a back-off) became due. */
+static int on_wake(Daemon *d, int fd, uint32_t events, void *userdata)
+{
+    Queue *q = userdata;
+    uint64_t n;
+
+    (void)d, (void)events;
+    if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        log_warning("wake timer: %s", strerror(errno));
+    sched_dispatch(q);
+    return 0;
+}
+
 static int queue_init(Daemon *d, const Conf *c)
 {
     Queue *q = &queue;
     int r;
 
-    *q = (Queue){.daemon = d, .conf = c, .data_fd = -1, .listen_fd = -1, .lock_fd = -1};
+    *q = (Queue){.daemon = d,
+                 .conf = c,
+                 .data_fd = -1,
+                 .listen_fd = -1,
+                 .lock_fd = -1,
+                 .wake_fd = -1,
+                 .history_lines = (size_t)-1};
     q->claims_tail = &q->claims;
     daemon_set_userdata(d, q);
     r = jobdir_open_data(c->root, true, &q->data_fd);
@@ -99,9 +121,14 @@ static int queue_init(Daemon *d, const Conf *c)
         log_err("cannot listen on %s/%s: %s", c->runtime_dir, IPC_QUEUE_SOCK, strerror(-r));
         return r;
     }
+    q->wake_fd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (q->wake_fd < 0 || (r = daemon_watch(d, q->wake_fd, EPOLLIN, on_wake, q)) < 0)
+        return q->wake_fd < 0 ? -errno : r;
+    q->draining = admin_draining_saved(q);
     r = sched_scan(q);
     if (r < 0)
         return r;
+    sched_arm(q);
     sched_update_status(q);
     return daemon_watch(d, q->listen_fd, EPOLLIN, on_accept, q);
 }
@@ -115,8 +142,12 @@ static void queue_shutdown(Daemon *d)
         Peer *p = q->peers;
         q->peers = p->next;
         close(p->fd);
+        json_decref(p->kinds);
+        json_decref(p->slots);
         free(p);
     }
+    if (q->wake_fd >= 0)
+        close(q->wake_fd);
     sched_free(q);
     if (q->listen_fd >= 0)
         close(q->listen_fd);
@@ -138,6 +169,12 @@ static void queue_tick(Daemon *d)
     }
 }
 
+/* SIGHUP: types may have been added or changed; jobs that waited for theirs may start now. */
+static void queue_reload(Daemon *d)
+{
+    sched_dispatch(daemon_userdata(d));
+}
+
 int main(int argc, char **argv)
 {
     static const DaemonSpec spec = {
@@ -146,6 +183,8 @@ int main(int argc, char **argv)
         .init = queue_init,
         .shutdown = queue_shutdown,
         .on_tick = queue_tick,
+        .reload_types = true,
+        .on_reload = queue_reload,
     };
     return daemon_main(argc, argv, &spec);
 }

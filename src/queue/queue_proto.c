@@ -26,20 +26,40 @@ static void reply_errno(Peer *p, json_t *msg, int r)
     reply(p, ipc_reply_error(msg, code, strerror(-r)));
 }
 
+/* The kinds a worker pool names must be known kinds; rest and callback name none... callback
+ * runs the http kind. */
+static bool kinds_valid(json_t *kinds)
+{
+    static const char *const known[] = {"video", "exec", "http"};
+    size_t i;
+    json_t *k;
+
+    json_array_foreach(kinds, i, k)
+    {
+        bool ok = false;
+        for (size_t n = 0; n < sizeof(known) / sizeof(known[0]); n++)
+            ok = ok || (json_is_string(k) && !strcmp(json_string_value(k), known[n]));
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 static void on_hello(void *ctx, void *peer, json_t *msg)
 {
     Queue *q = ctx;
     Peer *p = peer;
-    const char *role_name;
+    const char *role_name, *host = "";
+    json_t *kinds = NULL;
     IpcRole role;
     int workers = 0;
     char err[256] = "";
 
-    if (ipc_unpack(msg, err, sizeof(err), "{s:s, s?i}", "role", &role_name, "workers", &workers) <
-            0 ||
-        workers < 0 || workers > 1024) {
+    if (ipc_unpack(msg, err, sizeof(err), "{s:s, s?i, s?o, s?s}", "role", &role_name, "workers",
+                   &workers, "kinds", &kinds, "host", &host) < 0 ||
+        workers < 0 || workers > 1024 || (kinds && !kinds_valid(kinds))) {
         if (!*err)
-            snprintf(err, sizeof(err), "workers must be 0 to 1024");
+            snprintf(err, sizeof(err), "workers must be 0 to 1024, kinds known task kinds");
         log_warning("peer %d: bad hello: %s", p->fd, err);
         if (ipc_rid(msg))
             reply(p, ipc_reply_error(msg, "bad_request", err));
@@ -53,12 +73,14 @@ static void on_hello(void *ctx, void *peer, json_t *msg)
         return;
     }
     p->role = role;
-    p->workers = role == IPC_ROLE_CONVERT ? workers : 0;
+    p->workers = kinds ? workers : 0;
+    p->kinds = kinds ? json_incref(kinds) : json_array();
+    snprintf(p->host, sizeof(p->host), "%s", host);
     if (role != IPC_ROLE_REST)
-        log_info("peer %d is a %s%s", p->fd, role_name, role == IPC_ROLE_CONVERT ? " pool" : "");
+        log_info("peer %d is a %s with %d workers", p->fd, role_name, p->workers);
     if (ipc_rid(msg)) /* rest's hello is a notification */
         reply(p, ipc_reply_ok(msg, NULL));
-    sched_update_status(q);
+    sched_dispatch(q);
 }
 
 static bool unpack_id(Peer *p, json_t *msg, const char **id, const char **outcome)
@@ -123,20 +145,66 @@ static void on_claim(void *ctx, void *peer, json_t *msg)
     sched_claim(q, p, ipc_rid(msg));
 }
 
+/* rest closed a batch: the callback daemon decides whether it has finished. A hint: callback
+ * also checks every unfinished batch when it starts. */
+static void on_batch_closed(void *ctx, void *peer, json_t *msg)
+{
+    Queue *q = ctx;
+    Peer *p = peer;
+    const char *id;
+
+    if (!unpack_id(p, msg, &id, NULL))
+        return;
+    for (Peer *o = q->peers; o; o = o->next)
+        if (o->role == IPC_ROLE_CALLBACK)
+            ipc_send_new(o->fd, ipc_msg("batch.check", 0, json_pack("{s:s}", "id", id)));
+    reply(p, ipc_reply_ok(msg, NULL));
+}
+
+static void on_unclaim(void *ctx, void *peer, json_t *msg)
+{
+    Queue *q = ctx;
+    Peer *p = peer;
+    char err[256];
+
+    if (ipc_unpack(msg, err, sizeof(err), "{}") < 0) {
+        reply(p, ipc_reply_error(msg, "bad_request", err));
+        return;
+    }
+    sched_unclaim(q, p);
+    reply(p, ipc_reply_ok(msg, NULL));
+}
+
 static void on_done(void *ctx, void *peer, json_t *msg)
 {
     Queue *q = ctx;
     Peer *p = peer;
     const char *id, *outcome;
-    int r;
+    json_t *attempt = NULL;
+    char err[256];
+    int r = ipc_unpack(msg, err, sizeof(err), "{s:s, s:s, s?o}", "id", &id, "outcome", &outcome,
+                       "attempt", &attempt);
 
-    if (!unpack_id(p, msg, &id, &outcome))
-        return;
-    if (strcmp(outcome, "done") && strcmp(outcome, "failed") && strcmp(outcome, "crashed")) {
-        reply(p, ipc_reply_error(msg, "bad_request", "outcome must be done, failed or crashed"));
+    const char *why = NULL;
+
+    if (r == 0 && !task_id_valid(id))
+        why = "id is not a task id";
+    else if (r == 0 && strcmp(outcome, "done") && strcmp(outcome, "failed") &&
+             strcmp(outcome, "retry") && strcmp(outcome, "crashed"))
+        why = "outcome must be done, failed, retry or crashed";
+    else if (r == 0 && attempt && !json_is_object(attempt))
+        why = "attempt must be an object";
+    if (why) {
+        snprintf(err, sizeof(err), "%s", why);
+        r = -EINVAL;
+    }
+    if (r < 0) {
+        reply(p, ipc_reply_error(msg, "bad_request", err));
         return;
     }
-    r = sched_finish(q, p, id, outcome);
+    attempt = attempt ? json_deep_copy(attempt) : NULL;
+    r = sched_finish(q, p, id, outcome, attempt);
+    json_decref(attempt);
     reply(p,
           r < 0 ? ipc_reply_error(msg, "not_found", "job is not yours") : ipc_reply_ok(msg, NULL));
 }
@@ -168,16 +236,110 @@ static void on_status(void *ctx, void *peer, json_t *msg)
 {
     Queue *q = ctx;
     Peer *p = peer;
-    unsigned working = sched_working(q), max = sched_max_workers(q);
+    unsigned working = sched_working(q), max = sched_max_workers(q), scheduled = sched_scheduled(q);
+    json_t *st =
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:{s:I, s:I}}", "waiting",
+                  (json_int_t)(q->n_pending - scheduled), "scheduled", (json_int_t)scheduled,
+                  "working", (json_int_t)working, "done", (json_int_t)q->n_done, "failed",
+                  (json_int_t)q->n_failed, "max_workers", (json_int_t)max, "free_workers",
+                  (json_int_t)(max > working ? max - working : 0), "draining", q->draining, "peers",
+                  "convert", (json_int_t)count_role(q, IPC_ROLE_CONVERT), "callback",
+                  (json_int_t)count_role(q, IPC_ROLE_CALLBACK));
+    json_t *held = admin_held(q);
 
-    reply(p, ipc_reply_ok(msg,
-                          json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "waiting",
-                                    (json_int_t)q->n_pending, "working", (json_int_t)working,
-                                    "done", (json_int_t)q->n_done, "failed",
-                                    (json_int_t)q->n_failed, "max_workers", (json_int_t)max,
-                                    "free_workers", (json_int_t)(max > working ? max - working : 0),
-                                    "peers", "convert", (json_int_t)count_role(q, IPC_ROLE_CONVERT),
-                                    "callback", (json_int_t)count_role(q, IPC_ROLE_CALLBACK))));
+    json_object_update(st, held);
+    json_decref(held);
+    reply(p, ipc_reply_ok(msg, st));
+}
+
+/* A pool's slots as it sees them: kept until the next report, shown by workers.get. */
+static void on_workers_report(void *ctx, void *peer, json_t *msg)
+{
+    Peer *p = peer;
+    json_t *slots;
+    char err[256];
+
+    (void)ctx;
+    if (ipc_unpack(msg, err, sizeof(err), "{s:o}", "slots", &slots) < 0 || !json_is_array(slots)) {
+        log_warning("peer %d sent a bad workers.report", p->fd);
+        return; /* a notification: never answered */
+    }
+    json_decref(p->slots);
+    p->slots = json_deep_copy(slots);
+}
+
+static void on_workers_get(void *ctx, void *peer, json_t *msg)
+{
+    Queue *q = ctx;
+    Peer *p = peer;
+    char err[256];
+
+    if (ipc_unpack(msg, err, sizeof(err), "{}") < 0) {
+        reply(p, ipc_reply_error(msg, "bad_request", err));
+        return;
+    }
+    reply(p, ipc_reply_ok(msg, json_pack("{s:o, s:b}", "workers", admin_workers(q), "draining",
+                                         q->draining)));
+}
+
+static void on_retry(void *ctx, void *peer, json_t *msg)
+{
+    static const struct {
+        int r;
+        const char *code, *message;
+    } answers[] = {
+        {-ENOENT, "not_found", "no such task"},
+        {-EBUSY, "not_failed", "only a failed task can be retried"},
+        {-ENODATA, "input_gone", "the task's input is no longer kept on the server"},
+    };
+    Queue *q = ctx;
+    Peer *p = peer;
+    const char *id;
+    int r;
+
+    if (!unpack_id(p, msg, &id, NULL))
+        return;
+    r = sched_retry(q, id);
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++)
+        if (answers[i].r == r) {
+            reply(p, ipc_reply_error(msg, answers[i].code, answers[i].message));
+            return;
+        }
+    if (r < 0)
+        reply_errno(p, msg, r);
+    else
+        reply(p, ipc_reply_ok(msg, NULL));
+}
+
+static void on_drain(void *ctx, void *peer, json_t *msg)
+{
+    Queue *q = ctx;
+    Peer *p = peer;
+    int on, r;
+    char err[256];
+
+    if (ipc_unpack(msg, err, sizeof(err), "{s:b}", "on", &on) < 0) {
+        reply(p, ipc_reply_error(msg, "bad_request", err));
+        return;
+    }
+    r = admin_drain(q, on);
+    if (r < 0)
+        reply_errno(p, msg, r);
+    else
+        reply(p, ipc_reply_ok(msg, json_pack("{s:b}", "draining", q->draining)));
+}
+
+static void on_check(void *ctx, void *peer, json_t *msg)
+{
+    Queue *q = ctx;
+    Peer *p = peer;
+    char err[256];
+
+    if (ipc_unpack(msg, err, sizeof(err), "{}") < 0) {
+        reply(p, ipc_reply_error(msg, "bad_request", err));
+        return;
+    }
+    reply(p, ipc_reply_ok(msg, admin_check(q)));
 }
 
 /* Peers answer our notifications; an answer is never answered, or two peers could ping-pong. */
@@ -193,15 +355,23 @@ static void on_answer(void *ctx, void *peer, json_t *msg)
 
 enum { R = IPC_ROLE_REST, C = IPC_ROLE_CONVERT, B = IPC_ROLE_CALLBACK, N = IPC_ROLE_NONE };
 
-/* Who may send what: a converter cannot delete a task, rest cannot report work. */
+/* Who may send what: a converter cannot delete a task, rest cannot report work. The callback
+ * daemon is also a worker pool (it runs the http kind). */
 static const IpcHandler handlers[] = {
+    {"workers.report", C | B, on_workers_report},
+    {"workers.get", R, on_workers_get},
+    {"job.retry", R, on_retry},
+    {"batch.closed", R, on_batch_closed},
+    {"admin.drain", R, on_drain},
+    {"admin.check", R, on_check},
     {"hello", N, on_hello},
     {"job.submitted", R, on_submitted},
     {"job.delete", R, on_delete},
     {"status.get", R, on_status},
-    {"work.claim", C, on_claim},
-    {"work.done", C, on_done},
-    {"work.released", C, on_released},
+    {"work.claim", C | B, on_claim},
+    {"work.unclaim", C | B, on_unclaim},
+    {"work.done", C | B, on_done},
+    {"work.released", C | B, on_released},
     {"ok", C | B, on_answer},
     {"error", C | B, on_answer},
 };

@@ -1,15 +1,20 @@
 /* queue_sched.c - the queue's state machine: which job moves where, and who works on what.
  *
- * request -> pending (sched_submit), pending -> in_progress (sched_dispatch, when a converter
- * has claimed work), in_progress -> done|failed (sched_finish) or back to pending (sched_release,
- * an interruption; or a crash within the attempt limit). Pending jobs are handed out by
- * priority (higher first), then creation time, then id: FIFO within a priority. Every move goes
- * through jobdir_move; a move that fails is logged and leaves the job where it was. */
+ * request -> pending (sched_submit), pending -> in_progress (sched_dispatch, when a worker that
+ * runs the job's kind has claimed work), in_progress -> done|failed (sched_finish) or back to
+ * pending (sched_release, an interruption; or a transient failure within the type's attempt
+ * limit, which waits an exponential back-off). Pending jobs are handed out by priority (higher
+ * first), then creation time, then id: FIFO within a priority; a job whose time has not come
+ * (run_at, a back-off) waits, and a timer, not a poll, wakes the queue when it is due. A type's
+ * max_parallel caps its running jobs; while draining nothing starts. Every move goes through
+ * jobdir_move; a move that fails is logged and leaves the job where it was. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "queue.h"
@@ -19,8 +24,9 @@
 #include "taskmill/ipc.h"
 #include "taskmill/log.h"
 #include "taskmill/recover.h"
+#include "taskmill/tasktype.h"
 
-static int pending_add(Queue *q, const char *id, int priority, int64_t created_ns)
+static int pending_add(Queue *q, const Pending *job)
 {
     if (q->n_pending == q->cap_pending) {
         size_t cap = q->cap_pending ? q->cap_pending * 2 : 64;
@@ -30,10 +36,7 @@ static int pending_add(Queue *q, const char *id, int priority, int64_t created_n
         q->pending = p;
         q->cap_pending = cap;
     }
-    Pending *e = &q->pending[q->n_pending++];
-    memcpy(e->id, id, sizeof(e->id));
-    e->priority = priority;
-    e->created_ns = created_ns;
+    q->pending[q->n_pending++] = *job;
     return 0;
 }
 
@@ -46,16 +49,74 @@ static bool pending_before(const Pending *a, const Pending *b)
     return strcmp(a->id, b->id) < 0;
 }
 
+static bool peer_runs(const Peer *p, const char *kind)
+{
+    size_t i;
+    json_t *k;
+
+    json_array_foreach(p->kinds, i, k)
+    {
+        if (kind && !strcmp(json_string_value(k), kind))
+            return true;
+    }
+    return false;
+}
+
+static unsigned running_of_type(const Queue *q, const char *type)
+{
+    unsigned n = 0;
+
+    for (Running *r = q->running; r; r = r->next)
+        n += !strcmp(r->type, type);
+    return n;
+}
+
+/* May this job start now on a worker of p? Its time has come, its type is in the config (as it
+ * is now: SIGHUP may add or change types), p runs its kind, and the type is under its
+ * max_parallel. */
+static bool startable(const Queue *q, const Pending *job, const Peer *p, int64_t now)
+{
+    const TaskType *tt = tasktype_find(q->conf, job->type);
+
+    return tt && job->not_before_ns <= now && peer_runs(p, tt->kind->name) &&
+           (!tt->max_parallel || running_of_type(q, job->type) < (unsigned)tt->max_parallel);
+}
+
 /* A linear scan: a claim costs O(pending), microseconds for a hundred thousand jobs, and the
  * order stays obviously right. */
-static ssize_t pending_best(const Queue *q)
+static ssize_t pending_best(const Queue *q, const Peer *p, int64_t now)
 {
     ssize_t best = -1;
 
     for (size_t i = 0; i < q->n_pending; i++)
-        if (best < 0 || pending_before(&q->pending[i], &q->pending[best]))
+        if (startable(q, &q->pending[i], p, now) &&
+            (best < 0 || pending_before(&q->pending[i], &q->pending[best])))
             best = (ssize_t)i;
     return best;
+}
+
+unsigned sched_scheduled(const Queue *q)
+{
+    int64_t now = now_ns();
+    unsigned n = 0;
+
+    for (size_t i = 0; i < q->n_pending; i++)
+        n += q->pending[i].not_before_ns > now;
+    return n;
+}
+
+void sched_arm(Queue *q)
+{
+    struct itimerspec its = {{0, 0}, {0, 0}};
+    int64_t now = now_ns(), earliest = INT64_MAX;
+
+    for (size_t i = 0; i < q->n_pending; i++)
+        if (q->pending[i].not_before_ns > now && q->pending[i].not_before_ns < earliest)
+            earliest = q->pending[i].not_before_ns;
+    if (earliest != INT64_MAX)
+        its.it_value = (struct timespec){earliest / 1000000000, earliest % 1000000000};
+    if (q->wake_fd >= 0 && timerfd_settime(q->wake_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+        log_err("cannot arm the wake timer: %s", strerror(errno));
 }
 
 static void pending_del(Queue *q, size_t i)
@@ -118,35 +179,60 @@ unsigned sched_max_workers(const Queue *q)
     unsigned n = 0;
 
     for (Peer *p = q->peers; p; p = p->next)
-        if (p->role == IPC_ROLE_CONVERT)
-            n += (unsigned)p->workers;
+        n += (unsigned)p->workers;
     return n;
 }
 
 void sched_update_status(Queue *q)
 {
-    daemon_status(q->daemon, "%u working, %zu pending, %u done, %u failed", sched_working(q),
-                  q->n_pending, q->n_done, q->n_failed);
+    daemon_status(q->daemon, "%u working, %zu pending (%u scheduled), %u done, %u failed%s",
+                  sched_working(q), q->n_pending, sched_scheduled(q), q->n_done, q->n_failed,
+                  q->draining ? ", draining" : "");
 }
 
-/* Reads priority and creation time of a job and puts it on the pending list. */
+/* What the scheduler needs of a pending job: its priority, age, type, kind, time limit, and
+ * when it may start (run_at, or a back-off after a transient failure). */
+static int pending_read(Queue *q, int fd, const char *id, Pending *ret, char *err, size_t errlen)
+{
+    const TaskType *tt;
+    JobClaim c = {0};
+    Task t;
+    int r = task_load(fd, &t, err, errlen);
+
+    if (r < 0)
+        return r;
+    claim_read(fd, &c);
+    tt = tasktype_find(q->conf, t.task_type);
+    *ret = (Pending){.priority = t.priority,
+                     .created_ns = t.created_ns,
+                     .not_before_ns =
+                         t.run_at_ns > c.next_attempt_ns ? t.run_at_ns : c.next_attempt_ns,
+                     .timeout = t.timeout};
+    memcpy(ret->id, id, sizeof(ret->id));
+    snprintf(ret->type, sizeof(ret->type), "%s", t.task_type);
+    if (!tt)
+        log_task(LOG_WARNING, id, "task type '%s' is not in the config: the job waits",
+                 t.task_type);
+    task_free(&t);
+    return 0;
+}
+
+/* Puts a job of pending/ on the pending list; an unreadable one goes to corrupt/. */
 static int pending_load(Queue *q, const char *id)
 {
     char err[256];
-    Task t;
+    Pending job;
     int fd, r = jobdir_open(q->data_fd, STAGE_PENDING, id, &fd);
 
     if (r < 0)
         return r;
-    r = task_load(fd, &t, err, sizeof(err));
+    r = pending_read(q, fd, id, &job, err, sizeof(err));
     close(fd);
     if (r < 0) {
         log_task(LOG_ERR, id, "unreadable, moved to corrupt/: %s", err);
         return jobdir_move(q->data_fd, id, STAGE_PENDING, STAGE_CORRUPT);
     }
-    r = pending_add(q, id, t.priority, t.created_ns);
-    task_free(&t);
-    return r;
+    return pending_add(q, &job);
 }
 
 /* Clears what an attempt left behind and moves the job back to pending. */
@@ -254,37 +340,65 @@ static int claim_begin(int job_fd)
     return claim_start(job_fd, NULL);
 }
 
+static Running *running_add(Queue *q, const Pending *job, Peer *p)
+{
+    Running *run = calloc(1, sizeof(*run));
+
+    if (!run)
+        return NULL;
+    memcpy(run->id, job->id, sizeof(run->id));
+    memcpy(run->type, job->type, sizeof(run->type));
+    run->peer = p;
+    run->next = q->running;
+    q->running = run;
+    return run;
+}
+
+static void claim_take(Queue *q, Waiter **cp)
+{
+    Waiter *c = *cp;
+
+    *cp = c->next;
+    q->claims_tail = &q->claims;
+    while (*q->claims_tail)
+        q->claims_tail = &(*q->claims_tail)->next;
+    free(c);
+}
+
+/* Starts the best job for the first claim that has one; false when none can start. */
 static bool dispatch_one(Queue *q)
 {
-    Waiter *c = q->claims;
-    ssize_t best = pending_best(q);
+    int64_t now = now_ns();
+    ssize_t best = -1;
+    const TaskType *tt;
+    Waiter **cp;
     Pending job;
-    Running *run;
     int r;
 
-    if (!c || best < 0)
+    if (q->draining)
+        return false;
+    for (cp = &q->claims; *cp && (best = pending_best(q, (*cp)->peer, now)) < 0; cp = &(*cp)->next)
+        ;
+    if (best < 0)
         return false;
     job = q->pending[best];
+    tt = tasktype_find(q->conf, job.type); /* startable: it is there */
     pending_del(q, (size_t)best);
     r = jobdir_move(q->data_fd, job.id, STAGE_PENDING, STAGE_IN_PROGRESS);
     if (r == 0)
         r = claim_apply(q, job.id, claim_begin);
-    if (r < 0) {
-        log_task(LOG_ERR, job.id, "cannot start: %s", strerror(-r));
+    if (r < 0 || !running_add(q, &job, (*cp)->peer)) {
+        log_task(LOG_ERR, job.id, "cannot start: %s", strerror(r < 0 ? -r : ENOMEM));
         return true;
     }
-    run = calloc(1, sizeof(*run));
-    memcpy(run->id, job.id, sizeof(run->id));
-    run->peer = c->peer;
-    run->next = q->running;
-    q->running = run;
-    q->claims = c->next;
-    if (!q->claims)
-        q->claims_tail = &q->claims;
-    ipc_send_new(c->peer->fd, ipc_msg("work.assign", c->rid, json_pack("{s:s}", "id", job.id)));
-    log_task(LOG_INFO, job.id, "moved from=pending to=in_progress worker=%d priority=%d",
-             c->peer->fd, job.priority);
-    free(c);
+    ipc_send_new(
+        (*cp)->peer->fd,
+        ipc_msg("work.assign", (*cp)->rid,
+                json_pack("{s:s, s:s, s:s, s:i}", "id", job.id, "task_type", job.type, "kind",
+                          tt->kind->name, "timeout", job.timeout ? job.timeout : tt->timeout)));
+    log_task(LOG_INFO, job.id, "moved from=pending to=in_progress worker=%d type=%s priority=%d",
+             (*cp)->peer->fd, job.type, job.priority);
+    claim_take(q, cp);
     return true;
 }
 
@@ -292,6 +406,7 @@ void sched_dispatch(Queue *q)
 {
     while (dispatch_one(q))
         ;
+    sched_arm(q);
     sched_update_status(q);
 }
 
@@ -321,7 +436,7 @@ static void drop_input(Queue *q, Stage s, const char *id)
     if (keep || jobdir_open(q->data_fd, s, id, &fd) < 0)
         return;
     if (task_load(fd, &t, err, sizeof(err)) == 0) {
-        if (unlinkat(fd, t.input_name, 0) == 0)
+        if (t.input_name && unlinkat(fd, t.input_name, 0) == 0)
             fsync(fd);
         task_free(&t);
     }
@@ -330,7 +445,10 @@ static void drop_input(Queue *q, Stage s, const char *id)
 
 static void finish_move(Queue *q, Running *run, Stage to)
 {
-    int r = jobdir_move(q->data_fd, run->id, STAGE_IN_PROGRESS, to);
+    int r;
+
+    claim_apply(q, run->id, claim_end);
+    r = jobdir_move(q->data_fd, run->id, STAGE_IN_PROGRESS, to);
 
     if (r < 0) {
         log_task(LOG_ERR, run->id, "cannot move to %s: %s", stage_dir(to), strerror(-r));
@@ -359,29 +477,94 @@ static int64_t attempts_of(Queue *q, const char *id)
     return c.attempts;
 }
 
-int sched_finish(Queue *q, Peer *p, const char *id, const char *outcome)
+static int max_attempts_of(const Queue *q, const char *type)
+{
+    const TaskType *tt = tasktype_find(q->conf, type);
+
+    return tt ? tt->max_attempts : q->conf->max_attempts;
+}
+
+/* [queue] retry_backoff seconds, doubled for every attempt after the first, at most an hour. */
+static int64_t backoff_ns(const Queue *q, int64_t attempts)
+{
+    int64_t s = q->conf->retry_backoff;
+
+    for (int64_t i = 1; i < attempts && s < 3600; i++)
+        s *= 2;
+    return (s < 3600 ? s : 3600) * 1000000000LL;
+}
+
+/* A transient failure: another attempt after a back-off, or the end when none is left. */
+static void retry_or_fail(Queue *q, Running *run, const char *outcome)
+{
+    int64_t attempts = attempts_of(q, run->id), next;
+    int max = max_attempts_of(q, run->type), fd;
+
+    if (attempts >= max) {
+        finish_move(q, run, STAGE_FAILED);
+        return;
+    }
+    next = now_ns() + backoff_ns(q, attempts);
+    if (jobdir_open(q->data_fd, STAGE_IN_PROGRESS, run->id, &fd) == 0) {
+        claim_retry(fd, next);
+        close(fd);
+    }
+    log_task(LOG_WARNING, run->id, "%s on attempt %lld of %d, next in %llds",
+             !strcmp(outcome, "crashed") ? "worker crashed" : "transient failure",
+             (long long)attempts, max, (long long)((next - now_ns()) / 1000000000));
+    job_requeue(q, run->id, STAGE_IN_PROGRESS);
+}
+
+int sched_finish(Queue *q, Peer *p, const char *id, const char *outcome, json_t *attempt)
 {
     Running *run = running_find(q, id);
-    int64_t attempts;
 
     if (!run || run->peer != p)
         return -ENOENT;
     if (run->deleting) /* deleted while it ran: the result is not wanted */
         return sched_release(q, p, id);
-    if (!strcmp(outcome, "done")) {
-        finish_move(q, run, STAGE_DONE);
-    } else if (!strcmp(outcome, "crashed") &&
-               (attempts = attempts_of(q, id)) < q->conf->max_attempts) {
-        log_task(LOG_WARNING, id, "worker crashed on attempt %lld of %d, retrying",
-                 (long long)attempts, q->conf->max_attempts);
-        claim_apply(q, id, claim_end);
-        job_requeue(q, id, STAGE_IN_PROGRESS);
-    } else {
-        finish_move(q, run, STAGE_FAILED);
+    if (attempt) {
+        json_object_set_new(attempt, "outcome", json_string(outcome));
+        admin_history_add(q, STAGE_IN_PROGRESS, id, attempt);
     }
+    if (!strcmp(outcome, "done"))
+        finish_move(q, run, STAGE_DONE);
+    else if (!strcmp(outcome, "failed"))
+        finish_move(q, run, STAGE_FAILED);
+    else
+        retry_or_fail(q, run, outcome);
     running_del(q, run);
     sched_dispatch(q);
     return 0;
+}
+
+int sched_retry(Queue *q, const char *id)
+{
+    char err[256];
+    Task t;
+    int fd, r = jobdir_open(q->data_fd, STAGE_FAILED, id, &fd);
+    Stage s;
+
+    if (r == -ENOENT)
+        return jobdir_find(q->data_fd, id, &s) == 0 ? -EBUSY : -ENOENT;
+    if (r < 0)
+        return r;
+    r = task_load(fd, &t, err, sizeof(err));
+    if (r == 0 && t.input_name && faccessat(fd, t.input_name, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+        r = -ENODATA; /* its input is gone ([queue] keep_failed_input = no, or expired) */
+    task_free(&t);
+    if (r == 0 && (r = claim_rearm(fd)) == 0)
+        r = jobdir_reset(fd) < 0 ? -EIO : 0;
+    close(fd);
+    if (r < 0)
+        return r;
+    if ((r = jobdir_move(q->data_fd, id, STAGE_FAILED, STAGE_PENDING)) < 0)
+        return r;
+    q->n_failed--;
+    log_task(LOG_INFO, id, "retried: moved from=failed to=pending");
+    r = pending_load(q, id);
+    sched_dispatch(q);
+    return r;
 }
 
 /* Answers every client waiting for the deletion of a running job. */
@@ -455,12 +638,17 @@ int sched_delete(Queue *q, Peer *p, int64_t rid, const char *id)
     return r;
 }
 
-void sched_peer_gone(Queue *q, Peer *p)
+void sched_unclaim(Queue *q, Peer *p)
 {
     waiters_drop(&q->claims, p);
     q->claims_tail = &q->claims;
     while (*q->claims_tail)
         q->claims_tail = &(*q->claims_tail)->next;
+}
+
+void sched_peer_gone(Queue *q, Peer *p)
+{
+    sched_unclaim(q, p);
     for (Running *run = q->running, *next; run; run = next) {
         next = run->next;
         waiters_drop(&run->delete_waiters, p);

@@ -132,7 +132,7 @@ static int rest_init(Daemon *d, const Conf *c)
     socklen_t len;
     int r;
 
-    rest = (Rest){.conf = c, .data_fd = -1, .request_fd = -1, .keys_fd = -1};
+    rest = (Rest){.conf = c, .data_fd = -1, .request_fd = -1, .keys_fd = -1, .batches_fd = -1};
     daemon_set_userdata(d, &rest);
     r = jobdir_open_data(c->root, true, &rest.data_fd);
     if (r < 0) {
@@ -144,6 +144,11 @@ static int rest_init(Daemon *d, const Conf *c)
         return -errno;
     rest.keys_fd = openat(rest.data_fd, "keys", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (rest.keys_fd < 0)
+        return -errno;
+    if (mkdirat(rest.data_fd, "batches", 0750) < 0 && errno != EEXIST)
+        return -errno;
+    rest.batches_fd = openat(rest.data_fd, "batches", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rest.batches_fd < 0)
         return -errno;
     if (rest.request_fd < 0 || (r = resolve_listen(c, &ss, &len)) < 0)
         return rest.request_fd < 0 ? -errno : r;
@@ -176,6 +181,8 @@ static void rest_shutdown(Daemon *d)
         close(r->request_fd);
     if (r->keys_fd >= 0)
         close(r->keys_fd);
+    if (r->batches_fd >= 0)
+        close(r->batches_fd);
     auth_free();
     free(r->tls_cert);
     free(r->tls_key);
@@ -213,6 +220,7 @@ int main(int argc, char **argv)
         .init = rest_init,
         .shutdown = rest_shutdown,
         .on_tick = rest_tick,
+        .reload_types = true,
     };
     return daemon_main(argc, argv, &spec);
 }

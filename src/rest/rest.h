@@ -13,12 +13,15 @@
 #include <time.h>
 
 #include "taskmill/conf.h"
+#include "taskmill/task.h"
+#include "taskmill/tasktype.h"
 
 typedef struct Rest {
     const Conf *conf;
     int data_fd;
     int request_fd; /* data/request, where uploads are written */
     int keys_fd;    /* data/keys, the idempotency keys */
+    int batches_fd; /* data/batches */
     struct MHD_Daemon *mhd;
     char *tls_cert, *tls_key; /* PEM text, kept for MHD's lifetime */
     unsigned ticks;           /* seconds since the last sweep of data/keys */
@@ -60,6 +63,9 @@ typedef struct Req {
     char arg[128];      /* the task id in the path */
     Upload *upload;     /* POST /v1/tasks */
     uint64_t discarded; /* bytes of a body nobody wants */
+    bool body_wanted;   /* an endpoint with a JSON body */
+    char *body;         /* that body, NUL-terminated */
+    size_t body_len;    /* its length (past JSON_BODY_MAX: counted, not kept) */
 } Req;
 
 /* rest_route.c: the request's life in libmicrohttpd (MHD_AccessHandlerCallback etc.). */
@@ -80,6 +86,9 @@ bool auth_sees(const Auth *a, const char *owner);
 
 /* rest_http.c: responses */
 enum MHD_Result http_json(struct MHD_Connection *c, unsigned status, json_t *body);
+/* The same with a Location header (NULL: none). */
+enum MHD_Result http_json_with(struct MHD_Connection *c, unsigned status, json_t *body,
+                               const char *location);
 enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *code,
                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status);
@@ -91,6 +100,58 @@ enum MHD_Result http_error_close(struct MHD_Connection *c, unsigned status, cons
 /* Calls the queue (as role rest). */
 int rest_queue_call(const Rest *rest, const char *type, json_t *body, int timeout_ms,
                     json_t **ret_reply);
+
+/* rest_submit.c: the fields of POST /v1/tasks (multipart text or JSON) become a Task */
+enum {
+    SUBMIT_TYPE,
+    SUBMIT_FILE_NAME,
+    SUBMIT_FILE_PATH,
+    SUBMIT_PRIORITY,
+    SUBMIT_CALLBACK,
+    SUBMIT_CALLBACK_DONE,
+    SUBMIT_PARAMS,
+    SUBMIT_CONTEXT,
+    SUBMIT_BATCH,
+    SUBMIT_RUN_AT,
+    SUBMIT_DELAY,
+    SUBMIT_TIMEOUT,
+    SUBMIT_IDEM,
+    SUBMIT_MAX
+};
+typedef struct SubmitError {
+    unsigned status; /* 0: no error yet */
+    char code[40];
+    char message[300];
+} SubmitError;
+typedef struct SubmitFile {
+    const char *part_name; /* filename= of the file part, or NULL */
+    uint64_t size;
+} SubmitFile;
+int submit_field(const char *name); /* SUBMIT_*, or -1 */
+const char *submit_field_name(int f);
+/* Records the first error; returns -EINVAL. */
+int submit_fail(SubmitError *e, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A JSON body's members as the text a form would carry (the caller frees them). */
+int submit_from_json(const char *body, size_t len, char *ret_fields[SUBMIT_MAX], SubmitError *e);
+/* callback_url, or seed 002's callback_done={"type":"http","url":...,"method":"GET"|"POST"}
+ * (its JSON text): the URL and the method (NULL: POST) to keep. */
+int submit_callback(const char *url, const char *done, char **ret_url, char **ret_method,
+                    SubmitError *e);
+/* context: one line of UTF-8 text, at most TASK_CONTEXT_MAX bytes. */
+int submit_context(const char *v, SubmitError *e);
+/* Checks every field and fills t (id, input_name and idempotency_key are the caller's). */
+int submit_build(Rest *rest, const Auth *a, char *const f[SUBMIT_MAX], const SubmitFile *file,
+                 Task *t, SubmitError *e);
+
+/* rest_batch.c: batches, data/batches/<id>/batch.json */
+/* A task may join batch id: it exists, the caller sees it, it is not sealed. With task, the
+ * task joins (tasks/<task> is written, under a lock shared with the close). */
+int batch_join(Rest *rest, const Auth *a, const char *id, const char *task, SubmitError *e);
+enum MHD_Result batches_create(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                               const char *body, size_t len);
+enum MHD_Result batches_get(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
+enum MHD_Result batches_close(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
 
 /* rest_upload.c: POST /v1/tasks, streamed into data/request/.tmp-<uuid>/ */
 /* 0: read the body; 1: answered before the body (upload_finish sends the answer); <0: error */
@@ -122,6 +183,8 @@ int idem_sweep(Rest *rest, time_t min_age, unsigned *ret_removed);
 enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
 enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
 enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
+/* POST /v1/tasks/<id>/retry: a failed task back to pending with its kept input. */
+enum MHD_Result tasks_retry(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
 enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a);
 enum MHD_Result tasks_status(Rest *rest, struct MHD_Connection *c);
 enum MHD_Result tasks_health(Rest *rest, struct MHD_Connection *c);
@@ -136,6 +199,14 @@ int tasks_range_parse(const char *h, uint64_t size, Range *ret);
 /* A list cursor, "<created_ns>.<id>" of the last task of the previous page; NULL is none (0,
  * nothing set); -EINVAL for anything we did not give out. */
 int tasks_cursor_parse(const char *s, int64_t *ret_ns, char ret_id[37]);
+
+/* rest_admin.c: the operator's endpoints (a token of role admin, or the open API) */
+enum MHD_Result admin_workers(Rest *rest, struct MHD_Connection *c);
+enum MHD_Result admin_history(Rest *rest, struct MHD_Connection *c);
+enum MHD_Result admin_drain(Rest *rest, struct MHD_Connection *c, bool on);
+enum MHD_Result admin_check(Rest *rest, struct MHD_Connection *c);
+/* A queue reply without its envelope (v, type, rid), or NULL when it is an error. */
+json_t *queue_reply_body(json_t *reply);
 
 /* What a token stores: its unfinished tasks (received, pending, in progress) and the bytes of
  * all its tasks' inputs and results on disk. */

@@ -16,6 +16,12 @@
 
 enum MHD_Result http_json(struct MHD_Connection *c, unsigned status, json_t *body)
 {
+    return http_json_with(c, status, body, NULL);
+}
+
+enum MHD_Result http_json_with(struct MHD_Connection *c, unsigned status, json_t *body,
+                               const char *location)
+{
     char *s = json_dumps(body, JSON_INDENT(2) | JSON_ENSURE_ASCII);
     struct MHD_Response *resp;
     enum MHD_Result ret;
@@ -32,6 +38,8 @@ enum MHD_Result http_json(struct MHD_Connection *c, unsigned status, json_t *bod
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, JSON_TYPE);
+    if (location)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
     ret = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     return ret;

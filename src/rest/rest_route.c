@@ -24,14 +24,26 @@
 
 /* Largest body read and dropped on an endpoint that takes none. */
 #define DISCARD_MAX 65536
+/* Largest JSON body of an endpoint that takes one (POST /v1/batches). */
+#define JSON_BODY_MAX (64 * 1024)
 
 typedef enum MHD_Result (*RouteFn)(Rest *rest, struct MHD_Connection *c, const Auth *a,
                                    const char *arg);
+typedef enum MHD_Result (*BodyFn)(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                  const char *body, size_t len);
+
+/* Who may call an endpoint. */
+typedef enum Access {
+    ACCESS_TOKEN,  /* any valid token (or the open API) */
+    ACCESS_PUBLIC, /* no token needed */
+    ACCESS_ADMIN,  /* a token of role admin (or the open API) */
+} Access;
 
 struct Route {
     const char *method, *prefix, *suffix; /* suffix NULL: exact path; else prefix ID suffix */
-    RouteFn fn;                           /* NULL for the upload, which has its own calls */
-    bool public_;                         /* served without a token */
+    RouteFn fn;                           /* NULL for the upload and for body_fn routes */
+    Access access;
+    BodyFn body_fn; /* takes a JSON body of at most JSON_BODY_MAX bytes */
 };
 
 static enum MHD_Result on_task_types(Rest *rest, struct MHD_Connection *c, const Auth *a,
@@ -61,16 +73,67 @@ static enum MHD_Result on_health(Rest *rest, struct MHD_Connection *c, const Aut
     return tasks_health(rest, c);
 }
 
+static enum MHD_Result on_workers(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                  const char *arg)
+{
+    (void)arg, (void)a;
+    return admin_workers(rest, c);
+}
+
+static enum MHD_Result on_history(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                  const char *arg)
+{
+    (void)arg, (void)a;
+    return admin_history(rest, c);
+}
+
+static enum MHD_Result on_drain(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                const char *arg)
+{
+    (void)arg, (void)a;
+    return admin_drain(rest, c, true);
+}
+
+static enum MHD_Result on_resume(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                 const char *arg)
+{
+    (void)arg, (void)a;
+    return admin_drain(rest, c, false);
+}
+
+static enum MHD_Result on_check(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                const char *arg)
+{
+    (void)arg, (void)a;
+    return admin_check(rest, c);
+}
+
+#define T ACCESS_TOKEN
+#define P ACCESS_PUBLIC
+#define A ACCESS_ADMIN
+
 static const Route routes[] = {
-    {"GET", "/v1/task-types", NULL, on_task_types, false},
-    {"GET", "/v1/tasks", NULL, on_list, false},
-    {"POST", "/v1/tasks", NULL, NULL, false},
-    {"GET", "/v1/status", NULL, on_status, false},
-    {"GET", "/healthz", NULL, on_health, true},
-    {"GET", "/v1/tasks/", "/result", tasks_result, false},
-    {"GET", "/v1/tasks/", "", tasks_get, false},
-    {"DELETE", "/v1/tasks/", "", tasks_delete, false},
+    {"GET", "/v1/task-types", NULL, on_task_types, T, NULL},
+    {"GET", "/v1/tasks", NULL, on_list, T, NULL},
+    {"POST", "/v1/tasks", NULL, NULL, T, NULL},
+    {"GET", "/v1/status", NULL, on_status, T, NULL},
+    {"GET", "/healthz", NULL, on_health, P, NULL},
+    {"GET", "/v1/tasks/", "/result", tasks_result, T, NULL},
+    {"POST", "/v1/tasks/", "/retry", tasks_retry, T, NULL},
+    {"GET", "/v1/tasks/", "", tasks_get, T, NULL},
+    {"DELETE", "/v1/tasks/", "", tasks_delete, T, NULL},
+    {"POST", "/v1/batches", NULL, NULL, T, batches_create},
+    {"POST", "/v1/batches/", "/close", batches_close, T, NULL},
+    {"GET", "/v1/batches/", "", batches_get, T, NULL},
+    {"GET", "/v1/workers", NULL, on_workers, A, NULL},
+    {"GET", "/v1/workers/history", NULL, on_history, A, NULL},
+    {"POST", "/v1/admin/drain", NULL, on_drain, A, NULL},
+    {"POST", "/v1/admin/resume", NULL, on_resume, A, NULL},
+    {"GET", "/v1/admin/check", NULL, on_check, A, NULL},
 };
+#undef T
+#undef P
+#undef A
 
 /* Matches url against a route's path; copies the id segment of a pattern into arg. */
 static bool path_match(const Route *rt, const char *url, char *arg, size_t arglen)
@@ -114,7 +177,7 @@ static enum MHD_Result answer_refusal(struct MHD_Connection *c, unsigned status,
 {
     if (status == MHD_HTTP_BAD_REQUEST)
         return http_error(c, status, "bad_id",
-                          "task ids are lower-case UUIDs like "
+                          "task and batch ids are lower-case UUIDs like "
                           "3f1c2d4e-5b6a-4c7d-8e9f-0a1b2c3d4e5f");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         return http_error(c, status, "method_not_allowed", "%.16s is not allowed on this path",
@@ -159,10 +222,20 @@ static enum MHD_Result request_begins(Rest *r, Req *req, struct MHD_Connection *
     if (why != CONN_OK)
         return refuse_connection(c, why);
     req->refusal = route_find(req, url, method);
-    if (!(req->route && req->route->public_) &&
+    if (!(req->route && req->route->access == ACCESS_PUBLIC) &&
         auth_check(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
                    &req->auth) < 0)
         return http_unauthorized(c); /* before any body is read */
+    if (!req->refusal && req->route->access == ACCESS_ADMIN && !req->auth.admin && !req->auth.open)
+        return http_error_close(c, MHD_HTTP_FORBIDDEN, "admin_only",
+                                "this endpoint needs a token of role admin");
+    if (!req->refusal && req->route->body_fn) {
+        if (body_coming(c, &len) && len > JSON_BODY_MAX && len != UINT64_MAX)
+            return http_error_close(c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                                    "the JSON body is limited to 64 KiB");
+        req->body_wanted = true;
+        return MHD_YES;
+    }
     if (!req->refusal && req->route->fn == NULL) {
         q = upload_begin(r, c, &req->auth, &req->upload);
         /* Refused before the body: answer at once; MHD then closes the connection rather
@@ -176,6 +249,25 @@ static enum MHD_Result request_begins(Rest *r, Req *req, struct MHD_Connection *
                                 "this endpoint takes no body");
     }
     return MHD_YES; /* answer on the last call, so MHD keeps the connection alive */
+}
+
+/* Keeps a JSON body up to JSON_BODY_MAX; past that the rest is counted and dropped, and the
+ * answer at the end is 413 (a chunked body has no length to refuse early). */
+static enum MHD_Result body_feed(Req *req, const char *data, size_t *data_size)
+{
+    size_t n = *data_size;
+
+    if (req->body_len + n <= JSON_BODY_MAX) {
+        char *b = realloc(req->body, req->body_len + n + 1);
+        if (!b)
+            return MHD_NO;
+        memcpy(b + req->body_len, data, n);
+        b[req->body_len + n] = '\0';
+        req->body = b;
+    }
+    req->body_len += n;
+    *data_size = 0;
+    return req->body_len > 16 * JSON_BODY_MAX ? MHD_NO : MHD_YES;
 }
 
 enum MHD_Result route_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -196,6 +288,14 @@ enum MHD_Result route_request(void *cls, struct MHD_Connection *c, const char *u
     if (req->upload)
         return *data_size > 0 ? upload_feed(req->upload, data, data_size)
                               : upload_finish(req->upload, c);
+    if (req->body_wanted && *data_size > 0)
+        return body_feed(req, data, data_size);
+    if (req->body_wanted) {
+        if (req->body_len > JSON_BODY_MAX)
+            return http_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                              "the JSON body is limited to 64 KiB");
+        return req->route->body_fn(r, c, &req->auth, req->body ? req->body : "", req->body_len);
+    }
     if (*data_size > 0) { /* a small body on an endpoint that takes none: dropped */
         req->discarded += *data_size;
         *data_size = 0;
@@ -217,6 +317,7 @@ void route_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     conn_request_ends(req->conn);
     if (req->upload)
         upload_free(req->upload);
+    free(req->body);
     free(req);
     *con_cls = NULL;
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "rest.h"
+#include "taskmill/clock.h"
 #include "taskmill/ipc.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/task.h"
@@ -29,6 +30,24 @@
 static enum MHD_Result not_found(struct MHD_Connection *c, const char *id)
 {
     return http_error(c, MHD_HTTP_NOT_FOUND, "task_not_found", "no task %s", id);
+}
+
+/* Who owns a job whose request.json task_load refuses (a job the queue failed with
+ * bad_request_file): the owner member if it is a string, else nobody (the open API and admins
+ * still see it). Such a task can still be shown and deleted. */
+static int owner_of_broken(int fd, Task *ret)
+{
+    json_t *req = NULL;
+    const char *owner, *key;
+    int r = json_read_at(fd, "request.json", &req);
+
+    *ret = (Task){0};
+    if (r == 0 && (owner = json_string_value(json_object_get(req, "owner"))))
+        ret->owner = strdup(owner);
+    if (r == 0 && (key = json_string_value(json_object_get(req, "idempotency_key"))))
+        ret->idempotency_key = strdup(key);
+    json_decref(req);
+    return r;
 }
 
 /* The task's request.json, when a is allowed to see the task; another token's task is "not
@@ -44,6 +63,8 @@ static int find_visible(Rest *rest, const Auth *a, const char *id, Stage *ret_st
     if (r < 0)
         return r;
     r = task_load(fd, &t, err, sizeof(err));
+    if (r < 0 && r != -ENOENT)
+        r = owner_of_broken(fd, &t);
     if (r == 0 && !auth_sees(a, t.owner)) {
         task_free(&t);
         r = -ENOENT;
@@ -149,11 +170,30 @@ static int result_open(Rest *rest, const char *id, json_t **ret_result, int *ret
     return 0;
 }
 
+/* The media type of a result, from its name; anything unknown is plain bytes. */
+static const char *content_type(const char *name)
+{
+    static const char *const types[][2] = {
+        {".mp4", "video/mp4"},
+        {".mkv", "video/x-matroska"},
+        {".webm", "video/webm"},
+        {".mov", "video/quicktime"},
+        {".json", "application/json"},
+        {".txt", "text/plain; charset=utf-8"},
+        {".csv", "text/csv; charset=utf-8"},
+    };
+    const char *dot = name ? strrchr(name, '.') : NULL;
+
+    for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
+        if (!strcasecmp(dot, types[i][0]))
+            return types[i][1];
+    return "application/octet-stream";
+}
+
 static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t size, const Range *rg,
                                   json_t *result)
 {
     const char *name = json_string_value(json_object_get(result, "file_name"));
-    size_t nlen = name ? strlen(name) : 0;
     uint64_t len = rg->last - rg->first + 1;
     struct MHD_Response *resp;
     char buf[1024];
@@ -164,9 +204,8 @@ static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t siz
         close(fd);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            nlen > 4 && !strcasecmp(name + nlen - 4, ".mp4") ? "video/mp4"
-                                                                             : "video/x-matroska");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type(name));
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     disposition(name ? name : "result", buf, sizeof(buf));
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, buf);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
@@ -251,6 +290,46 @@ enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const Auth *a
                       "the task could not be deleted");
 }
 
+enum MHD_Result tasks_retry(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id)
+{
+    json_t *reply, *view;
+    const char *code;
+    Stage s;
+    int fd, r;
+
+    if (find_visible(rest, a, id, &s, NULL, NULL) < 0)
+        return not_found(c, id);
+    r = rest_queue_call(rest, "job.retry", json_pack("{s:s}", "id", id), 10000, &reply);
+    if (r < 0)
+        return http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "queue_unavailable",
+                          "the queue daemon does not answer: %s", strerror(-r));
+    code = strcmp(ipc_type(reply), "ok") ? json_string_value(json_object_get(reply, "code")) : "";
+    r = !code                         ? -EIO
+        : !strcmp(code, "not_found")  ? -ENOENT
+        : !strcmp(code, "not_failed") ? -EBUSY
+        : !strcmp(code, "input_gone") ? -ENODATA
+        : *code                       ? -EIO
+                                      : 0;
+    json_decref(reply);
+    if (r == -ENOENT)
+        return not_found(c, id);
+    if (r == -EBUSY)
+        return http_error(c, MHD_HTTP_CONFLICT, "not_failed",
+                          "only a failed task can be retried; this one is %s", stage_state(s));
+    if (r == -ENODATA)
+        return http_error(c, MHD_HTTP_GONE, "input_gone",
+                          "the task's input is no longer kept on the server ([queue] "
+                          "keep_failed_input); submit it again");
+    if (r < 0 || jobdir_find_open(rest->data_fd, id, &s, &fd) < 0)
+        return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
+                          "the task could not be put back");
+    r = task_view_at(fd, s, &view);
+    close(fd);
+    return r < 0 ? http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
+                              "the task was put back but cannot be shown")
+                 : http_json(c, MHD_HTTP_OK, view);
+}
+
 typedef struct ListEntry {
     int64_t created_ns;
     char id[TASK_ID_LEN + 1];
@@ -265,7 +344,32 @@ typedef struct ListCtx {
     size_t n, cap;
     int64_t after_ns; /* cursor */
     char after_id[TASK_ID_LEN + 1];
+    const char *context, *batch; /* filters, NULL: any */
+    int timing;                  /* pending/ only: 0 any, 1 due (pending), 2 scheduled */
 } ListCtx;
+
+static bool str_is(json_t *v, const char *want)
+{
+    return !want || (json_is_string(v) && !strcmp(json_string_value(v), want));
+}
+
+/* state=pending and state=scheduled split pending/: scheduled is a job whose time has not come
+ * (run_at, or the back-off of a retry). */
+static bool timing_matches(const ListCtx *l, int fd, json_t *req)
+{
+    json_t *claim = NULL;
+    int64_t at, next;
+    bool later;
+
+    if (!l->timing)
+        return true;
+    at = json_integer_value(json_object_get(req, "run_at_ns"));
+    json_read_at(fd, "claim.json", &claim);
+    next = json_integer_value(json_object_get(claim, "next_attempt_ns"));
+    json_decref(claim);
+    later = (at > next ? at : next) > now_ns();
+    return l->timing == 2 ? later : !later;
+}
 
 static bool after_cursor(const ListCtx *l, int64_t ns, const char *id)
 {
@@ -287,10 +391,11 @@ static int list_one(const char *id, void *userdata)
         close(fd);
         return 0;
     }
-    close(fd);
     ns = json_integer_value(json_object_get(req, "created_ns"));
     owner = json_string_value(json_object_get(req, "owner"));
-    seen = auth_sees(l->auth, owner);
+    seen = auth_sees(l->auth, owner) && str_is(json_object_get(req, "context"), l->context) &&
+           str_is(json_object_get(req, "batch"), l->batch) && timing_matches(l, fd, req);
+    close(fd);
     json_decref(req);
     if (!seen || !after_cursor(l, ns, id))
         return 0;
@@ -436,15 +541,27 @@ enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a)
 {
     const char *state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
     const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
-    ListCtx l = {.rest = rest, .auth = a, .after_ns = INT64_MIN};
-    Stage only = state ? stage_from_state(state) : STAGE_INVALID;
+    ListCtx l = {.rest = rest,
+                 .auth = a,
+                 .after_ns = INT64_MIN,
+                 .context = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "context"),
+                 .batch = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "batch")};
+    bool scheduled = state && !strcmp(state, "scheduled");
+    Stage only = scheduled ? STAGE_PENDING : state ? stage_from_state(state) : STAGE_INVALID;
     long limit = LIST_LIMIT_DEFAULT;
     char *end;
     json_t *page;
 
     if (state && only == STAGE_INVALID)
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_state",
-                          "state must be received, pending, in_progress, done or failed");
+                          "state must be received, scheduled, pending, in_progress, done or "
+                          "failed");
+    if (only == STAGE_PENDING)
+        l.timing = scheduled ? 2 : 1;
+    if (l.batch && !task_id_valid(l.batch))
+        return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_id",
+                          "batch ids are lower-case UUIDs like "
+                          "3f1c2d4e-5b6a-4c7d-8e9f-0a1b2c3d4e5f");
     if (lim &&
         ((limit = strtol(lim, &end, 10)) < 1 || limit > LIST_LIMIT_MAX || *end || end == lim))
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", "limit must be 1 to %d",
@@ -470,15 +587,8 @@ static int queue_status(Rest *rest, json_t **ret)
 
     if (r < 0)
         return r;
-    if (strcmp(ipc_type(reply), "ok")) {
-        json_decref(reply);
-        return -EPROTO;
-    }
-    json_object_del(reply, "v");
-    json_object_del(reply, "type");
-    json_object_del(reply, "rid");
-    *ret = reply;
-    return 0;
+    *ret = queue_reply_body(reply);
+    return *ret ? 0 : -EPROTO;
 }
 
 enum MHD_Result tasks_status(Rest *rest, struct MHD_Connection *c)

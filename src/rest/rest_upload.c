@@ -1,6 +1,7 @@
-/* rest_upload.c - POST /v1/tasks: a multipart upload streamed to disk, then published.
+/* rest_upload.c - POST /v1/tasks: a multipart upload streamed to disk, or a JSON request for a
+ * type that takes no file, then published. What the fields mean is rest_submit.c's.
  *
- * The body is parsed as it arrives (rest_multipart.c). The file part goes straight into
+ * A multipart body is parsed as it arrives (rest_multipart.c). The file part goes straight into
  * data/request/.tmp-<uuid>/upload.partial (never held in memory); the small fields are kept
  * up to a limit and checked as soon as each one ends (valid UTF-8, no control characters, the
  * idempotency key claimed), so a bad field or a repeated key stops the storing of the file at
@@ -40,69 +41,49 @@
 
 #define FIELD_MAX  4096
 #define PARAMS_MAX 16384
+#define JSON_MAX   (1 << 20)
 
-typedef enum {
-    F_TASK_TYPE,
-    F_FILE_NAME,
-    F_FILE_PATH,
-    F_PRIORITY,
-    F_CALLBACK,
-    F_PARAMS,
-    F_IDEM,
-    F_MAX,
-    F_FILE = F_MAX, /* the file_data part */
-    F_NONE,
-} Field;
-static const char *const field_names[F_MAX] = {
-    "task_type", "file_name", "file_path", "priority", "callback_url", "params", "idempotency_key"};
+enum { PART_FILE = SUBMIT_MAX, PART_NONE };
+
 /* The error code of a field whose text is not valid UTF-8 or holds control characters. */
-static const char *const field_codes[F_MAX] = {
-    "bad_encoding",     "bad_file_name", "bad_file_path",      "bad_priority",
-    "bad_callback_url", "bad_params",    "bad_idempotency_key"};
+static const char *const field_codes[SUBMIT_MAX] = {
+    [SUBMIT_TYPE] = "bad_encoding",         [SUBMIT_FILE_NAME] = "bad_file_name",
+    [SUBMIT_FILE_PATH] = "bad_file_path",   [SUBMIT_PRIORITY] = "bad_priority",
+    [SUBMIT_CALLBACK] = "bad_callback_url", [SUBMIT_CALLBACK_DONE] = "bad_callback_url",
+    [SUBMIT_PARAMS] = "bad_params",         [SUBMIT_CONTEXT] = "bad_context",
+    [SUBMIT_BATCH] = "batch_not_found",     [SUBMIT_RUN_AT] = "bad_run_at",
+    [SUBMIT_DELAY] = "bad_delay",           [SUBMIT_TIMEOUT] = "bad_timeout",
+    [SUBMIT_IDEM] = "bad_idempotency_key"};
 
 struct Upload {
     Rest *rest;
     const Auth *auth;
-    Multipart *mp;
+    Multipart *mp; /* a multipart body; NULL for JSON */
+    char *json;    /* a JSON body, as it arrives */
+    size_t json_len;
     char id[TASK_ID_LEN + 1];
     char tmp[64];    /* ".tmp-<uuid>" under data/request */
     int dir_fd;      /* the temporary job directory */
     int file_fd;     /* upload.partial */
     uint64_t size;   /* bytes of the file part */
     uint64_t body;   /* bytes of the whole body */
-    Field part;      /* the part being read */
+    int part;        /* the part being read: SUBMIT_*, PART_FILE or PART_NONE */
     char *part_name; /* filename= of the file part */
     int file_parts;
-    char *fields[F_MAX];
-    size_t field_len[F_MAX];
+    char *fields[SUBMIT_MAX];
+    size_t field_len[SUBMIT_MAX];
     char key[256];                  /* the idempotency key this upload claimed, or "" */
     char existing[TASK_ID_LEN + 1]; /* the task a repeated key names: answer 200 with it */
     bool published;
-    unsigned err_status; /* first error wins */
-    char err_code[40];
-    char err_msg[300];
+    SubmitError err; /* the first error wins */
 };
 
-static void fail(Upload *u, unsigned status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void fail(Upload *u, unsigned status, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (u->err_status)
-        return;
-    u->err_status = status;
-    snprintf(u->err_code, sizeof(u->err_code), "%s", code);
-    va_start(ap, fmt);
-    vsnprintf(u->err_msg, sizeof(u->err_msg), fmt, ap);
-    va_end(ap);
-}
+#define fail(u, ...) submit_fail(&(u)->err, __VA_ARGS__)
 
 /* The upload's outcome is known (an error, or a repeated key): the rest is not stored. */
 static bool settled(const Upload *u)
 {
-    return u->err_status || u->existing[0];
+    return u->err.status || u->existing[0];
 }
 
 static const char *owner_of(const Upload *u)
@@ -120,17 +101,14 @@ static int key_claim(Upload *u, const char *key)
 
     if (!idem_key_valid(key))
         return fail(u, MHD_HTTP_BAD_REQUEST, "bad_idempotency_key",
-                    "idempotency_key must be 1 to 200 printable ASCII characters"),
-               -EINVAL;
+                    "idempotency_key must be 1 to 200 printable ASCII characters");
     r = idem_claim(u->rest, owner_of(u), key, u->id, u->existing, &claim);
     if (r < 0)
         return fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot record the key: %s",
-                    strerror(-r)),
-               r;
+                    strerror(-r));
     if (claim == IDEM_BUSY)
         return fail(u, MHD_HTTP_CONFLICT, "duplicate_in_progress",
-                    "another upload with this idempotency_key is being stored right now"),
-               -EBUSY;
+                    "another upload with this idempotency_key is being stored right now");
     if (claim == IDEM_NEW)
         snprintf(u->key, sizeof(u->key), "%s", key);
     return 0;
@@ -138,45 +116,31 @@ static int key_claim(Upload *u, const char *key)
 
 /* --- the form fields, checked as each one ends ------------------------------------------- */
 
-static bool printable_ascii(const char *s)
-{
-    for (; *s; s++)
-        if (*s < 0x21 || *s > 0x7e)
-            return false;
-    return true;
-}
-
-static void field_check(Upload *u, Field f)
+static void field_check(Upload *u, int f)
 {
     const char *v = u->fields[f];
 
     if (strlen(v) != u->field_len[f] || !utf8_valid(v))
-        return fail(u, MHD_HTTP_BAD_REQUEST, field_codes[f], "field '%s' is not valid UTF-8 text",
-                    field_names[f]);
-    if (f != F_PARAMS && text_has_control(v))
-        return fail(u, MHD_HTTP_BAD_REQUEST, field_codes[f],
-                    "field '%s' must not contain control characters", field_names[f]);
-    if (f == F_CALLBACK &&
-        (!printable_ascii(v) || (strncmp(v, "http://", 7) && strncmp(v, "https://", 8))))
-        return fail(u, MHD_HTTP_BAD_REQUEST, "bad_callback_url",
-                    "callback_url must be an http:// or https:// URL of printable ASCII "
-                    "characters (percent-encode the others)");
-    if (f == F_IDEM && u->key[0] && strcmp(v, u->key))
-        return fail(u, MHD_HTTP_BAD_REQUEST, "bad_idempotency_key",
-                    "idempotency_key differs from the Idempotency-Key header");
-    if (f == F_IDEM && !u->key[0])
+        fail(u, MHD_HTTP_BAD_REQUEST, field_codes[f], "field '%s' is not valid UTF-8 text",
+             submit_field_name(f));
+    else if (f != SUBMIT_PARAMS && f != SUBMIT_CALLBACK_DONE && text_has_control(v))
+        fail(u, MHD_HTTP_BAD_REQUEST, field_codes[f],
+             "field '%s' must not contain control characters", submit_field_name(f));
+    else if (f == SUBMIT_IDEM && u->key[0] && strcmp(v, u->key))
+        fail(u, MHD_HTTP_BAD_REQUEST, "bad_idempotency_key",
+             "idempotency_key differs from the Idempotency-Key header");
+    else if (f == SUBMIT_IDEM && !u->key[0])
         key_claim(u, v);
 }
 
-static int field_append(Upload *u, Field f, const char *data, size_t size)
+static int field_append(Upload *u, int f, const char *data, size_t size)
 {
-    size_t max = f == F_PARAMS ? PARAMS_MAX : FIELD_MAX;
+    size_t max = f == SUBMIT_PARAMS ? PARAMS_MAX : FIELD_MAX;
     char *p;
 
     if (u->field_len[f] + size > max)
         return fail(u, MHD_HTTP_BAD_REQUEST, "field_too_long",
-                    "field '%s' is longer than %zu bytes", field_names[f], max),
-               -EINVAL;
+                    "field '%s' is longer than %zu bytes", submit_field_name(f), max);
     p = realloc(u->fields[f], u->field_len[f] + size + 1);
     if (!p)
         return -ENOMEM;
@@ -191,15 +155,15 @@ static int file_open(Upload *u, const char *filename)
 {
     if (u->file_parts++ > 0)
         return fail(u, MHD_HTTP_BAD_REQUEST, "repeated_field",
-                    "only one file_data part is allowed"),
-               -EINVAL;
+                    "only one file_data part is allowed");
     if (filename && !(u->part_name = strdup(filename)))
         return -ENOMEM;
     u->file_fd = openat(u->dir_fd, "upload.partial", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    if (u->file_fd < 0)
-        return fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot store the upload: %s",
-                    strerror(errno)),
-               -errno;
+    if (u->file_fd < 0) {
+        fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot store the upload: %s",
+             strerror(errno));
+        return -EIO;
+    }
     return 0;
 }
 
@@ -209,12 +173,10 @@ static int file_write(Upload *u, const char *data, size_t size)
 
     if (r == -ENOSPC)
         return fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage",
-                    "the server has no space left for this upload"),
-               r;
+                    "the server has no space left for this upload");
     if (r < 0)
         return fail(u, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot store the upload: %s",
-                    strerror(-r)),
-               r;
+                    strerror(-r));
     u->size += size;
     return 0;
 }
@@ -223,40 +185,37 @@ static int file_write(Upload *u, const char *data, size_t size)
 static int on_part_begin(void *ud, const char *name, const char *filename, const char *ctype)
 {
     Upload *u = ud;
+    int f = submit_field(name);
 
     (void)ctype;
     if (!strcmp(name, "file_data")) {
-        u->part = F_FILE;
+        u->part = PART_FILE;
         return file_open(u, filename);
     }
-    for (int f = 0; f < F_MAX; f++)
-        if (!strcmp(name, field_names[f])) {
-            if (u->fields[f])
-                return fail(u, MHD_HTTP_BAD_REQUEST, "repeated_field",
-                            "field '%s' appears more than once", field_names[f]),
-                       -EINVAL;
-            u->fields[f] = strdup("");
-            u->part = (Field)f;
-            return u->fields[f] ? 0 : -ENOMEM;
-        }
-    return fail(u, MHD_HTTP_BAD_REQUEST, "unknown_field", "unknown form field '%.64s'", name),
-           -EINVAL;
+    if (f < 0)
+        return fail(u, MHD_HTTP_BAD_REQUEST, "unknown_field", "unknown form field '%.64s'", name);
+    if (u->fields[f])
+        return fail(u, MHD_HTTP_BAD_REQUEST, "repeated_field", "field '%s' appears more than once",
+                    name);
+    u->fields[f] = strdup("");
+    u->part = f;
+    return u->fields[f] ? 0 : -ENOMEM;
 }
 
 static int on_part_data(void *ud, const char *data, size_t len)
 {
     Upload *u = ud;
 
-    return u->part == F_FILE ? file_write(u, data, len) : field_append(u, u->part, data, len);
+    return u->part == PART_FILE ? file_write(u, data, len) : field_append(u, u->part, data, len);
 }
 
 static int on_part_end(void *ud)
 {
     Upload *u = ud;
 
-    if (u->part < F_MAX)
+    if (u->part < SUBMIT_MAX)
         field_check(u, u->part);
-    u->part = F_NONE;
+    u->part = PART_NONE;
     return settled(u) ? -ECANCELED : 0;
 }
 
@@ -286,14 +245,29 @@ static int check_usage(Upload *u, uint64_t adding)
     tasks_usage(u->rest, u->auth->name, &use);
     if (use.unfinished >= (unsigned)c->max_tasks_per_token)
         return fail(u, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_tasks",
-                    "this token has %u unfinished tasks, the server's limit", use.unfinished),
-               -EDQUOT;
+                    "this token has %u unfinished tasks, the server's limit", use.unfinished);
     if (c->max_bytes_per_token && use.bytes + adding > c->max_bytes_per_token)
         return fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "quota_exceeded",
                     "this token stores %" PRIu64 " bytes; with this upload it would pass its "
                     "quota of %" PRIu64 " (delete finished tasks to make room)",
-                    use.bytes, c->max_bytes_per_token),
-               -EDQUOT;
+                    use.bytes, c->max_bytes_per_token);
+    return 0;
+}
+
+/* A JSON request (a type without a file), or a multipart form. */
+static int body_kind(Upload *u, struct MHD_Connection *c)
+{
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+
+    if (ct && !strncasecmp(ct, "application/json", 16) &&
+        (!ct[16] || ct[16] == ';' || ct[16] == ' ')) {
+        u->json = malloc(1);
+        return u->json ? 0 : -ENOMEM;
+    }
+    if (multipart_new(ct, &form_callbacks, u, &u->mp) < 0)
+        return fail(u, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "not_multipart",
+                    "POST /v1/tasks takes multipart/form-data (curl -F) for a task with a file, "
+                    "or application/json for one without");
     return 0;
 }
 
@@ -316,10 +290,11 @@ static int check_headers(Upload *u, struct MHD_Connection *c)
         return fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage",
                     "the server has not enough free space for this upload"),
                1;
-    if (multipart_new(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"),
-                      &form_callbacks, u, &u->mp) < 0)
-        return fail(u, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "not_multipart",
-                    "POST /v1/tasks takes multipart/form-data (curl -F)"),
+    if (body_kind(u, c) < 0 || u->err.status)
+        return 1;
+    if (u->json && n > JSON_MAX)
+        return fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                    "a JSON request is at most %d bytes", JSON_MAX),
                1;
     /* The key as a header is looked at before the body: a repeated POST is answered before
      * its file is sent again (with Expect: 100-continue, before a byte of it). */
@@ -334,11 +309,13 @@ int upload_begin(Rest *rest, struct MHD_Connection *c, const Auth *a, Upload **r
 
     if (!u)
         return -ENOMEM;
-    *u = (Upload){.rest = rest, .auth = a, .dir_fd = -1, .file_fd = -1, .part = F_NONE};
+    *u = (Upload){.rest = rest, .auth = a, .dir_fd = -1, .file_fd = -1, .part = PART_NONE};
     *ret = u;
     task_id_new(u->id);
     if (check_headers(u, c))
         return 1;
+    if (u->json)
+        return 0; /* its folder is made once the request is known to be good */
     snprintf(u->tmp, sizeof(u->tmp), ".tmp-%s", u->id);
     if (mkdirat(rest->request_fd, u->tmp, 0750) < 0 ||
         (u->dir_fd = openat(rest->request_fd, u->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
@@ -366,6 +343,20 @@ enum MHD_Result upload_feed(Upload *u, const char *data, size_t *size)
     }
     if (settled(u))
         return MHD_YES; /* read and dropped; the answer follows the body */
+    if (u->json) {
+        char *p;
+        if (u->json_len + n > JSON_MAX) {
+            fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                 "a JSON request is at most %d bytes", JSON_MAX);
+            return MHD_NO; /* chunked and over: MHD takes no answer mid-body */
+        }
+        if (!(p = realloc(u->json, u->json_len + n + 1)))
+            return MHD_NO;
+        memcpy(p + u->json_len, data, n);
+        u->json = p;
+        u->json_len += n;
+        return MHD_YES;
+    }
     /* A body of unknown length: look at the free space every 16 MiB. */
     if (u->body / (16 << 20) != (u->body - n) / (16 << 20) && space_left(u->rest) < 0) {
         fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage",
@@ -383,85 +374,32 @@ enum MHD_Result upload_feed(Upload *u, const char *data, size_t *size)
 
 /* --- after the body ------------------------------------------------------------------------- */
 
-static int parse_priority(Upload *u, int *ret)
+/* The JSON request's fields, checked the way form fields are. */
+static int json_fields(Upload *u)
 {
-    const char *v = u->fields[F_PRIORITY];
-    char *end;
-    long p;
-
-    *ret = TASK_PRIORITY_DEFAULT;
-    if (!v)
-        return 0;
-    p = strtol(v, &end, 10);
-    if (end == v || *end || p < TASK_PRIORITY_MIN || p > TASK_PRIORITY_MAX)
-        return fail(u, MHD_HTTP_BAD_REQUEST, "bad_priority",
-                    "priority must be a whole number from 0 to 1000"),
-               -EINVAL;
-    *ret = (int)p;
-    return 0;
-}
-
-static int parse_params(Upload *u, const TaskType *tt, json_t **ret)
-{
-    json_t *client = NULL;
-    char err[256];
-    int r;
-
-    if (u->fields[F_PARAMS]) {
-        client = json_loads(u->fields[F_PARAMS], JSON_REJECT_DUPLICATES, NULL);
-        if (!json_is_object(client)) {
-            json_decref(client);
-            return fail(u, MHD_HTTP_BAD_REQUEST, "bad_params", "params must be a JSON object"),
-                   -EINVAL;
+    if (submit_from_json(u->json, u->json_len, u->fields, &u->err) < 0)
+        return -EINVAL;
+    for (int f = 0; f < SUBMIT_MAX && !settled(u); f++)
+        if (u->fields[f]) {
+            u->field_len[f] = strlen(u->fields[f]);
+            field_check(u, f);
         }
-    }
-    r = tasktype_params(tt, u->rest->conf, client, ret, err, sizeof(err));
-    json_decref(client);
-    if (r < 0)
-        return fail(u, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_params", "%s", err), -EINVAL;
-    return 0;
+    return settled(u) ? -EINVAL : 0;
 }
 
-/* Fills t from the form fields, or fails the upload with the first problem found. */
+/* Fills t from the fields, or fails the upload with the first problem found. */
 static int form_to_task(Upload *u, Task *t)
 {
-    const char *name = u->fields[F_FILE_NAME] ? u->fields[F_FILE_NAME] : u->part_name;
-    const TaskType *tt;
-    const char *why;
+    SubmitFile file = {.part_name = u->part_name, .size = u->size};
 
-    if (!u->fields[F_TASK_TYPE])
-        return fail(u, MHD_HTTP_BAD_REQUEST, "missing_field", "task_type is required"), -EINVAL;
-    if (u->file_fd < 0)
-        return fail(u, MHD_HTTP_BAD_REQUEST, "missing_field", "file_data is required"), -EINVAL;
-    if (!name)
-        return fail(u, MHD_HTTP_BAD_REQUEST, "missing_field",
-                    "file_name is required when the file part has no filename"),
-               -EINVAL;
-    tt = tasktype_find(u->fields[F_TASK_TYPE]);
-    if (!tt)
-        return fail(u, MHD_HTTP_UNPROCESSABLE_CONTENT, "unknown_task_type",
-                    "unknown task_type '%.64s' (GET /v1/task-types lists them)",
-                    u->fields[F_TASK_TYPE]),
-               -EINVAL;
-    if ((why = task_file_name_problem(name)))
-        return fail(u, MHD_HTTP_BAD_REQUEST, "bad_file_name", "%s", why), -EINVAL;
-    if (tasktype_accepts_name(tt, name) < 0)
-        return fail(u, MHD_HTTP_UNPROCESSABLE_CONTENT, "unsupported_file_type",
-                    "'%.200s' does not have a video extension this task type takes", name),
-               -EINVAL;
-    if (u->size == 0)
-        return fail(u, MHD_HTTP_BAD_REQUEST, "empty_file", "file_data is empty"), -EINVAL;
-    if (parse_priority(u, &t->priority) < 0 || parse_params(u, tt, &t->params) < 0)
+    if (u->mp && u->file_fd < 0 &&
+        tasktype_find(u->rest->conf, u->fields[SUBMIT_TYPE] ? u->fields[SUBMIT_TYPE] : "") &&
+        tasktype_find(u->rest->conf, u->fields[SUBMIT_TYPE])->input != TYPE_INPUT_NONE)
+        return fail(u, MHD_HTTP_BAD_REQUEST, "missing_field", "file_data is required");
+    if (submit_build(u->rest, u->auth, u->fields, u->file_fd >= 0 ? &file : NULL, t, &u->err) < 0)
         return -EINVAL;
     memcpy(t->id, u->id, sizeof(t->id));
-    t->task_type = strdup(tt->name);
-    t->file_name = strdup(name);
-    t->file_path = strdup(u->fields[F_FILE_PATH] ? u->fields[F_FILE_PATH] : "");
-    t->callback_url = u->fields[F_CALLBACK] ? strdup(u->fields[F_CALLBACK]) : NULL;
     t->idempotency_key = u->key[0] ? strdup(u->key) : NULL;
-    t->owner = u->auth->open ? NULL : strdup(u->auth->name);
-    t->size = u->size;
-    t->created_ns = now_ns();
     return 0;
 }
 
@@ -478,19 +416,36 @@ static char *input_name_for(const char *file_name)
     return s;
 }
 
+/* A JSON request's job folder, made once the request is known to be good. */
+static int make_folder(Upload *u)
+{
+    snprintf(u->tmp, sizeof(u->tmp), ".tmp-%s", u->id);
+    if (mkdirat(u->rest->request_fd, u->tmp, 0750) < 0)
+        return -errno;
+    u->dir_fd = openat(u->rest->request_fd, u->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return u->dir_fd < 0 ? -errno : 0;
+}
+
 static int publish(Upload *u, Task *t)
 {
     int r;
 
-    if (fsync(u->file_fd) < 0)
-        return -errno;
-    close(u->file_fd);
-    u->file_fd = -1;
-    t->input_name = input_name_for(t->file_name);
-    if (!t->input_name)
-        return -ENOMEM;
-    if (renameat(u->dir_fd, "upload.partial", u->dir_fd, t->input_name) < 0)
-        return -errno;
+    if (u->file_fd >= 0) {
+        if (fsync(u->file_fd) < 0)
+            return -errno;
+        close(u->file_fd);
+        u->file_fd = -1;
+        t->input_name = input_name_for(t->file_name);
+        if (!t->input_name)
+            return -ENOMEM;
+        if (renameat(u->dir_fd, "upload.partial", u->dir_fd, t->input_name) < 0)
+            return -errno;
+    } else if (u->dir_fd < 0 && (r = make_folder(u)) < 0) {
+        return r;
+    }
+    /* The batch learns of the task before the queue can run it, so it cannot finish first. */
+    if (t->batch && batch_join(u->rest, u->auth, t->batch, u->id, &u->err) < 0)
+        return -EINVAL;
     if ((r = task_save(u->dir_fd, t)) < 0) /* fsyncs the job directory too */
         return r;
     return jobdir_publish(u->rest->data_fd, u->tmp, u->id, &u->published);
@@ -549,21 +504,23 @@ static void complete(Upload *u)
     Task t = {0};
     int r;
 
-    if (!settled(u) && multipart_finish(u->mp) < 0)
+    if (!settled(u) && u->mp && multipart_finish(u->mp) < 0)
         fail(u, MHD_HTTP_BAD_REQUEST, "malformed_multipart",
              "the multipart body is incomplete (unterminated boundary?)");
+    if (!settled(u) && u->json)
+        json_fields(u);
     if (settled(u) || form_to_task(u, &t) < 0 || check_usage(u, u->size) < 0) {
         task_free(&t);
         return;
     }
     r = publish(u, &t);
-    if (r < 0)
+    if (r < 0 && !u->err.status)
         fail(u, r == -ENOSPC ? MHD_HTTP_INSUFFICIENT_STORAGE : MHD_HTTP_INTERNAL_SERVER_ERROR,
              r == -ENOSPC ? "insufficient_storage" : "io_error", "cannot store the upload: %s",
              strerror(-r));
     if (u->published) /* a published job the queue must hear of, even after an error */
-        log_task(LOG_INFO, u->id, "received file_name='%s' size=%" PRIu64 " priority=%d",
-                 t.file_name, t.size, t.priority);
+        log_task(LOG_INFO, u->id, "received file_name='%s' type=%s size=%" PRIu64 " priority=%d",
+                 t.file_name ? t.file_name : "", t.task_type, t.size, t.priority);
     task_free(&t);
 }
 
@@ -572,9 +529,9 @@ enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c)
     complete(u);
     if (u->published)
         tell_queue(u);
-    if (u->err_status) {
+    if (u->err.status) {
         discard(u); /* before answering: a client that saw the error sees no leftover */
-        return http_error(c, u->err_status, u->err_code, "%s", u->err_msg);
+        return http_error(c, u->err.status, u->err.code, "%s", u->err.message);
     }
     if (u->existing[0]) {
         discard(u);
@@ -606,8 +563,9 @@ static void discard(Upload *u)
 void upload_free(Upload *u)
 {
     multipart_free(u->mp);
+    free(u->json);
     discard(u);
-    for (int f = 0; f < F_MAX; f++)
+    for (int f = 0; f < SUBMIT_MAX; f++)
         free(u->fields[f]);
     free(u->part_name);
     free(u);
