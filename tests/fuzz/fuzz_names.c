@@ -14,6 +14,7 @@
 #include <string.h>
 #include <uuid/uuid.h>
 
+#include "taskmill/conf.h"
 #include "taskmill/task.h"
 #include "taskmill/tasktype.h"
 
@@ -47,8 +48,15 @@ static void check_name(const char *name)
 
     if (accepted != (name_is_plain(name) && strcmp(name, ".") != 0))
         abort();
+    static Conf c;
+    static bool loaded;
+    char err[256];
+
+    if (!loaded && conf_load(NULL, &c, err, sizeof(err)) < 0)
+        abort();
+    loaded = true;
     if (accepted)
-        (void)tasktype_accepts_name(tasktype_find(TASKTYPE_X265), name);
+        (void)tasktype_accepts_name(tasktype_find(&c, TASKTYPE_X265), name);
 }
 
 static void check_id(const char *s)

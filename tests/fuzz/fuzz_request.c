@@ -83,8 +83,8 @@ static void check_request(json_t *j)
             abort();
         return;
     }
-    if (!task_id_valid(t.id) || task_file_name_problem(t.file_name) ||
-        task_file_name_problem(t.input_name) || !t.params)
+    if (!task_id_valid(t.id) || (t.file_name && task_file_name_problem(t.file_name)) ||
+        (t.input_name && task_file_name_problem(t.input_name)) || !t.params)
         abort();
     roundtrip(&t);
     task_free(&t);
@@ -92,11 +92,15 @@ static void check_request(json_t *j)
 
 static void check_params(json_t *client)
 {
-    Conf c = {.crf = 28, .preset = "medium"};
+    static Conf c; /* the built-in defaults: crf 28, preset medium */
+    static bool loaded;
     char err[256] = "";
     json_t *out = NULL, *crf, *preset;
 
-    if (tasktype_params(tasktype_find(TASKTYPE_X265), &c, client, &out, err, sizeof(err)) < 0) {
+    if (!loaded && conf_load(NULL, &c, err, sizeof(err)) < 0)
+        abort();
+    loaded = true;
+    if (tasktype_params(tasktype_find(&c, TASKTYPE_X265), client, &out, err, sizeof(err)) < 0) {
         if (out || !err[0] || !utf8_ok(err))
             abort();
         return;

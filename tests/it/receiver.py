@@ -4,11 +4,13 @@
 Usage: python3 receiver.py PORTFILE LOGFILE FAILS
 
 Listens on 127.0.0.1 on a free port and writes that port into PORTFILE (atomically, so a
-reader never sees half a number). Every POST is appended to LOGFILE as one JSON line
-{"path", "headers", "body", "status", "t"}: body is the parsed JSON body (or the raw text when
-it is not JSON), status what the receiver answered, t the time it arrived. The first FAILS
-requests are answered 500, the rest 200; the line is written before the answer is sent. The
-receiver exits on SIGTERM/SIGINT, and on its own when the process that started it is gone.
+reader never sees half a number). Every request (GET, POST, PUT, PATCH, DELETE) is appended to
+LOGFILE as one JSON line {"method", "path", "headers", "body", "status", "t"}: body is the parsed
+JSON body (or the raw text when it is not JSON), status what the receiver answered, t the time
+it arrived. The first FAILS requests are answered 500, the rest 200; a path that starts with
+/status/NNN is always answered NNN, and /sleep/S waits S seconds first. The line is written
+before the answer is sent. The receiver exits on SIGTERM/SIGINT, and on its own when the process
+that started it is gone.
 """
 
 import json
@@ -28,7 +30,22 @@ def main():
     count = [0]
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.do_POST()
+
+        def do_PUT(self):
+            self.do_POST()
+
+        def do_PATCH(self):
+            self.do_POST()
+
+        def do_DELETE(self):
+            self.do_POST()
+
         def do_POST(self):
+            parts = self.path.split("/")
+            if len(parts) > 2 and parts[1] == "sleep":
+                time.sleep(float(parts[2]))
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length > 0 else b""
             try:
@@ -38,7 +55,10 @@ def main():
             with lock:
                 count[0] += 1
                 status = 500 if count[0] <= fails else 200
+                if len(parts) > 2 and parts[1] == "status":
+                    status = int(parts[2])
                 line = {
+                    "method": self.command,
                     "path": self.path,
                     "headers": {k: v for k, v in self.headers.items()},
                     "body": body,

@@ -112,7 +112,7 @@ api GET "/v1/tasks?limit=1&cursor=$cursor" >"$W/out"
 check "second page has the other task" test "$(jq -r '.tasks[0].id' "$W/out")" != "$(curl -s "$URL/v1/tasks?limit=1" | jq -r '.tasks[0].id')"
 api GET /v1/status >"$W/out"
 check "status counts done" test "$(jq -r .done "$W/out")" = 2
-check "status shows max_workers" test "$(jq -r .max_workers "$W/out")" = 1
+check "status shows max_workers: the converter's 1 and the 4 http slots" test "$(jq -r .max_workers "$W/out")" = 5
 
 # A camera file with a timecode (data) track: data tracks are not copied (as with the ffmpeg
 # program); the mp4 muxer writes a fresh timecode track from the video's timecode tag.

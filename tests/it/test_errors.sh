@@ -149,7 +149,8 @@ post_error "with a callback_url without scheme" 400 bad_callback_url "${TA[@]}" 
 post_error "with a 5000-byte file_path" 400 field_too_long "${TA[@]}" "${FA[@]}" --form-string "file_path=$(printf 'p%.0s' $(seq 1 5000))"
 printf -- '--XYZ\r\nContent-Disposition: form-data; name="task_type"\r\n\r\n%s\r\n--XYZ\r\nContent-Disposition: form-data; name="file_data"; filename="a.mp4"\r\n\r\nabc' "$TYPE" >"$W/trunc.body"
 post_error "with a multipart body cut short" 400 malformed_multipart -H 'Content-Type: multipart/form-data; boundary=XYZ' --data-binary "@$W/trunc.body"
-post_error "with a JSON body" 415 not_multipart -H 'Content-Type: application/json' -d '{}'
+post_error "with an empty JSON body" 400 missing_field -H 'Content-Type: application/json' -d '{}'
+post_error "with a JSON body that is not JSON" 400 bad_json -H 'Content-Type: application/json' -d '{"task_type":'
 post_error "with a url-encoded body" 415 not_multipart --data "task_type=$TYPE"
 # Text that is not UTF-8, or control characters, in every text field: 400 with the field's code.
 post_error "with a non-UTF-8 file_path" 400 bad_file_path "${TA[@]}" "${FA[@]}" --form-string $'file_path=\xff'

@@ -73,7 +73,7 @@ check "the 200 names the first task" test "$(jq -r .id "$W/early")" = "$first"
 
 # A key whose upload failed (a bad field after the key) is free again.
 api POST /v1/tasks -F task_type=convert_video_to_libx265 -F idempotency_key=retry-me \
-    -F priority=high -F "file_data=@$FIX/small.mp4" >"$W/out"
+    -F priority=urgent -F "file_data=@$FIX/small.mp4" >"$W/out"
 check "an upload refused after its key (400)" test "$STATUS" = 400
 api POST /v1/tasks -F task_type=convert_video_to_libx265 -F idempotency_key=retry-me \
     -F "file_data=@$FIX/small.mp4" >"$W/out"

@@ -3,10 +3,11 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "taskmill/conf.h"
 #include "taskmill/task.h"
 #include "taskmill/tasktype.h"
 
-static Conf conf = {.crf = 28, .preset = "medium"};
+static Conf conf; /* the built-in defaults: crf 28, preset medium */
 
 static void test_roundtrip(void)
 {
@@ -51,10 +52,10 @@ static void test_roundtrip(void)
 
 static void expect_params(const char *text, int ok, const char *want_err)
 {
-    const TaskType *tt = tasktype_find(TASKTYPE_X265);
+    const TaskType *tt = tasktype_find(&conf, TASKTYPE_X265);
     json_t *in = text ? json_loads(text, 0, NULL) : NULL, *out = NULL;
     char err[256] = "";
-    int r = tasktype_params(tt, &conf, in, &out, err, sizeof(err));
+    int r = tasktype_params(tt, in, &out, err, sizeof(err));
 
     CHECK((r == 0) == ok);
     if (r < 0) {
@@ -72,13 +73,13 @@ static void expect_params(const char *text, int ok, const char *want_err)
 
 static void test_params(void)
 {
-    const TaskType *tt = tasktype_find(TASKTYPE_X265);
+    const TaskType *tt = tasktype_find(&conf, TASKTYPE_X265);
     json_t *out;
     char err[256];
 
     CHECK(tt != NULL);
-    CHECK(tasktype_find("convert_video_to_vp9") == NULL);
-    CHECK(tasktype_params(tt, &conf, NULL, &out, err, sizeof(err)) == 0);
+    CHECK(tasktype_find(&conf, "convert_video_to_vp9") == NULL);
+    CHECK(tasktype_params(tt, NULL, &out, err, sizeof(err)) == 0);
     CHECK(json_integer_value(json_object_get(out, "crf")) == 28);
     CHECK_STR(json_string_value(json_object_get(out, "preset")), "medium");
     json_decref(out);
@@ -100,7 +101,11 @@ static void test_params(void)
 
 int main(void)
 {
+    char err[256];
+
+    CHECK(conf_load(NULL, &conf, err, sizeof(err)) == 0);
     test_roundtrip();
     test_params();
+    conf_free(&conf);
     return check_done("test_request");
 }

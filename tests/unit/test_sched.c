@@ -13,8 +13,9 @@
 #include "taskmill/ipc.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/files.h"
+#include "taskmill/tasktype.h"
 
-static Conf conf = {.max_attempts = 2};
+static Conf conf;
 
 static void make_job(Queue *q, Stage s, const char *id, int priority, int64_t created)
 {
@@ -102,27 +103,27 @@ static void test_outcomes(Queue *q, Peer *p, int other)
     char id[40];
 
     id_of(1, id);
-    CHECK(sched_finish(q, p, id, "done") == 0);
+    CHECK(sched_finish(q, p, id, "done", NULL) == 0);
     CHECK(where(q, id) == STAGE_DONE);
     CHECK(faccessat(q->data_fd, "done/00000001-0000-4000-8000-000000000000/input.mp4", F_OK, 0) <
           0);
     id_of(2, id);
-    CHECK(sched_finish(q, p, id, "failed") == 0);
+    CHECK(sched_finish(q, p, id, "failed", NULL) == 0);
     CHECK(where(q, id) == STAGE_FAILED);
     id_of(3, id); /* crash on attempt 1 of 2: back to pending */
-    CHECK(sched_finish(q, p, id, "crashed") == 0);
+    CHECK(sched_finish(q, p, id, "crashed", NULL) == 0);
     CHECK(where(q, id) == STAGE_PENDING);
     char got[40];
     claim(q, p, other, got);
     CHECK_STR(got, id);
-    CHECK(sched_finish(q, p, id, "crashed") == 0); /* attempt 2 of 2: failed */
+    CHECK(sched_finish(q, p, id, "crashed", NULL) == 0); /* attempt 2 of 2: failed */
     CHECK(where(q, id) == STAGE_FAILED);
     id_of(4, id); /* interrupted: back to pending, not counted as an attempt */
     CHECK(sched_release(q, p, id) == 0);
     CHECK(where(q, id) == STAGE_PENDING);
     CHECK(sched_delete(q, p, 9, id) == 0);
     CHECK(where(q, id) == STAGE_INVALID);
-    CHECK(sched_finish(q, p, id, "done") == -ENOENT); /* not running any more */
+    CHECK(sched_finish(q, p, id, "done", NULL) == -ENOENT); /* not running any more */
 }
 
 static void test_peer_gone(Queue *q, Peer *p)
@@ -141,9 +142,15 @@ int main(void)
     char *root = check_tmpdir();
     int sv[2];
     Queue q = {.conf = &conf, .listen_fd = -1};
-    Peer p = {.role = IPC_ROLE_CONVERT, .workers = 1};
+    Peer p = {
+        .role = IPC_ROLE_CONVERT, .workers = 1, .kinds = json_pack("[s, s]", "video", "exec")};
+    char err[256];
 
+    CHECK(conf_load(NULL, &conf, err, sizeof(err)) == 0);
+    ((TaskType *)tasktype_find(&conf, TASKTYPE_X265))->max_attempts = 2;
+    conf.retry_backoff = 0; /* a crashed attempt may start again at once */
     q.claims_tail = &q.claims;
+    q.wake_fd = -1;
     CHECK(jobdir_open_data(root, true, &q.data_fd) == 0);
     CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
     p.fd = sv[0];
@@ -152,6 +159,8 @@ int main(void)
     test_outcomes(&q, &p, sv[1]);
     test_peer_gone(&q, &p);
     free(q.pending);
+    json_decref(p.kinds);
+    conf_free(&conf);
     close(sv[0]);
     close(sv[1]);
     close(q.data_fd);
