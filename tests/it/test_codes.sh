@@ -211,8 +211,13 @@ result_headers() {
 }
 result_headers "$kid" video/x-matroska
 cd_value=$(hdr_value "$W/rh" content-disposition)
-check "Content-Disposition has filename*=UTF-8''vid%C3%A9o.mkv ($cd_value)" \
-    grep -qF "filename*=UTF-8''vid%C3%A9o.mkv" <<<"$cd_value"
+# filename*=UTF-8''<percent-encoded> (RFC 5987: attr-chars and %XX only) decodes to the name.
+check "Content-Disposition's filename* decodes to vidéo.mkv ($cd_value)" python3 -c '
+import re, sys, urllib.parse
+m = re.search(r"filename\*=UTF-8\x27\x27([^;]*)", sys.argv[1])
+v = m.group(1) if m else ""
+ok = re.fullmatch(r"(?:[A-Za-z0-9!#$&+.^_`|~-]|%[0-9A-Fa-f]{2})+", v or "-") is not None
+sys.exit(not (ok and urllib.parse.unquote(v, errors="strict") == "vidéo.mkv"))' "$cd_value"
 check "Content-Disposition is an attachment with an ASCII filename=" \
     grep -qE '^attachment; filename="[ -~]+"' <<<"$cd_value"
 check "the header is ASCII only" bash -c '! LC_ALL=C grep -q "[^ -~]" <<<"$1"' _ "$cd_value"
