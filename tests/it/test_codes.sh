@@ -116,20 +116,24 @@ add() {
     [ -n "$1" ] && [ "$1" != null ] && ALL_IDS+=("$1")
 }
 
+# finished ID: the task is done or failed (a task that should fail but is done stops the wait).
+finished() {
+    grep -qxE 'done|failed' <<<"$(curl -s "$URL/v1/tasks/$1" | jq -r .state)"
+}
+
 # task_failed_with ID CODE MESSAGE-REGEX [LABEL]: the task ends failed, its task object says
 # CODE with a message matching MESSAGE-REGEX, it has no result, and its job folder holds no
 # output file.
 task_failed_with() {
     local id=$1 code=$2 re=$3 l=${4:-$2} got
-    if ! wait_state "$id" failed 60; then
-        fail "$l: task $id did not fail"
+    if ! wait_for 60 finished "$id"; then
+        fail "$l: task $id did not finish in 60 s"
         return
     fi
     api GET "/v1/tasks/$id" >"$W/task"
     check "$l: GET the failed task is 200" test "$STATUS" = 200
-    got=$(jq -r '.error.code' "$W/task")
-    check "$l: state failed, error.code '$got'" \
-        test "$(jq -r .state "$W/task"):$got" = "failed:$code"
+    got=$(jq -r '.state + " " + (.error.code // "(no error)")' "$W/task")
+    check "$l: state and error.code are '$got'" test "$got" = "failed $code"
     check "$l: message '$(jq -r .error.message "$W/task")' matches /$re/" \
         grep -qE -- "$re" <<<"$(jq -r '.error.message // empty' "$W/task")"
     check "$l: no result" test "$(jq -c .result "$W/task")" = null
