@@ -182,7 +182,7 @@ def ipc_messages(events):
     """(event, message) for each JSON message sent on a Unix socket."""
     out = []
     for e in events:
-        if e.is_send() and e.fd_path.startswith('UNIX:'):
+        if e.is_send() and e.fd_path.startswith(('UNIX:', 'socket:')):
             try:
                 out.append((e, json.loads(e.data)))
             except ValueError:
@@ -192,7 +192,7 @@ def ipc_messages(events):
 
 def unix_ends(path):
     """(this end's inode, the peer's inode or None) of a Unix socket strace -yy named."""
-    m = re.match(r'^UNIX:\[(\d+)(?:->(\d+))?', path)
+    m = re.match(r'^(?:UNIX|socket):\[(\d+)(?:->(\d+))?', path)
     return (m.group(1), m.group(2)) if m else (None, None)
 
 
@@ -227,10 +227,11 @@ def check_rest(trace, data, jid):
                e.name == 'renameat2' and e.rename() and e.rename()[0] == data and
                e.rename()[1] == 'request/.tmp-' + jid and e.rename()[3] == 'request/' + jid))
     f4 = step('7 fsync(request/)', pub and first(ev, sync_of(data + '/request'), pub.end))
+    # Sockets by what is sent on them: strace names the kind of socket when it can resolve it.
     sub = step('8 job.submitted to the queue', first(ev, lambda e: e.is_send() and
-               e.fd_path.startswith('UNIX:') and '"job.submitted"' in e.data and jid in e.data))
+               '"job.submitted"' in e.data and jid in e.data))
     ok201 = step('9 201 Created to the client', first(ev, lambda e: e.is_send() and
-                 e.fd_path.startswith('TCP') and e.data.startswith('HTTP/1.1 201') and
+                 e.data.startswith('HTTP/1.1 201') and
                  ('/v1/tasks/' + jid) in e.data))
     for name, e in (('fsync(upload.partial)', f1), ('rename to input.<ext>', r1),
                     ('fsync(.tmp.request.json)', f2), ('rename to request.json', r2),
