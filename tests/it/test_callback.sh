@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# test_callback.sh - callbacks reach a local HTTP receiver (receiver.py) with retries and back-off, for done and failed tasks, and give up on an unreachable one.
+# test_callback.sh - callbacks reach a local HTTP receiver (receiver.py) with retries and back-off, for done and failed tasks, and give up on an unreachable one; a 302 is an answer, not a redirect to follow; a receiver that never answers times out after [callback] timeout.
 . "$(dirname "$0")/lib.sh"
 
 RECEIVER=$(dirname "$0")/receiver.py
 RPIDS=()
 
-# start_receiver NAME FAILS: a receiver logging to $W/NAME.log that answers 500 FAILS times;
-# sets RPORT. receiver.py also exits by itself once this script is gone.
+# start_receiver NAME FAILS [MODE]: a receiver logging to $W/NAME.log that answers 500 FAILS
+# times (MODE: any also logs GETs and other methods, redirect=URL answers 302, hang never
+# answers; see receiver.py); sets RPORT.
+# receiver.py also exits by itself once this script is gone.
 start_receiver() {
     local name=$1 fails=$2 i
-    python3 "$RECEIVER" "$W/$name.port" "$W/$name.log" "$fails" &
+    python3 "$RECEIVER" "$W/$name.port" "$W/$name.log" "$fails" ${3:+"$3"} &
     RPIDS+=($!)
     for ((i = 0; i < 100; i++)); do
         [ -s "$W/$name.port" ] && break
@@ -40,9 +42,36 @@ wait_callback() {
     return 1
 }
 
+# log_count PATTERN: how many lines of the callback daemon's log hold PATTERN.
+log_count() {
+    grep -c -- "$1" "$TM_LOG/callback.log" || true
+}
+
+# wait_log_count PATTERN N [SECONDS]: until the callback daemon's log holds PATTERN N times.
+wait_log_count() {
+    local i
+    for ((i = 0; i < ${3:-10} * 10; i++)); do
+        [ "$(log_count "$1")" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    echo "callback.log: '$1' $(log_count "$1") times, not $2, after ${3:-10}s" >&2
+    return 1
+}
+
 # posts LOG ID: the receiver's lines for one task.
 posts() {
     jq -c --arg id "$2" 'select(.headers["X-Taskmill-Task-Id"] == $id)' "$1"
+}
+
+# wait_posts LOG ID N [SECONDS]: until the receiver logged N lines for the task.
+wait_posts() {
+    local i
+    for ((i = 0; i < ${4:-10} * 10; i++)); do
+        [ "$(posts "$1" "$2" | wc -l)" -ge "$3" ] && return 0
+        sleep 0.1
+    done
+    echo "$1: $(posts "$1" "$2" | wc -l) lines for $2, not $3, after ${4:-10}s" >&2
+    return 1
 }
 
 # The receivers listen on loopback, which callbacks may reach only when allow-listed.
@@ -127,12 +156,68 @@ check "C: not delivered, nothing scheduled" test "$(jq -c '[.delivered, .gave_up
 check "C: task still done with its result" test "$(curl -s "$URL/v1/tasks/$c" | jq -r '.state + " " + .result.file_name')" = "done lonely.mp4"
 
 # --- a restart sends nothing again ---------------------------------------------------------------
+# The restart also takes a shorter timeout and fewer attempts for the receivers below. At start
+# the daemon scans done/ and failed/ and logs how many callbacks it still owes: every one of them
+# would be sent again, so "0 callbacks owed" is the condition, not a pause.
+SCANNED='scanned done/ and failed/:'
+scans=$(log_count "$SCANNED")
 check "callback stops cleanly" tm_stop callback
+write_conf "[callback]" "backoff = 1" "max_attempts = 2" "timeout = 2" "allow_networks = 127.0.0.0/8"
 tm_start callback
-sleep 1.5
+check "the restarted callback daemon scanned done/ and failed/" wait_log_count "$SCANNED" $((scans + 1)) 10
+check "after a restart no finished callback is owed ($(grep -- "$SCANNED" "$TM_LOG/callback.log" | tail -n +$((scans + 1)) | sed 's/.*: //' | sort -u | tr '\n' ' '))" \
+    test -z "$(grep -- "$SCANNED" "$TM_LOG/callback.log" | tail -n +$((scans + 1)) | grep -v ': 0 callbacks owed, 0 new$')"
 check "after a restart no finished callback is sent again" \
     test "$(cat "$W/flaky.log" "$W/good.log" | wc -l)" = 4
 check "C's callback.json unchanged after the restart" test "$(jq '.attempts | length' "$cbj")" = 4
+
+# --- a 302: recorded as the answer, the redirect is not followed -------------------------------
+start_receiver landing 0 any # where the Location points: must never be contacted (by any method)
+LANDING=$RPORT
+start_receiver redirect 0 "redirect=http://127.0.0.1:$LANDING/landed"
+REDIRECT=$RPORT
+# --- a receiver that accepts the connection and never answers: timeout = 2 ----------------------
+start_receiver hang 0 hang
+HANG=$RPORT
+d=$(submit "$FIX/clip.mp4" --form-string "callback_url=http://127.0.0.1:$REDIRECT/moved")
+e=$(submit "$FIX/clip.mp4" --form-string "callback_url=http://127.0.0.1:$HANG/silent")
+check "tasks D (302) and E (no answer) are accepted" test -n "$d" -a -n "$e"
+
+check "task D is done" wait_state "$d" done 60
+check "D's callback gives up within 15 s (a 302 is not a delivery)" wait_callback done "$d" gave_up 15
+cbj=$ROOT/data/done/$d/callback.json
+posts "$W/redirect.log" "$d" >"$W/d.posts"
+check "D: the first receiver got both attempts ($(wc -l <"$W/d.posts"))" test "$(wc -l <"$W/d.posts")" = 2
+check "D: to the URL's path, answered 302" \
+    test "$(jq -r '.path + " " + (.status | tostring)' "$W/d.posts" | sort -u)" = "/moved 302"
+check "D: the Location's receiver was never contacted" test ! -s "$W/landing.log"
+check "D: callback.json records 2 attempts of status 302, without a transport error" \
+    test "$(jq -c '[.attempts[] | [.status, .error]]' "$cbj")" = '[[302,null],[302,null]]'
+check "D: callback.json not delivered, given up, nothing scheduled, the url unchanged" \
+    test "$(jq -c '[.delivered, .gave_up, .next_attempt_ns, .url]' "$cbj")" = "[false,true,null,\"http://127.0.0.1:$REDIRECT/moved\"]"
+
+check "task E is done" wait_state "$e" done 60
+# Two attempts of 2 s each and a 1 s back-off between them.
+check "E's callback gives up within 20 s" wait_callback done "$e" gave_up 20
+cbj=$ROOT/data/done/$e/callback.json
+check "E: callback.json records 2 attempts, each status 0 with curl's timeout error ($(jq -c '[.attempts[].error]' "$cbj"))" \
+    test "$(jq '[.attempts[] | select(.status == 0 and (.error | test("timed out"; "i")))] | length' "$cbj")" = 2
+check "E: not delivered, given up, nothing scheduled" \
+    test "$(jq -c '[.delivered, .gave_up, .next_attempt_ns]' "$cbj")" = '[false,true,null]'
+# The receiver writes its line when it sees the client hang up, which is about when the callback
+# records the attempt: wait for it.
+check "E: the receiver saw both attempts" wait_posts "$W/hang.log" "$e" 2 5
+posts "$W/hang.log" "$e" >"$W/e.posts"
+check "E: and no more ($(wc -l <"$W/e.posts"))" test "$(wc -l <"$W/e.posts")" = 2
+held=$(jq -r .held "$W/e.posts" | tr '\n' ' ')
+check "E: each connection was held about 2 s, the timeout, before the callback hung up ($held)" \
+    python3 -c "import sys; h=[float(x) for x in '$held'.split()]; sys.exit(not (len(h)==2 and all(1.9 <= x <= 4 for x in h)))"
+gaps=$(jq -r .t "$W/e.posts" | python3 -c 'import sys; t=[float(x) for x in sys.stdin]; print(" ".join("%.2f" % (b-a) for a,b in zip(t,t[1:])))')
+check "E: the second attempt came a timeout and a back-off after the first ($gaps s)" \
+    python3 -c "import sys; g=[float(x) for x in '$gaps'.split()]; sys.exit(not (len(g)==1 and 2.9 <= g[0] <= 6))"
+check "E: the task is still done with its result" test "$(curl -s "$URL/v1/tasks/$e" | jq -r .state)" = done
+# Seconds later, still nothing sent again to the receivers of A and B.
+check "still no finished callback sent again" test "$(cat "$W/flaky.log" "$W/good.log" | wc -l)" = 4
 
 stop_receivers
 check "nothing written outside the root" test -z "$(files_outside_root)"
