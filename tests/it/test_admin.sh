@@ -7,7 +7,7 @@
 # taskmillctl command.
 . "$(dirname "$0")/lib.sh"
 
-python3 "$TASKMILL_SRC/tests/it/receiver.py" "$W/recv.port" "$W/recv.log" 0 &
+python3 "$TASKMILL_SRC/tests/it/receiver.py" "$W/recv.port" "$W/recv.log" 0 any &
 for _ in $(seq 1 100); do [ -s "$W/recv.port" ] && break; sleep 0.05; done
 RPORT=$(cat "$W/recv.port")
 HOOK=http://127.0.0.1:$RPORT
