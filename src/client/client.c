@@ -35,11 +35,16 @@ typedef enum ArgKind {
     ARG_LIMIT,
     ARG_WAIT,
     ARG_DRY_RUN,
+    ARG_PARAM,
+    ARG_CONTEXT,
+    ARG_BATCH,
+    ARG_AT,
+    ARG_DELAY,
 } ArgKind;
 #define OPT_BASE 0x100
 #define A(kind)  (1u << ARG_##kind)
 
-typedef enum PosKind { POS_NONE, POS_FILE, POS_ID, POS_ID_OPTIONAL } PosKind;
+typedef enum PosKind { POS_NONE, POS_FILE, POS_FILE_OPTIONAL, POS_ID, POS_ID_OPTIONAL } PosKind;
 
 typedef struct Command {
     const char *name, *synopsis, *summary;
@@ -49,14 +54,20 @@ typedef struct Command {
     bool local; /* reads this client's own config: [client], the state file */
 } Command;
 
-static const char *const task_states[] = {"received", "pending", "in_progress", "done", "failed"};
+static const char *const task_states[] = {"received",    "scheduled", "pending",
+                                          "in_progress", "done",      "failed"};
 
 /* ---- arguments ---- */
 
 static const Command commands[] = {
-    {"submit", "FILE [--priority N] [--crf N] [--preset P] [--callback URL] [--type T]",
-     "upload FILE as a new task and print its id",
-     A(PRIORITY) | A(CRF) | A(PRESET) | A(CALLBACK) | A(TYPE), POS_FILE, submit_main, false},
+    {"submit",
+     "[FILE] [--type T] [--param NAME=VALUE]... [--priority N|high|normal|low] [--crf N] "
+     "[--preset P] [--callback URL] [--context TEXT] [--batch ID] [--at TIME | --delay S]",
+     "make a task and print its id: upload FILE, or without FILE a task of a type that takes "
+     "no file",
+     A(PRIORITY) | A(CRF) | A(PRESET) | A(CALLBACK) | A(TYPE) | A(PARAM) | A(CONTEXT) | A(BATCH) |
+         A(AT) | A(DELAY),
+     POS_FILE_OPTIONAL, submit_main, false},
     {"status", "[ID]",
      "show a task; without ID, this client's sync tasks (else the server's queue counts)", 0,
      POS_ID_OPTIONAL, status_main, true},
@@ -65,6 +76,8 @@ static const Command commands[] = {
     {"fetch", "ID [-o PATH]", "download the result (resumable), check its sha256", A(OUTPUT),
      POS_ID, fetch_main, false},
     {"delete", "ID", "delete a task and its files", 0, POS_ID, delete_main, false},
+    {"retry", "ID", "put a failed task back, with the input the server kept", 0, POS_ID, retry_main,
+     false},
     {"list", "[--state S] [--limit N]", "list tasks, all of them unless --limit",
      A(STATE) | A(LIMIT), POS_NONE, list_main, false},
     {"types", "", "list the task types the server knows", 0, POS_NONE, types_main, false},
@@ -85,6 +98,11 @@ static const struct option command_options[] = {
     {"limit", required_argument, NULL, OPT_BASE + ARG_LIMIT},
     {"wait", no_argument, NULL, OPT_BASE + ARG_WAIT},
     {"dry-run", no_argument, NULL, OPT_BASE + ARG_DRY_RUN},
+    {"param", required_argument, NULL, OPT_BASE + ARG_PARAM},
+    {"context", required_argument, NULL, OPT_BASE + ARG_CONTEXT},
+    {"batch", required_argument, NULL, OPT_BASE + ARG_BATCH},
+    {"at", required_argument, NULL, OPT_BASE + ARG_AT},
+    {"delay", required_argument, NULL, OPT_BASE + ARG_DELAY},
     {"json", no_argument, NULL, 'j'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -152,14 +170,58 @@ static bool state_valid(const char *s)
     return false;
 }
 
+/* --param NAME=VALUE: VALUE is taken as JSON when it is (a number, true, an object...), else
+ * as a string. */
+static const char *param_add(Args *a, const char *v)
+{
+    const char *eq = strchr(v, '=');
+    json_t *value;
+    char *name;
+
+    if (!eq || eq == v)
+        return "--param takes NAME=VALUE";
+    if (!a->params && !(a->params = json_object()))
+        return "out of memory";
+    value = json_loads(eq + 1, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+    if (!value || json_is_null(value)) {
+        json_decref(value);
+        value = json_string(eq + 1);
+    }
+    name = strndup(v, (size_t)(eq - v));
+    if (!name || !value || json_object_set_new(a->params, name, value) < 0) {
+        free(name);
+        return "--param: the name or value is not UTF-8";
+    }
+    free(name);
+    return NULL;
+}
+
 /* Stores one option's value; NULL, or what is wrong with it. */
 static const char *arg_set(Args *a, ArgKind kind, const char *v)
 {
     switch (kind) {
     case ARG_PRIORITY:
-        return parse_long(v, TASK_PRIORITY_MIN, TASK_PRIORITY_MAX, &a->priority)
+        a->priority = !strcmp(v, "high")     ? 750
+                      : !strcmp(v, "normal") ? 500
+                      : !strcmp(v, "low")    ? 250
+                                             : -1;
+        return a->priority >= 0 || parse_long(v, TASK_PRIORITY_MIN, TASK_PRIORITY_MAX, &a->priority)
                    ? NULL
-                   : "--priority takes an integer from 0 to 1000";
+                   : "--priority takes an integer from 0 to 1000, or high, normal, low";
+    case ARG_PARAM:
+        return param_add(a, v);
+    case ARG_CONTEXT:
+        a->context = v;
+        return NULL;
+    case ARG_BATCH:
+        a->batch = v;
+        return task_id_valid(v) ? NULL : "--batch takes a batch id (a lower-case UUID)";
+    case ARG_AT:
+        a->at = v;
+        return *v ? NULL : "--at is empty";
+    case ARG_DELAY:
+        return parse_long(v, 0, 366L * 86400, &a->delay) ? NULL
+                                                         : "--delay takes a number of seconds";
     case ARG_CRF:
         return parse_long(v, 0, 51, &a->crf) ? NULL : "--crf takes an integer from 0 to 51";
     case ARG_TIMEOUT:
@@ -170,7 +232,8 @@ static const char *arg_set(Args *a, ArgKind kind, const char *v)
     case ARG_STATE:
         a->state = v;
         return state_valid(v) ? NULL
-                              : "--state takes received, pending, in_progress, done or failed";
+                              : "--state takes received, scheduled, pending, in_progress, done or "
+                                "failed";
     case ARG_PRESET:
         a->preset = v;
         return *v ? NULL : "--preset is empty";
@@ -196,13 +259,14 @@ static const char *arg_set(Args *a, ArgKind kind, const char *v)
 static const char *pos_check(const Command *cmd, int left, char **rest, Args *a)
 {
     bool need = cmd->pos == POS_FILE || cmd->pos == POS_ID;
+    bool file = cmd->pos == POS_FILE || cmd->pos == POS_FILE_OPTIONAL;
 
     if (left > (cmd->pos == POS_NONE ? 0 : 1))
         return "too many arguments";
     if (left == 0)
         return need ? (cmd->pos == POS_FILE ? "FILE is missing" : "ID is missing") : NULL;
     a->pos = rest[0];
-    if (cmd->pos != POS_FILE && !task_id_valid(a->pos))
+    if (!file && !task_id_valid(a->pos))
         return "ID must be a task id (a lower-case UUID)";
     return NULL;
 }
@@ -244,7 +308,7 @@ static int command_parse(const Command *cmd, int argc, char **argv, Client *cl, 
     char prog[64], *saved = argv[0];
     int r;
 
-    *a = (Args){.priority = -1, .crf = -1, .timeout = -1, .limit = -1};
+    *a = (Args){.priority = -1, .crf = -1, .timeout = -1, .limit = -1, .delay = -1};
     snprintf(prog, sizeof(prog), "taskmill %s", cmd->name);
     argv[0] = prog;
     r = command_options_parse(cmd, argc, argv, cl, a);
@@ -313,5 +377,6 @@ int main(int argc, char **argv)
         return r < 0 ? CLIENT_EXIT_USAGE : CLIENT_EXIT_OK;
     r = server_connect(&cl, cmd->local) < 0 ? CLIENT_EXIT_FAIL : cmd->run(&cl, &a);
     server_close(&cl);
+    json_decref(a.params);
     return r;
 }

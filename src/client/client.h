@@ -39,6 +39,7 @@ typedef struct ApiTaskForm {
     const char *callback_url;
     const char *params; /* JSON object text */
     const char *batch;  /* the batch the task joins */
+    const char *context, *run_at, *delay_seconds;
 } ApiTaskForm;
 
 int api_new(Api **ret);
@@ -99,9 +100,10 @@ typedef struct Client {
 
 /* A command's arguments, checked by client.c before the command runs. */
 typedef struct Args {
-    const char *pos;                    /* FILE or ID, NULL when absent */
-    long priority, crf, timeout, limit; /* -1 when not given */
-    const char *preset, *callback, *type, *output, *state;
+    const char *pos;                           /* FILE or ID, NULL when absent */
+    long priority, crf, timeout, limit, delay; /* -1 when not given */
+    const char *preset, *callback, *type, *output, *state, *context, *batch, *at;
+    json_t *params; /* --param NAME=VALUE, NULL when none */
     bool wait, dry_run;
 } Args;
 
@@ -138,6 +140,7 @@ int status_main(Client *cl, const Args *a); /* client_wait.c */
 int wait_main(Client *cl, const Args *a);
 int fetch_main(Client *cl, const Args *a); /* client_fetch.c */
 int delete_main(Client *cl, const Args *a);
+int retry_main(Client *cl, const Args *a);
 int list_main(Client *cl, const Args *a); /* client_list.c */
 int types_main(Client *cl, const Args *a);
 int sync_main(Client *cl, const Args *a); /* client_sync.c */

@@ -389,6 +389,9 @@ static int mime_build(Api *h, const ApiTaskForm *f, curl_mime **ret)
         {"callback_url", f->callback_url},
         {"params", f->params},
         {"batch", f->batch},
+        {"context", f->context},
+        {"run_at", f->run_at},
+        {"delay_seconds", f->delay_seconds},
     };
     curl_mime *m = curl_mime_init(h->curl);
     int r = m ? 0 : -ENOMEM;

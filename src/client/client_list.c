@@ -127,12 +127,20 @@ static void type_print(json_t *type)
     const char *key;
     size_t i;
 
-    printf("%s\n    %s\n    extensions:", jstr(type, "name"), jstr(type, "description"));
-    json_array_foreach(json_object_get(type, "extensions"), i, v)
-    {
-        printf(" %s", json_string_value(v) ? json_string_value(v) : "?");
+    printf("%s (%s, input %s)\n    %s\n", jstr(type, "name"), jstr(type, "kind"),
+           jstr(type, "input"), jstr(type, "description"));
+    if (json_array_size(json_object_get(type, "extensions"))) {
+        printf("    extensions:");
+        json_array_foreach(json_object_get(type, "extensions"), i, v)
+        {
+            printf(" %s", json_string_value(v) ? json_string_value(v) : "?");
+        }
+        printf("\n");
     }
-    printf("\n    parameters:\n");
+    printf("    timeout %llds, max_attempts %lld\n    parameters:%s\n",
+           (long long)json_integer_value(json_object_get(type, "timeout")),
+           (long long)json_integer_value(json_object_get(type, "max_attempts")),
+           json_object_size(params) ? "" : " none");
     json_object_foreach(params, key, v)
     {
         param_print(key, v);

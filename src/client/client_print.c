@@ -51,12 +51,31 @@ void print_task(json_t *t)
     json_t *result = json_object_get(t, "result"), *error = json_object_get(t, "error");
     char size[32];
 
+    json_t *last = json_object_get(t, "last_error");
+
     printf("id:      %s\n", jstr(t, "id"));
+    printf("type:    %s\n", jstr(t, "task_type"));
     printf("state:   %s", jstr(t, "state"));
     if (!strcmp(jstr(t, "state"), "in_progress"))
         progress_print(json_object_get(t, "progress"));
-    printf("\nfile:    %s (%s)\n", jstr(t, "file_name"),
-           print_size(json_integer_value(json_object_get(t, "size")), size, sizeof(size)));
+    if (json_is_string(json_object_get(t, "next_attempt_at")))
+        printf(" (next attempt %s)", jstr(t, "next_attempt_at"));
+    else if (!strcmp(jstr(t, "state"), "scheduled"))
+        printf(" (runs at %s)", jstr(t, "run_at"));
+    if (json_is_string(json_object_get(t, "file_name")))
+        printf("\nfile:    %s (%s)", jstr(t, "file_name"),
+               print_size(json_integer_value(json_object_get(t, "size")), size, sizeof(size)));
+    printf("\n");
+    if (json_is_string(json_object_get(t, "context")))
+        printf("context: %s\n", jstr(t, "context"));
+    if (json_is_string(json_object_get(t, "batch")))
+        printf("batch:   %s\n", jstr(t, "batch"));
+    if (json_integer_value(json_object_get(t, "attempts")) > 1 || json_is_object(last))
+        printf("attempts: %lld%s%s%s%s\n",
+               (long long)json_integer_value(json_object_get(t, "attempts")),
+               json_is_object(last) ? ", last error " : "",
+               json_is_object(last) ? jstr(last, "code") : "", json_is_object(last) ? ": " : "",
+               json_is_object(last) ? jstr(last, "message") : "");
     if (json_is_object(result))
         printf("result:  %s (%s) sha256 %s\n", jstr(result, "file_name"),
                print_size(json_integer_value(json_object_get(result, "size")), size, sizeof(size)),

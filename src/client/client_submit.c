@@ -1,7 +1,9 @@
-/* client_submit.c - `taskmill submit FILE`: one upload, streamed from disk, and its task id.
+/* client_submit.c - `taskmill submit [FILE]`: one task, and its id.
  *
- * file_name is FILE's last component as given, file_path the absolute directory it is in; the
- * name is checked here as the server would, so a bad name fails before any byte is sent. */
+ * With FILE: a multipart upload streamed from disk; file_name is FILE's last component as
+ * given, file_path the absolute directory it is in, and the name is checked here as the server
+ * would, so a bad name fails before any byte is sent. Without FILE: a JSON task of a type that
+ * takes no file (--type). --param NAME=VALUE, --crf and --preset make the params object. */
 #define _GNU_SOURCE
 #include "client.h"
 
@@ -47,24 +49,58 @@ static int submit_names(const char *file, const char **ret_name, char **ret_dir)
     return 0;
 }
 
-static int submit_params(const Args *a, char **ret)
+/* The params object: the --param values, then --crf and --preset (NULL when none). */
+static json_t *submit_params(const Args *a)
 {
-    json_t *p;
-    int r = 0;
+    json_t *p = a->params ? json_deep_copy(a->params) : NULL;
 
-    *ret = NULL;
     if (a->crf < 0 && !a->preset)
-        return 0;
-    p = json_object();
-    if (a->crf >= 0 && json_object_set_new(p, "crf", json_integer(a->crf)) < 0)
-        r = -ENOMEM;
-    if (a->preset && json_object_set_new(p, "preset", json_string(a->preset)) < 0)
-        r = -EINVAL; /* not UTF-8 */
-    if (r == 0 && !(*ret = json_dumps(p, JSON_COMPACT)))
-        r = -ENOMEM;
-    json_decref(p);
-    if (r < 0)
-        fprintf(stderr, "taskmill: cannot build params: %s\n", strerror(-r));
+        return p;
+    if (!p)
+        p = json_object();
+    if (a->crf >= 0)
+        json_object_set_new(p, "crf", json_integer(a->crf));
+    if (a->preset)
+        json_object_set_new(p, "preset", json_string(a->preset));
+    return p;
+}
+
+/* Prints the new task (its id, or --json). */
+static int submit_answer(Client *cl, long status, json_t *task)
+{
+    if (status != 201 || !json_is_object(task))
+        return server_report(status, task);
+    if (cl->json)
+        print_json(task);
+    else
+        printf("%s\n", jstr(task, "id"));
+    return 0;
+}
+
+/* A task without a file, as JSON. */
+static int submit_json(Client *cl, const Args *a, json_t *params)
+{
+    char *url = server_url(cl, "/v1/tasks"), *body;
+    json_t *req = json_pack("{s:s, s:O?, s:s?, s:s?, s:s?, s:s?}", "task_type", a->type, "params",
+                            params, "callback_url", a->callback, "context", a->context, "batch",
+                            a->batch, "run_at", a->at);
+    json_t *task = NULL;
+    long status = 0;
+    int r = -ENOMEM;
+
+    if (req && a->priority >= 0)
+        json_object_set_new(req, "priority", json_integer(a->priority));
+    if (req && a->delay >= 0)
+        json_object_set_new(req, "delay_seconds", json_integer(a->delay));
+    body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    if (url && body && (r = api_post_json(cl->api, url, body, &status, &task)) < 0)
+        server_transport(cl, "POST", url, r);
+    else if (url && body)
+        r = submit_answer(cl, status, task);
+    json_decref(task);
+    json_decref(req);
+    free(body);
+    free(url);
     return r;
 }
 
@@ -80,12 +116,8 @@ static int submit_send(Client *cl, const ApiTaskForm *form)
     r = api_post_task(cl->api, url, form, &status, &task);
     if (r < 0)
         server_transport(cl, "POST", url, r);
-    else if (status != 201 || !json_is_object(task))
-        r = server_report(status, task);
-    else if (cl->json)
-        print_json(task);
     else
-        printf("%s\n", jstr(task, "id"));
+        r = submit_answer(cl, status, task);
     json_decref(task);
     free(url);
     return r;
@@ -98,17 +130,56 @@ int submit_main(Client *cl, const Args *a)
         .path = a->pos,
         .priority = (int)a->priority,
         .callback_url = a->callback,
+        .context = a->context,
+        .batch = a->batch,
+        .run_at = a->at,
     };
-    char *dir = NULL, *params = NULL;
-    int r = submit_names(a->pos, &form.file_name, &dir);
+    json_t *params = submit_params(a);
+    char *dir = NULL, *text = NULL, delay[32];
+    int r = 0;
 
-    if (r == 0)
-        r = submit_params(a, &params);
+    if (!a->pos && !a->type) {
+        fprintf(stderr, "taskmill submit: give FILE, or --type of a type that takes no file\n");
+        json_decref(params);
+        return CLIENT_EXIT_USAGE;
+    }
+    if (!a->pos) {
+        r = submit_json(cl, a, params);
+        json_decref(params);
+        return r < 0 ? CLIENT_EXIT_FAIL : CLIENT_EXIT_OK;
+    }
+    snprintf(delay, sizeof(delay), "%ld", a->delay);
+    form.delay_seconds = a->delay >= 0 ? delay : NULL;
+    r = submit_names(a->pos, &form.file_name, &dir);
+    if (r == 0 && params && !(text = json_dumps(params, JSON_COMPACT)))
+        r = -ENOMEM;
     form.file_path = dir;
-    form.params = params;
+    form.params = text;
     if (r == 0)
         r = submit_send(cl, &form);
+    json_decref(params);
     free(dir);
-    free(params);
+    free(text);
+    return r < 0 ? CLIENT_EXIT_FAIL : CLIENT_EXIT_OK;
+}
+
+int retry_main(Client *cl, const Args *a)
+{
+    char path[128], *url = NULL;
+    long status = 0;
+    json_t *task = NULL;
+    int r = server_task_path(path, sizeof(path), a->pos, "/retry");
+
+    if (r < 0 || !(url = server_url(cl, path)))
+        return CLIENT_EXIT_FAIL;
+    r = api_post_json(cl->api, url, NULL, &status, &task);
+    if (r < 0)
+        server_transport(cl, "POST", url, r);
+    else if (status != 200)
+        r = server_report(status, task);
+    else
+        print_task_output(cl, task);
+    json_decref(task);
+    free(url);
     return r < 0 ? CLIENT_EXIT_FAIL : CLIENT_EXIT_OK;
 }

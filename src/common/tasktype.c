@@ -412,6 +412,8 @@ const char *tasktype_conf_key(Conf *c, const char *name, const char *key, const 
         return "a type name is 1 to 64 of a-z, 0-9, _ and -";
     if (!(t = type_get(c, name)))
         return "out of memory";
+    if (!t->kind && !strcmp(name, TASKTYPE_X265))
+        t->kind = &kind_video; /* the built-in type's section only sets its limits */
     why = common_key(t, key, value);
     if (why != TASKKIND_NOT_MINE)
         return why;

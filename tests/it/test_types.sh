@@ -121,6 +121,21 @@ api POST /v1/tasks -F task_type=echo -F "file_data=@$FIX/hello.txt" >"$W/out"
 check "a file for a type that takes none: 400 unexpected_file" \
     test "$STATUS:$(jq -r .error.code "$W/out")" = "400:unexpected_file"
 
+# --- the same through the taskmill client ---
+tm() { "$TASKMILL_BUILD/taskmill" --server "$URL" "$@"; }
+id=$(tm submit --type echo --param 'word=$(id) x' --param count=2 --priority high --context cli)
+check "taskmill submit --type without a file: an id" test -n "$id"
+check "  taskmill wait: done" tm wait "$id" --timeout 30
+check "  with the typed parameters, the priority alias and the context" \
+    test "$(curl -s "$URL/v1/tasks/$id" | jq -c '[.params, .priority, .context]')" = \
+    '[{"count":2,"mode":"fast","word":"$(id) x"},750,"cli"]'
+tm fetch "$id" -o "$W/cli.txt" >/dev/null
+check "  taskmill fetch gets its stdout" test "$(cat "$W/cli.txt")" = '$(id) x|2|fast'
+check "taskmill submit with neither FILE nor --type: usage error (2)" \
+    bash -c "'$TASKMILL_BUILD/taskmill' --server '$URL' submit 2>/dev/null; [ \$? = 2 ]"
+tm types >"$W/types.txt"
+check "taskmill types shows each type's kind and input" grep -q '^echo (exec, input none)' "$W/types.txt"
+
 # --- exec with an uploaded file ---
 api POST /v1/tasks -F task_type=checksum -F "file_data=@$FIX/hello.txt" >"$W/out"
 check "checksum of an upload: 201" test "$STATUS" = 201
@@ -204,6 +219,8 @@ check "POST /v1/tasks/ID/retry of a failed task: 200, pending or running again" 
     bash -c "[ $STATUS = 200 ] && jq -e '.state == \"pending\" or .state == \"in_progress\"' '$W/out'"
 check "  it fails again on its own" wait_state "$broken" failed 30
 check "  its history holds both runs" test "$(curl -s "$URL/v1/tasks/$broken" | jq '.history | length')" = 2
+check "taskmill retry of the failed task" bash -c "'$TASKMILL_BUILD/taskmill' --server '$URL' retry '$broken' >/dev/null"
+check "  fails again, a third run in its history" bash -c "$(declare -f wait_state); URL=$URL; wait_state $broken failed 30 && [ \$(curl -s $URL/v1/tasks/$broken | jq '.history | length') = 3 ]"
 api POST "/v1/tasks/$flaky/retry" >"$W/out"
 check "retry of a done task: 409 not_failed" \
     test "$STATUS:$(jq -r .error.code "$W/out")" = "409:not_failed"
