@@ -186,14 +186,14 @@ api GET /healthz >/dev/null
 check "the server still answers after the refusals" test "$STATUS" = 200
 check "no upload left in data/request after the refusals" no_tmp_dirs
 api GET /v1/tasks >"$W/out"
-check "no task was created by a refused request" test "$(jq '.tasks | length' "$W/out")" = 0
+check "no task was created by a refused request ($STATUS)" test "$STATUS:$(jq '.tasks | length' "$W/out")" = 200:0
 check "data/request is empty" test -z "$(find "$ROOT/data/request" -mindepth 1 | head -1)"
 
 # The boundary: a 255-byte name is accepted.
 ok_name=$(printf 'b%.0s' $(seq 1 251)).mp4
 id=$(submit "$FIX/clip.mp4" --form-string "file_name=$ok_name")
 check "a 255-byte file_name is accepted" test -n "$id"
-check "and echoed back" test "$(curl -s "$URL/v1/tasks/$id" | jq -r .file_name)" = "$ok_name"
+check "and echoed back" test "$(jget "/v1/tasks/$id" .file_name)" = "$ok_name"
 EXPECT[$id]="done"
 check "and converted" wait_state "$id" "done" 60
 
@@ -202,7 +202,7 @@ check "convert stops cleanly" tm_stop convert
 id=$(submit "$FIX/clip.mp4" --form-string file_name=pending.mp4)
 EXPECT[$id]="done"
 wait_state "$id" pending 10 || true
-check "task stays pending without a converter" test "$(curl -s "$URL/v1/tasks/$id" | jq -r .state)" = pending
+check "task stays pending without a converter" test "$(jget "/v1/tasks/$id" .state)" = pending
 expect_error "result of a pending task" 409 not_done GET "/v1/tasks/$id/result"
 check "healthz is 503 without a converter" wait_health 503
 tm_start convert
@@ -215,9 +215,9 @@ EXPECT[$bad]=failed
 EXPECT[$evil]=failed
 check "random bytes end failed" wait_state "$bad" failed 60
 api GET "/v1/tasks/$bad" >"$W/out"
-code=$(jq -r .error.code "$W/out")
+code=$STATUS:$(jq -r .error.code "$W/out")
 check "random bytes: error code is input_unreadable or decode_error ($code)" \
-    grep -qxE 'input_unreadable|decode_error' <<<"$code"
+    grep -qxE '200:(input_unreadable|decode_error)' <<<"$code"
 check "random bytes: error message is set" test -n "$(jq -r '.error.message // empty' "$W/out")"
 check "random bytes: no result" test "$(jq -r .result "$W/out")" = null
 expect_error "result of a failed task" 409 not_done GET "/v1/tasks/$bad/result"
@@ -231,9 +231,9 @@ check "HLS playlist: no passwd content in the job" bash -c "! grep -rqs 'root:' 
 id=$(submit "$FIX/clip.mp4" --form-string file_name=after.mp4)
 EXPECT[$id]="done"
 check "a real clip after the corrupt ones is done" wait_state "$id" "done" 60
-curl -s -S -o "$W/after.mp4" "$URL/v1/tasks/$id/result"
-check "its result downloads and matches the sha256" \
-    test "$(sha256sum "$W/after.mp4" | cut -d' ' -f1)" = "$(curl -s "$URL/v1/tasks/$id" | jq -r .result.sha256)"
+api GET "/v1/tasks/$id/result" >"$W/after.mp4"
+check "its result downloads (200, got $STATUS) and matches the sha256" \
+    test "$STATUS:$(sha256sum "$W/after.mp4" | cut -d' ' -f1)" = "200:$(jget "/v1/tasks/$id" .result.sha256)"
 
 # --- 413 with a small upload limit ---------------------------------------------------------------
 check "rest stops cleanly" tm_stop rest
@@ -267,7 +267,7 @@ print("sent", sent, "bytes before the server closed")
 sys.exit(0 if sent < 20 << 20 else 1)
 PY
 api GET /v1/tasks >"$W/out"
-check "no task was created by the 413s" test "$(jq '.tasks | length' "$W/out")" = "${#EXPECT[@]}"
+check "no task was created by the 413s ($STATUS)" test "$STATUS:$(jq '.tasks | length' "$W/out")" = "200:${#EXPECT[@]}"
 # Under the limit still works.
 make_mp4 "$FIX/tiny.mp4" 1 64x48
 id=$(submit "$FIX/tiny.mp4")
@@ -291,6 +291,7 @@ cp "$W/result.json" "$ROOT/data/done/$id/result.json"
 check "healthz is 200 after all that" wait_health 200
 check "no .tmp-* in data/request" no_tmp_dirs
 api GET '/v1/tasks?limit=1000' >"$W/out"
+check "the list answers 200 ($STATUS)" test "$STATUS" = 200
 check "the list has exactly the accepted tasks (${#EXPECT[@]})" \
     test "$(jq -r '.tasks[].id' "$W/out" | sort)" = "$(printf '%s\n' "${!EXPECT[@]}" | sort)"
 for id in "${!EXPECT[@]}"; do
@@ -298,5 +299,5 @@ for id in "${!EXPECT[@]}"; do
         test "$(jq -r --arg id "$id" '.tasks[] | select(.id == $id) | .state' "$W/out")" = "${EXPECT[$id]}"
 done
 api GET /v1/status >"$W/out"
-check "status counts 4 done, 2 failed" test "$(jq -c '[.done, .failed, .waiting, .working]' "$W/out")" = '[4,2,0,0]'
+check "status counts 4 done, 2 failed ($STATUS)" test "$STATUS:$(jq -c '[.done, .failed, .waiting, .working]' "$W/out")" = '200:[4,2,0,0]'
 check "nothing written outside the root" test -z "$(files_outside_root)"
