@@ -20,10 +20,15 @@ TM_CONF=$T/taskmill.conf
 mkdir -p "$TM_LOG"
 . "$TASKMILL_SRC/scripts/daemons.sh"
 FAILS=0
+# Extra curl options for api, submit and wait_state (test_tls adds its --cacert).
+CURL_OPTS=()
 
+# fail DESCRIPTION: counts a failure. The count is also kept in a file, so a failure found in a
+# subshell (a helper called inside $(...)) is not lost when the subshell ends.
 fail() {
     echo "FAIL: $*" >&2
     FAILS=$((FAILS + 1))
+    echo x >>"$W/.failures"
 }
 
 ok() {
@@ -50,6 +55,7 @@ write_conf() {
 
 finish() {
     local rc=$?
+    if [ -f "$W/.failures" ]; then FAILS=$(wc -l <"$W/.failures"); fi
     if ! tm_stop_all; then
         fail "a daemon did not exit cleanly"
     fi
@@ -67,14 +73,36 @@ finish() {
 }
 trap finish EXIT
 
-# api METHOD PATH [curl args...]: prints the body, sets STATUS.
+# api METHOD PATH [curl args...]: prints the body, sets STATUS (000 when no answer came).
+# The body file is emptied first, so an earlier answer can never stand in for this one. A
+# transport error (curl cannot connect, the connection is closed before an answer, a timeout)
+# fails the test with curl's message, unless the caller accepts one by setting
+# API_TRANSPORT_OK=1 for the call (API_TRANSPORT_OK=1 api ...); CURL_RC keeps curl's exit status.
 api() {
-    local method=$1 path=$2
+    local method=$1 path=$2 body=$W/body.$BASHPID err=$W/curl_err.$BASHPID
     shift 2
     local out
-    out=$(curl -s -S -o "$W/body" -w '%{http_code}' -X "$method" "$URL$path" "$@") || true
-    STATUS=$out
-    cat "$W/body"
+    : >"$body"
+    CURL_RC=0
+    out=$(curl -s -S -o "$body" -w '%{http_code}' -X "$method" "${CURL_OPTS[@]}" "$URL$path" "$@" \
+        2>"$err") || CURL_RC=$?
+    STATUS=${out:-000}
+    if [ "$CURL_RC" -ne 0 ] && [ "${API_TRANSPORT_OK:-0}" != 1 ]; then
+        fail "$method $path: no HTTP answer (curl exit $CURL_RC, status $STATUS): $(tr '\n' ' ' <"$err")"
+    fi
+    cat "$body"
+    rm -f "$body" "$err"
+}
+
+# jget PATH FILTER [curl args...]: GET PATH; prints `jq -r FILTER` of the body when the answer is
+# 200, else "HTTP <status>", which no check expects: an error body never passes for a value
+# (jq gives null or 0 on one).
+jget() {
+    local path=$1 filter=$2 out=$W/jget.$BASHPID
+    shift 2
+    api GET "$path" "$@" >"$out"
+    if [ "$STATUS" = 200 ]; then jq -r "$filter" "$out"; else echo "HTTP $STATUS"; fi
+    rm -f "$out"
 }
 
 # submit FILE [curl -F args...]: posts a task, prints its id.
@@ -82,7 +110,7 @@ submit() {
     local file=$1
     shift
     local body
-    body=$(curl -s -S -w '\n%{http_code}' -F task_type=convert_video_to_libx265 \
+    body=$(curl -s -S -w '\n%{http_code}' "${CURL_OPTS[@]}" -F task_type=convert_video_to_libx265 \
         -F "file_path=$(dirname "$file")" -F "file_data=@$file" "$@" "$URL/v1/tasks")
     if [ "$(tail -n 1 <<<"$body")" != 201 ]; then
         echo "submit failed: $body" >&2
@@ -91,19 +119,28 @@ submit() {
     sed '$d' <<<"$body" | jq -r .id
 }
 
-# wait_state ID STATE [SECONDS]: polls until the task is in STATE.
+# wait_state ID STATE [SECONDS]: polls until the task is in STATE. Fails at once when the task
+# reached another final state (done or failed); after SECONDS it fails saying what the last GET
+# answered (its HTTP status, curl's exit status, the state in the body).
 wait_state() {
-    local id=$1 want=$2 limit=${3:-120} i state
-    for ((i = 0; i < limit * 5; i++)); do
-        state=$(curl -s "$URL/v1/tasks/$id" | jq -r .state)
-        [ "$state" = "$want" ] && return 0
-        if [ "$state" = failed ] && [ "$want" != failed ]; then
-            echo "task $id failed: $(curl -s "$URL/v1/tasks/$id" | jq -c .error)" >&2
+    local id=$1 want=$2 limit=${3:-120} state st rc body=$W/wait_state.$BASHPID
+    local deadline=$((SECONDS + limit))
+    while :; do
+        rc=0
+        st=$(curl -s -o "$body" -w '%{http_code}' "${CURL_OPTS[@]}" "$URL/v1/tasks/$id") || rc=$?
+        state=$( ([ "$st" = 200 ] && jq -r .state "$body") 2>/dev/null || echo "?")
+        [ "$state" = "$want" ] && { rm -f "$body"; return 0; }
+        if [ "$state" = failed ] || [ "$state" = done ]; then
+            echo "task $id is '$state', not '$want': $(jq -c .error "$body")" >&2
+            rm -f "$body"
             return 1
         fi
+        [ $SECONDS -ge $deadline ] && break
         sleep 0.2
     done
-    echo "task $id is '$state', not '$want' after ${limit}s" >&2
+    echo "task $id is not '$want' after ${limit}s: the last GET answered HTTP $st (curl exit" \
+        "$rc), state '$state': $(head -c 300 "$body" | tr '\n' ' ')" >&2
+    rm -f "$body"
     return 1
 }
 

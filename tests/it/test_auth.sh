@@ -49,39 +49,46 @@ check "bob cannot delete it" test "$STATUS" = 404
 as "$BOB" GET "/v1/tasks/$id/result" >/dev/null
 check "bob cannot fetch its result" test "$STATUS" = 404
 as "$BOB" GET /v1/tasks >"$W/out"
-check "bob's list is empty" test "$(jq '.tasks | length' "$W/out")" = 0
+check "bob's list is empty ($STATUS)" test "$STATUS:$(jq '.tasks | length' "$W/out")" = 200:0
 as "$ADMIN" GET /v1/tasks >"$W/out"
-check "the admin's list shows alice's task" test "$(jq -r '.tasks[0].id' "$W/out")" = "$id"
+check "the admin's list shows alice's task ($STATUS)" \
+    test "$STATUS:$(jq -r '[.tasks[].id] | join(" ")' "$W/out")" = "200:$id"
 # The job directory moves while we look; read it once it has settled in done/.
-for ((i = 0; i < 300; i++)); do
-    as "$ADMIN" GET "/v1/tasks/$id" >"$W/out"
-    [ "$(jq -r .state "$W/out")" = done ] && break
-    sleep 0.2
-done
+CURL_OPTS=(-H "Authorization: Bearer $ADMIN")
+check "alice's task is done (seen by the admin)" wait_state "$id" done 60
+CURL_OPTS=()
 check "request.json records the owner" test "$(jq -r .owner "$ROOT/data/done/$id/request.json")" = alice
 
 # Idempotency keys are per token.
 as "$ALICE" POST /v1/tasks -F idempotency_key=k1 -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >"$W/out"
+check "alice's POST with key k1: 201 ($STATUS)" test "$STATUS" = 201
 k1=$(jq -r .id "$W/out")
 as "$BOB" POST /v1/tasks -F idempotency_key=k1 -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >"$W/out"
 k2=$(jq -r .id "$W/out")
 check "the same key from another token makes its own task" test "$STATUS" = 201 -a "$k1" != "$k2"
-for t in "$id" "$k1" "$k2"; do
-    for _ in $(seq 300); do
-        [ -d "$ROOT/data/done/$t" ] && break
+in_done() { # ID: waits up to 60 s for the job to be in done/
+    local i
+    for ((i = 0; i < 300; i++)); do
+        [ -d "$ROOT/data/done/$1" ] && return 0
         sleep 0.2
     done
-done
+    echo "$1 is not in done/ after 60 s: $(find "$ROOT/data" -maxdepth 2 -name "$1")" >&2
+    return 1
+}
+for t in "$id" "$k1" "$k2"; do check "task $t reached done/" in_done "$t"; done
 
 # The per-token limit counts unfinished tasks only.
 tm_stop convert
-for _ in 1 2 3; do as "$BOB" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null; done
+for n in 1 2 3; do
+    as "$BOB" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null
+    check "bob's unfinished task $n of 3: 201 ($STATUS)" test "$STATUS" = 201
+done
 as "$BOB" POST /v1/tasks -H 'Expect: 100-continue' -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >"$W/out"
 check "over max_tasks_per_token: 429 too_many_tasks" test "$STATUS:$(jq -r .error.code "$W/out")" = 429:too_many_tasks
 as "$ALICE" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null
 check "another token is not limited by bob's tasks" test "$STATUS" = 201
 as "$ADMIN" GET /v1/tasks >"$W/out"
-check "the admin sees everyone's tasks" test "$(jq '.tasks | length' "$W/out")" = 7
+check "the admin sees everyone's tasks ($STATUS)" test "$STATUS:$(jq '.tasks | length' "$W/out")" = 200:7
 tm_start convert
 
 # The per-token quota of stored bytes counts finished tasks too.
@@ -123,7 +130,9 @@ check "no upload stored for it" test -z "$(ls -A "$ROOT/data/request")"
 as "$BOB" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null
 check "bob's quota is his own" test "$STATUS" = 201
 as "$ALICE" DELETE "/v1/tasks/$quota_id" >/dev/null
+check "alice deletes her finished quota task: 204 ($STATUS)" test "$STATUS" = 204
 as "$ALICE" DELETE "/v1/tasks/$id" >/dev/null
+check "alice deletes her first task: 204 ($STATUS)" test "$STATUS" = 204
 as "$ALICE" POST /v1/tasks -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/a.mp4" >/dev/null
 check "deleting finished tasks makes room again (201)" test "$STATUS" = 201
 check "every task finished" wait_all_finished

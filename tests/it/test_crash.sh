@@ -2,8 +2,9 @@
 # test_crash.sh - the crash matrix: with 30+ tasks in flight, kill -9 a randomly chosen daemon
 # at random moments, for many rounds; after each kill either restart only the victim (peers
 # must reconnect) or stop the rest and restart all through init (boot recovery). A client keeps
-# uploading meanwhile. In the end every accepted task (201) is in done/ exactly once with a
-# valid HEVC output, it reached done once, nothing is pending/in_progress, and no temporary or
+# uploading meanwhile, until exactly TASKS tasks are accepted (or its deadline passes: a failure,
+# not a hang). In the end every accepted task (201) is in done/ exactly once with a valid HEVC
+# output whose sha256 is the one in its result.json, it reached done once, nothing is pending/in_progress, and no temporary or
 # partial file remains anywhere under the root. A task stored whose 201 never reached the client
 # (rest killed between the durable rename and the answer) may also be done: it must be one the
 # client did send. Prints the figures.
@@ -12,6 +13,8 @@
 ROUNDS=${TASKMILL_CRASH_ROUNDS:-24}
 TASKS=${TASKMILL_CRASH_TASKS:-36}
 SEED=${TASKMILL_CRASH_SEED:-$$}
+# Seconds the background uploader may take to get its TASKS accepted (about 30 s normally).
+UPLOAD_DEADLINE=${TASKMILL_CRASH_UPLOAD_DEADLINE:-240}
 RANDOM=$SEED
 echo "seed $SEED, $ROUNDS rounds, $TASKS tasks"
 
@@ -31,9 +34,15 @@ upload() {
     sed '$d' <<<"$out" | jq -r .id >>"$ACCEPTED"
 }
 
+# Uploads until the file holds TASKS accepted ids; it is the only writer from here on, and adds
+# one line per 201, so it stops at exactly TASKS. Exits 1 when the deadline passes first.
 uploader() {
-    local n=0
-    while [ "$(wc -l <"$ACCEPTED" 2>/dev/null || echo 0)" -lt "$TASKS" ]; do
+    local n=0 deadline=$((SECONDS + UPLOAD_DEADLINE))
+    while [ "$(wc -l <"$ACCEPTED")" -lt "$TASKS" ]; do
+        if [ $SECONDS -ge $deadline ]; then
+            echo "uploader: only $(wc -l <"$ACCEPTED") of $TASKS tasks accepted after ${UPLOAD_DEADLINE}s" >&2
+            exit 1
+        fi
         upload $n || sleep 0.2
         n=$((n + 1))
     done
@@ -42,6 +51,9 @@ uploader() {
 for n in $(seq 1 12); do upload "pre$n"; done
 uploader &
 upid=$!
+# The uploader must not outlive the test (a test that stops early, e.g. a daemon that failed
+# to restart, would leave it looping).
+test_cleanup() { [ -z "${upid:-}" ] || kill "$upid" 2>/dev/null || true; }
 
 kills=0 full=0 single=0
 declare -A killed
@@ -64,7 +76,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
         tm_start_all # init resets what was interrupted
     fi
 done
-wait $upid || true
+uprc=0
+wait $upid || uprc=$?
+check "the uploader got its $TASKS tasks accepted within ${UPLOAD_DEADLINE}s (exit $uprc)" test "$uprc" -eq 0
 accepted=$(sort -u "$ACCEPTED" | wc -l)
 
 # Let the queue drain.
@@ -88,6 +102,10 @@ for id in $(sort -u "$ACCEPTED"); do
     codec=$(ffprobe -v error -select_streams v -show_entries stream=codec_name -of csv=p=0 \
         "$ROOT/data/done/$id/output.mp4" 2>/dev/null || true)
     [ "$codec" = hevc ] || { bad=$((bad + 1)); echo "$id: output codec '$codec'" >&2; }
+    # The file is the one the converter finished: its sha256 is the one result.json records.
+    want=$(jq -r .sha256 "$ROOT/data/done/$id/result.json" 2>/dev/null || echo "no result.json")
+    got=$(sha256sum <"$ROOT/data/done/$id/output.mp4" 2>/dev/null | cut -d' ' -f1 || true)
+    [ "$got" = "$want" ] || { bad=$((bad + 1)); echo "$id: output sha256 '$got', result.json '$want'" >&2; }
 done
 done_n=$(find "$ROOT/data/done" -mindepth 1 -maxdepth 1 | wc -l)
 unacked=0 foreign=0
@@ -104,10 +122,11 @@ echo "figures: rounds=$ROUNDS kills=$kills (init ${killed[init]:-0}, queue ${kil
     "single-restarts=$single full-restarts=$full accepted=$accepted done=$done_n" \
     "stored-but-unacknowledged=$unacked lost=$lost" \
     "duplicates=$dup bad-outputs=$bad temp-files=$temps"
-check "at least 30 tasks accepted" test "$accepted" -ge 30
+check "exactly $TASKS tasks accepted, each id once ($accepted distinct, $(wc -l <"$ACCEPTED") lines)" \
+    test "$accepted:$(wc -l <"$ACCEPTED")" = "$TASKS:$TASKS"
 check "no accepted task lost" test "$lost" -eq 0
 check "no task reached done twice" test "$dup" -eq 0
-check "every output is valid HEVC" test "$bad" -eq 0
+check "every output is valid HEVC with result.json's sha256" test "$bad" -eq 0
 check "done/ holds the accepted tasks plus only uploads the client sent" \
     test "$foreign" -eq 0 -a "$done_n" -eq $((accepted + unacked))
 check "nothing pending, in progress or half-uploaded" \

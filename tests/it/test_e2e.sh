@@ -11,8 +11,8 @@ make_mkv_multi "$FIX/multi.mkv"
 
 # The discovery endpoints.
 api GET /v1/task-types >"$W/out"
-check "task-types lists convert_video_to_libx265" \
-    test "$(jq -r '.task_types[0].name' "$W/out")" = convert_video_to_libx265
+check "task-types lists convert_video_to_libx265 ($STATUS)" \
+    test "$STATUS:$(jq -r '.task_types[0].name' "$W/out")" = 200:convert_video_to_libx265
 check "task-types shows the crf schema" test "$(jq -r '.task_types[0].parameters.crf.maximum' "$W/out")" = 51
 api GET /healthz >/dev/null
 check "healthz is 200 with all daemons up" test "$STATUS" = 200
@@ -21,12 +21,14 @@ check "healthz is 200 with all daemons up" test "$STATUS" = 200
 id=$(submit "$FIX/clip one.mp4" -F 'params={"crf":30}' -F priority=600)
 check "POST gives a task id" test -n "$id"
 api GET "/v1/tasks/$id" >"$W/out"
+check "GET of the new task: 200 ($STATUS)" test "$STATUS" = 200
 check "task object echoes file_name" test "$(jq -r .file_name "$W/out")" = "clip one.mp4"
 check "task object echoes file_path" test "$(jq -r .file_path "$W/out")" = "$FIX"
 check "task object has the effective params" test "$(jq -c .params "$W/out")" = '{"crf":30,"preset":"ultrafast"}'
 check "priority kept" test "$(jq -r .priority "$W/out")" = 600
 wait_state "$id" done 120
 api GET "/v1/tasks/$id" >"$W/out"
+check "GET of the done task: 200 ($STATUS)" test "$STATUS" = 200
 check "result named after the input" test "$(jq -r .result.file_name "$W/out")" = "clip one.mp4"
 check "progress is 100 when done" test "$(jq -r .progress.percent "$W/out")" = 100
 check "finished_at is set" test "$(jq -r .finished_at "$W/out")" != null
@@ -67,14 +69,15 @@ check "Range past the end gives 416" grep -q '^HTTP/1.1 416' "$W/hdr"
 # mkv in (2 audio + subtitle + chapter) -> mkv out with everything kept.
 id2=$(submit "$FIX/multi.mkv")
 wait_state "$id2" done 120
-curl -s -S -o "$W/multi_out.mkv" "$URL/v1/tasks/$id2/result"
+api GET "/v1/tasks/$id2/result" >"$W/multi_out.mkv"
+check "mkv: result download is 200 ($STATUS)" test "$STATUS" = 200
 probe "$W/multi_out.mkv" >"$W/probe.json"
 check "mkv: hevc video" test "$(jq -r '[.streams[] | select(.codec_type=="video")][0].codec_name' "$W/probe.json")" = hevc
 check "mkv: two audio tracks" test "$(jq '[.streams[] | select(.codec_type=="audio")] | length' "$W/probe.json")" = 2
 check "mkv: subtitle kept" test "$(jq '[.streams[] | select(.codec_type=="subtitle")] | length' "$W/probe.json")" = 1
 check "mkv: languages kept" test "$(jq -r '[.streams[] | select(.codec_type=="audio") | .tags.language] | join(",")' "$W/probe.json")" = eng,deu
 check "mkv: chapter kept" test "$(jq '.chapters | length' "$W/probe.json")" = 1
-check "mkv: result name" test "$(curl -s "$URL/v1/tasks/$id2" | jq -r .result.file_name)" = multi.mkv
+check "mkv: result name" test "$(jget "/v1/tasks/$id2" .result.file_name)" = multi.mkv
 
 # The admin's view: the job sits in done/ with its files; the input was removed.
 check "job is in done/" test -f "$ROOT/data/done/$id/request.json"
@@ -95,22 +98,29 @@ api POST /v1/tasks -F idempotency_key="$(printf 'bad key\x01')" -F task_type=con
 check "a bad key is 400 bad_idempotency_key" test "$STATUS:$(jq -r .error.code "$W/out")" = 400:bad_idempotency_key
 wait_state "$kid" done 120
 api DELETE "/v1/tasks/$kid" >/dev/null
+check "DELETE of the keyed task: 204 ($STATUS)" test "$STATUS" = 204
 k3=$(curl -s -S -w '\n%{http_code}' -F idempotency_key=client-a:/v/x.mp4:123 \
     -F task_type=convert_video_to_libx265 -F "file_data=@$FIX/clip one.mp4" "$URL/v1/tasks")
 check "a key whose task was deleted makes a new task" test "$(tail -n 1 <<<"$k3")" = 201
 kid3=$(sed '$d' <<<"$k3" | jq -r .id)
 wait_state "$kid3" done 120
 api DELETE "/v1/tasks/$kid3" >/dev/null
+check "DELETE of the new keyed task: 204 ($STATUS)" test "$STATUS" = 204
 
 # Listing and status.
+# Two tasks are left, oldest first: $id, then $id2.
 api GET '/v1/tasks?state=done' >"$W/out"
-check "list shows both done tasks" test "$(jq '.tasks | length' "$W/out")" = 2
+check "list shows both done tasks, oldest first ($STATUS)" \
+    test "$STATUS:$(jq -r '[.tasks[].id] | join(" ")' "$W/out")" = "200:$id $id2"
 api GET '/v1/tasks?limit=1' >"$W/out"
 cursor=$(jq -r .next_cursor "$W/out")
-check "list pages with a cursor" test "$cursor" != null
+check "first page of one: the older task and a cursor ($STATUS)" \
+    test "$STATUS:$(jq -r '[.tasks[].id] | join(" ")' "$W/out")" = "200:$id" -a "$cursor" != null
 api GET "/v1/tasks?limit=1&cursor=$cursor" >"$W/out"
-check "second page has the other task" test "$(jq -r '.tasks[0].id' "$W/out")" != "$(curl -s "$URL/v1/tasks?limit=1" | jq -r '.tasks[0].id')"
+check "second page: the other task and no further cursor ($STATUS)" \
+    test "$STATUS:$(jq -r '[.tasks[].id] | join(" ")' "$W/out"):$(jq -r .next_cursor "$W/out")" = "200:$id2:null"
 api GET /v1/status >"$W/out"
+check "status answers 200 ($STATUS)" test "$STATUS" = 200
 check "status counts done" test "$(jq -r .done "$W/out")" = 2
 check "status shows max_workers: the converter's 1 and the 4 http slots" test "$(jq -r .max_workers "$W/out")" = 5
 
@@ -122,7 +132,8 @@ ffmpeg -v error -y -f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=sa
 check "fixture has a data track" test "$(probe "$FIX/camera.mov" | jq -r '.streams[2].codec_type')" = data
 idtc=$(submit "$FIX/camera.mov")
 wait_state "$idtc" done 120
-curl -s -S -o "$W/camera.mp4" "$URL/v1/tasks/$idtc/result"
+api GET "/v1/tasks/$idtc/result" >"$W/camera.mp4"
+check "camera file: result download is 200 ($STATUS)" test "$STATUS" = 200
 probe "$W/camera.mp4" >"$W/probe.json"
 check "camera file: video and audio kept" \
     test "$(jq -r '[.streams[:2][].codec_type] | join(",")' "$W/probe.json")" = video,audio
@@ -131,11 +142,13 @@ check "camera file: timecode kept" \
 check "camera file: hevc tagged hvc1" \
     test "$(jq -r '.streams[0] | .codec_name + "/" + .codec_tag_string' "$W/probe.json")" = hevc/hvc1
 api DELETE "/v1/tasks/$idtc" >/dev/null
+check "DELETE of the camera task: 204 ($STATUS)" test "$STATUS" = 204
 
 # Delete: 204, then 404, and the folders are empty.
 api DELETE "/v1/tasks/$id" >/dev/null
 check "DELETE is 204" test "$STATUS" = 204
 api DELETE "/v1/tasks/$id2" >/dev/null
+check "DELETE of the mkv task: 204 ($STATUS)" test "$STATUS" = 204
 api GET "/v1/tasks/$id" >/dev/null
 check "deleted task is 404" test "$STATUS" = 404
 

@@ -13,34 +13,52 @@ bad_id=$(submit "$FIX/bad.mp4")
 wait_state "$ok_id" done 60
 wait_state "$bad_id" failed 60
 check "status counts one done and one failed" \
-    test "$(curl -s "$URL/v1/status" | jq -c '[.done, .failed]')" = "[1,1]"
-for _ in $(seq 300); do
-    [ -z "$(find "$ROOT/data/done" "$ROOT/data/failed" -mindepth 1)" ] && break
-    sleep 0.1
-done
+    test "$(jget /v1/status '[.done, .failed] | tostring')" = "[1,1]"
+gone() { # waits up to 30 s for done/ and failed/ to empty
+    local i
+    for ((i = 0; i < 300; i++)); do
+        [ -z "$(find "$ROOT/data/done" "$ROOT/data/failed" -mindepth 1)" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+check "the finished tasks expire within 30 s" gone
 api GET "/v1/tasks/$ok_id" >/dev/null
 check "an expired done task is 404" test "$STATUS" = 404
 api GET "/v1/tasks/$bad_id" >/dev/null
 check "an expired failed task is 404" test "$STATUS" = 404
 check "done/ and failed/ are empty" test -z "$(find "$ROOT/data/done" "$ROOT/data/failed" -mindepth 1)"
-check "status counts follow" test "$(curl -s "$URL/v1/status" | jq -c '[.done, .failed]')" = "[0,0]"
+check "status counts follow" test "$(jget /v1/status '[.done, .failed] | tostring')" = "[0,0]"
 check "the queue logged the expiry" grep -q "$ok_id: expired from=done" "$TM_LOG/queue.log"
 
-# The log line follows the removal (and the folder's fsync): wait for it, then look.
-for _ in $(seq 300); do
-    grep -q "removed 1 idempotency keys of expired tasks" "$TM_LOG/rest.log" && break
-    sleep 0.1
-done
+# sweeps N: waits up to 30 s for rest's Nth "removed ... idempotency keys" log line (written
+# after the removal and the folder's fsync).
+sweeps() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        [ "$(grep -cE "removed [0-9]+ idempotency keys of expired tasks" "$TM_LOG/rest.log")" -ge "$1" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+check "rest logged the sweep" sweeps 1
+check "the sweep removed the one key" grep -q "removed 1 idempotency keys of expired tasks" "$TM_LOG/rest.log"
 check "the expired task's idempotency key was swept" test -z "$(ls -A "$ROOT/data/keys")"
-check "rest logged the sweep" grep -q "removed 1 idempotency keys of expired tasks" "$TM_LOG/rest.log"
 
-# A key older than result_ttl whose task still waits is kept.
+# A key older than result_ttl whose task still waits is kept. A sweep logs only what it removed,
+# so a canary shows when one has looked at the key late enough: a stale temporary key file
+# (what a killed rest leaves) with the key's own mtime, which a sweep removes once it is older
+# than result_ttl - exactly when the key is.
 tm_stop convert
 wait_id=$(submit "$FIX/a.mp4" -F idempotency_key=keep-me)
-sleep 11 # longer than result_ttl and a sweep period (result_ttl / 4)
-check "a waiting task's old key is kept" test "$(ls "$ROOT/data/keys" | wc -l)" = 1
-k=$(curl -s -S -F idempotency_key=keep-me -F task_type=convert_video_to_libx265 \
-    -F "file_data=@$FIX/a.mp4" "$URL/v1/tasks" | jq -r .id)
-check "and still answers with its task" test "$k" = "$wait_id"
+key=$(ls "$ROOT/data/keys")
+check "the waiting task has one key file ($key)" test "$(wc -w <<<"$key")" = 1
+touch -r "$ROOT/data/keys/$key" "$ROOT/data/keys/.tmp.canary"
+check "a sweep ran once the key was older than result_ttl (the canary is gone)" sweeps 2
+check "the canary was removed" test ! -e "$ROOT/data/keys/.tmp.canary"
+check "a waiting task's old key is kept" test "$(ls -A "$ROOT/data/keys")" = "$key"
+api POST /v1/tasks -F idempotency_key=keep-me -F task_type=convert_video_to_libx265 \
+    -F "file_data=@$FIX/a.mp4" >"$W/out"
+check "and still answers with its task (200, got $STATUS)" test "$STATUS:$(jq -r .id "$W/out")" = "200:$wait_id"
 tm_start convert
 wait_state "$wait_id" done 60

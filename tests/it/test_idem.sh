@@ -35,7 +35,9 @@ for mode in field header; do
         pb=$!
         wait "$pa" "$pb"
         sa=$(cat "$W/a.status") sb=$(cat "$W/b.status")
-        ids=$(api GET '/v1/tasks?limit=1000' | jq -r '.tasks[].id')
+        api GET '/v1/tasks?limit=1000' >"$W/list"
+        check "$mode round $i: the list answers 200 ($STATUS)" test "$STATUS" = 200
+        ids=$(jq -r '.tasks[]?.id' "$W/list")
         new=0 ok_other=1
         for side in a b; do
             st=$(cat "$W/$side.status")
@@ -57,13 +59,18 @@ for mode in field header; do
                     test "$(jq -r .id "$W/$side")" = "$(jq -r .id "$W/$other")"
             fi
         done
-        for id in $ids; do api DELETE "/v1/tasks/$id" >/dev/null; done # 200 MB back
+        for id in $ids; do # 200 MB back
+            api DELETE "/v1/tasks/$id" >/dev/null
+            check "$mode round $i: DELETE $id: 204 ($STATUS)" test "$STATUS" = 204
+        done
     done
 done
 
 # A repeated POST with the header is answered before its body: curl sends no byte of it.
-first=$(curl -s -H 'Idempotency-Key: early' -F task_type=convert_video_to_libx265 \
-    -F "file_data=@$FIX/small.mp4" "$URL/v1/tasks" | jq -r .id)
+api POST /v1/tasks -H 'Idempotency-Key: early' -F task_type=convert_video_to_libx265 \
+    -F "file_data=@$FIX/small.mp4" >"$W/out"
+check "the first POST with the header key: 201 ($STATUS)" test "$STATUS" = 201
+first=$(jq -r .id "$W/out")
 out=$(curl -s -S -o "$W/early" -w '%{http_code} %{size_upload}' -H 'Expect: 100-continue' \
     -H 'Idempotency-Key: early' -F task_type=convert_video_to_libx265 \
     -F "file_data=@$FIX/big.mp4" "$URL/v1/tasks")

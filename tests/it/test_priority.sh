@@ -20,15 +20,16 @@ done
 for i in "${!IDS[@]}"; do
     wait_state "${IDS[$i]}" pending 10 || true
     api GET "/v1/tasks/${IDS[$i]}" >"$W/out"
-    check "task $i is pending" test "$(jq -r .state "$W/out")" = pending
+    check "task $i is pending ($STATUS)" test "$STATUS:$(jq -r .state "$W/out")" = 200:pending
     check "task $i keeps priority ${PRIOS[$i]}" test "$(jq -r .priority "$W/out")" = "${PRIOS[$i]}"
     check "task $i has no started_at yet" test "$(jq -r .started_at "$W/out")" = null
 done
 api GET /v1/status >"$W/out"
-check "status before: waiting 6, working 0, done 0 ($(jq -c . "$W/out"))" \
-    test "$(jq -c '[.waiting, .working, .done, .failed]' "$W/out")" = '[6,0,0,0]'
+check "status before: waiting 6, working 0, done 0 ($STATUS $(jq -c . "$W/out"))" \
+    test "$STATUS:$(jq -c '[.waiting, .working, .done, .failed]' "$W/out")" = '200:[6,0,0,0]'
 api GET '/v1/tasks?state=pending' >"$W/out"
-check "the pending list has the 6 tasks" test "$(jq '.tasks | length' "$W/out")" = 6
+check "the pending list has the 6 tasks ($STATUS)" \
+    test "$STATUS:$(jq -r '[.tasks[].id] | sort | join(" ")' "$W/out")" = "200:$(printf '%s\n' "${IDS[@]}" | sort | paste -sd' ')"
 
 tm_start convert
 # While the jobs move pending -> in_progress -> done, a watcher asks for each task and for the
@@ -65,6 +66,7 @@ done
 : >"$W/started"
 for i in "${!IDS[@]}"; do
     api GET "/v1/tasks/${IDS[$i]}" >"$W/out"
+    check "task $i answers 200 ($STATUS)" test "$STATUS" = 200
     printf '%s %s\n' "$(jq -r .started_at "$W/out")" "$i" >>"$W/started"
     check "task $i result keeps its name" test "$(jq -r .result.file_name "$W/out")" = "n$i-p${PRIOS[$i]}.mp4"
 done
@@ -76,6 +78,8 @@ check "started_at values are distinct" test "$(cut -d' ' -f1 "$W/started" | sort
 prev_finished=
 for i in 5 1 3 2 4 0; do
     api GET "/v1/tasks/${IDS[$i]}" >"$W/out"
+    check "task $i answers 200 with its times ($STATUS)" \
+        test "$STATUS:$(jq -r '[.started_at, .finished_at] | map(type) | join(",")' "$W/out")" = 200:string,string
     started=$(jq -r .started_at "$W/out")
     if [ -n "$prev_finished" ]; then
         check "task $i started after the previous one finished" test "$(printf '%s\n%s\n' "$prev_finished" "$started" | sort | head -1)" = "$prev_finished"
@@ -84,6 +88,6 @@ for i in 5 1 3 2 4 0; do
 done
 
 api GET /v1/status >"$W/out"
-check "status after: waiting 0, working 0, done 6 ($(jq -c . "$W/out"))" \
-    test "$(jq -c '[.waiting, .working, .done, .failed]' "$W/out")" = '[0,0,6,0]'
+check "status after: waiting 0, working 0, done 6 ($STATUS $(jq -c . "$W/out"))" \
+    test "$STATUS:$(jq -c '[.waiting, .working, .done, .failed]' "$W/out")" = '200:[0,0,6,0]'
 check "nothing written outside the root" test -z "$(files_outside_root)"

@@ -80,12 +80,27 @@ received() { # NAME: how many tasks the server ever created for this file name
     grep -c "received file_name='$1'" "$TM_LOG/rest.log" || true
 }
 
-admin_get() { # PATH
-    curl -s -H "Authorization: Bearer $ADMIN_TOKEN" "$URL$1"
+server_tasks() { # how many tasks the server holds (an error answer prints "HTTP <status>")
+    jget /v1/tasks '.tasks | length' -H "Authorization: Bearer $ADMIN_TOKEN"
 }
 
-server_tasks() {
-    admin_get /v1/tasks | jq '.tasks | length'
+upload_streaming() { # rest is storing an upload (request/.tmp-*), within 10 s
+    local i
+    for ((i = 0; i < 200; i++)); do
+        [ -n "$(find "$ROOT/data/request" -mindepth 1 -maxdepth 1 -name '.tmp-*')" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+partial_has() { # FILE BYTES: FILE holds at least BYTES, within 30 s
+    local i
+    for ((i = 0; i < 600; i++)); do
+        [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -ge "$2" ] && return 0
+        sleep 0.05
+    done
+    echo "$1 has $(stat -c %s "$1" 2>/dev/null || echo no) bytes, not $2, after 30 s" >&2
+    return 1
 }
 
 entry() { # STATE_DIR PATH FIELD
@@ -199,7 +214,7 @@ check "the slow run records kilo as sending before its POST" test "$(entry "$STA
 sync_run "$W/second.log" --wait
 check "a second run at the same time exits 0 at once" test "$RC" = 0
 check "and says why" grep -q "another run is in progress (lock $STATE/lock); exiting" "$W/second.log"
-sleep 1
+check "the slow run's upload is streaming into the server" upload_streaming
 kill -KILL "$slow" 2>/dev/null || true
 wait "$slow" 2>/dev/null || true
 check "killed during the upload: no task made" test "$(received kilo.mp4)" = 0
@@ -227,17 +242,14 @@ check "mike fetched" test "$(entry "$STATE" "$SRC/mike.mp4" status)" = fetched
 put clip.mp4 "$SRC/november.mp4"
 sync_run "$W/submit-nov.log" # one pass: submitted, not yet done
 id=$(entry "$STATE" "$SRC/november.mp4" task_id)
-for _ in $(seq 300); do
-    [ "$(admin_get "/v1/tasks/$id" | jq -r .state)" = "done" ] && break
-    sleep 0.2
-done
+CURL_OPTS=(-H "Authorization: Bearer $ADMIN_TOKEN")
+check "november's task is done on the server" wait_state "$id" done 60
+CURL_OPTS=()
 TASKMILL_SYNC_TEST_THROTTLE=8000 "$TM_BIN/taskmill" --config "$CCONF" sync 2>"$W/slow-dl.log" &
 slow=$!
-for _ in $(seq 100); do
-    [ -s "$SRC/november.hevc.mp4.partial" ] && break
-    sleep 0.05
-done
-sleep 0.5
+# Half a second's worth of the throttled download has arrived: it is under way.
+check "the slow download has begun (4000 bytes in the partial)" \
+    partial_has "$SRC/november.hevc.mp4.partial" 4000
 kill -KILL "$slow" 2>/dev/null || true
 wait "$slow" 2>/dev/null || true
 check "killed during the download: a partial is left" test -s "$SRC/november.hevc.mp4.partial"
@@ -308,7 +320,9 @@ put clip.mp4 "$W/m-src/sub/romeo.mp4"
 put clip.mov "$W/m-src/sierra.mov"
 put clip.mp4 "$W/m-src/sierra.mp4" # the same result as sierra.mov: only one may be sent
 client_conf "$W/mirror.conf" "$W/m-state" "$W/m-src" "output = mirror" "output_dir = $W/m-out/"
-script -qec "$TM_BIN/taskmill --config $W/mirror.conf sync --wait" /dev/null >"$W/tty.log" 2>&1 || true
+RC=0
+script -qec "$TM_BIN/taskmill --config $W/mirror.conf sync --wait" /dev/null >"$W/tty.log" 2>&1 || RC=$?
+check "the run in a terminal exits 0 (rc $RC)" test "$RC" = 0
 check "terminal: upload bar" grep -q 'uploading   \[#' "$W/tty.log"
 check "terminal: download bar" grep -q 'downloading \[#' "$W/tty.log"
 check "mirror: result under output_dir, same tree" is_hevc "$W/m-out/sub/romeo.hevc.mp4"

@@ -40,6 +40,27 @@ static int check_failures;
         }                                                                                          \
     } while (0)
 
+/* Two strings that are equal, or both NULL. */
+#define CHECK_STR_OR_NULL(a, b)                                                                    \
+    do {                                                                                           \
+        const char *a_ = (a), *b_ = (b);                                                           \
+        if ((!a_ != !b_) || (a_ && strcmp(a_, b_))) {                                              \
+            fprintf(stderr, "%s:%d: %s != %s: '%s' != '%s'\n", __FILE__, __LINE__, #a, #b,         \
+                    a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                       \
+            check_failures++;                                                                      \
+        }                                                                                          \
+    } while (0)
+
+/* Two integers that are equal; prints both when they are not. */
+#define CHECK_INT(a, b)                                                                            \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_) {                                                                            \
+            fprintf(stderr, "%s:%d: %s != %s: %lld != %lld\n", __FILE__, __LINE__, #a, #b, a_, b_); \
+            check_failures++;                                                                      \
+        }                                                                                          \
+    } while (0)
+
 static inline int check_done(const char *name)
 {
     printf("%s: %s\n", name, check_failures ? "FAILED" : "ok");

@@ -97,23 +97,29 @@ static void test_move(int data_fd)
     CHECK(jobdir_move(data_fd, "../../etc", STAGE_PENDING, STAGE_DONE) == -EINVAL);
 }
 
+/* A reset removes everything an attempt produced or half-wrote (jobdir.h names them all) and
+ * keeps what the job is: its request, its input, its claim, its callback record. */
 static void test_reset(int data_fd)
 {
+    static const char *const attempt[] = {"output.mkv.partial", "output.mkv", "progress.json",
+                                          ".tmp.result.json",   "result.json", "error.json"};
+    static const char after[] = "callback.json\nclaim.json\ninput.mp4\nrequest.json\n";
+    char out[1024] = "";
     int fd;
 
     make_job(data_fd, STAGE_IN_PROGRESS, ID1, true);
     CHECK(jobdir_open(data_fd, STAGE_IN_PROGRESS, ID1, &fd) == 0);
-    touch(fd, "output.mkv.partial");
-    touch(fd, "output.mkv");
-    touch(fd, "progress.json");
-    touch(fd, ".tmp.result.json");
+    for (size_t i = 0; i < sizeof(attempt) / sizeof(attempt[0]); i++)
+        touch(fd, attempt[i]);
     touch(fd, "claim.json");
-    CHECK(jobdir_reset(fd) == 4);
-    CHECK(faccessat(fd, "request.json", F_OK, 0) == 0);
-    CHECK(faccessat(fd, "input.mp4", F_OK, 0) == 0);
-    CHECK(faccessat(fd, "claim.json", F_OK, 0) == 0);
-    CHECK(faccessat(fd, "output.mkv", F_OK, 0) < 0);
-    CHECK(jobdir_reset(fd) == 0);
+    touch(fd, "callback.json");
+    CHECK_INT(jobdir_reset(fd), 6);
+    for (size_t i = 0; i < sizeof(attempt) / sizeof(attempt[0]); i++)
+        CHECK_MSG(faccessat(fd, attempt[i], F_OK, AT_SYMLINK_NOFOLLOW) < 0, "%s survived the reset",
+                  attempt[i]);
+    listing(fd, "", out, sizeof(out));
+    CHECK_STR(out, after);
+    CHECK_INT(jobdir_reset(fd), 0);
     close(fd);
     CHECK(jobdir_remove(data_fd, STAGE_IN_PROGRESS, ID1) == 0);
 }

@@ -9,6 +9,63 @@
 
 static Conf conf; /* the built-in defaults: crf 28, preset medium */
 
+/* The fields of Task as this test knows them: a field added to Task changes its size (unless it
+ * hides in padding), and this stops the build until the test compares it too. */
+struct TaskFieldsKnown {
+    char id[TASK_ID_LEN + 1];
+    char *task_type, *file_name, *file_path, *input_name, *callback_url, *idempotency_key, *owner;
+    uint64_t size;
+    int priority;
+    int64_t created_ns;
+    json_t *params;
+};
+_Static_assert(sizeof(Task) == sizeof(struct TaskFieldsKnown),
+               "Task has a field test_request.c's round trip does not compare");
+
+/* Every field of two tasks. */
+static void check_same_task(const Task *a, const Task *b)
+{
+    CHECK_STR(a->id, b->id);
+    CHECK_STR_OR_NULL(a->task_type, b->task_type);
+    CHECK_STR_OR_NULL(a->file_name, b->file_name);
+    CHECK_STR_OR_NULL(a->file_path, b->file_path);
+    CHECK_STR_OR_NULL(a->input_name, b->input_name);
+    CHECK_STR_OR_NULL(a->callback_url, b->callback_url);
+    CHECK_STR_OR_NULL(a->idempotency_key, b->idempotency_key);
+    CHECK_STR_OR_NULL(a->owner, b->owner);
+    CHECK_INT(a->size, b->size);
+    CHECK_INT(a->priority, b->priority);
+    CHECK_INT(a->created_ns, b->created_ns);
+    CHECK_MSG(a->params && b->params && json_equal(a->params, b->params), "params differ");
+}
+
+/* t -> request.json -> u: u equals t field by field, u gives back the same JSON, and the JSON
+ * holds exactly the keys of request.json version 1 (want_keys of them). */
+static void roundtrip(const Task *t, size_t want_keys)
+{
+    json_t *j, *back;
+    char err[256] = "";
+    Task u;
+
+    CHECK(task_to_request_json(t, &j) == 0);
+    CHECK_INT(json_integer_value(json_object_get(j, "version")), 1);
+    CHECK_INT(json_object_size(j), want_keys);
+    CHECK_MSG(task_from_request_json(j, &u, err, sizeof(err)) == 0, "%s", err);
+    check_same_task(&u, t);
+    CHECK(task_to_request_json(&u, &back) == 0);
+    if (!json_equal(j, back)) {
+        char *a = json_dumps(j, JSON_SORT_KEYS), *b = json_dumps(back, JSON_SORT_KEYS);
+        fprintf(stderr, "%s:%d: request.json differs after a round trip:\n %s\n %s\n", __FILE__,
+                __LINE__, a, b);
+        check_failures++;
+        free(a);
+        free(b);
+    }
+    json_decref(back);
+    task_free(&u);
+    json_decref(j);
+}
+
 static void test_roundtrip(void)
 {
     Task t = {.task_type = "convert_video_to_libx265",
@@ -18,21 +75,33 @@ static void test_roundtrip(void)
               .size = 42,
               .priority = 700,
               .created_ns = 1700000000123456789LL,
-              .callback_url = "http://127.0.0.1:9/hook"},
+              .callback_url = "http://127.0.0.1:9/hook",
+              .idempotency_key = "client-a:/v/x.mp4:123",
+              .owner = "alice"},
          u;
     json_t *j;
     char err[256];
 
     task_id_new(t.id);
     t.params = json_pack("{s:i, s:s}", "crf", 30, "preset", "fast");
+    roundtrip(&t, 14);
+    /* Each value where the JSON puts it, created_at derived from created_ns. */
     CHECK(task_to_request_json(&t, &j) == 0);
-    CHECK(json_integer_value(json_object_get(j, "version")) == 1);
-    CHECK(task_from_request_json(j, &u, err, sizeof(err)) == 0);
-    CHECK_STR(u.id, t.id);
-    CHECK_STR(u.file_name, "a b.mp4");
-    CHECK_STR(u.callback_url, t.callback_url);
-    CHECK(u.priority == 700 && u.size == 42 && u.created_ns == t.created_ns);
-    task_free(&u);
+    CHECK_STR(json_string_value(json_object_get(j, "id")), t.id);
+    CHECK_STR(json_string_value(json_object_get(j, "task_type")), "convert_video_to_libx265");
+    CHECK_STR(json_string_value(json_object_get(j, "file_name")), "a b.mp4");
+    CHECK_STR(json_string_value(json_object_get(j, "file_path")), "/my/path");
+    CHECK_STR(json_string_value(json_object_get(j, "input_name")), "input.mp4");
+    CHECK_INT(json_integer_value(json_object_get(j, "size")), 42);
+    CHECK_INT(json_integer_value(json_object_get(j, "priority")), 700);
+    CHECK_INT(json_integer_value(json_object_get(j, "created_ns")), 1700000000123456789LL);
+    CHECK_STR(json_string_value(json_object_get(j, "created_at")), "2023-11-14T22:13:20.123456Z");
+    CHECK(json_equal(json_object_get(j, "params"), t.params));
+    CHECK_STR(json_string_value(json_object_get(j, "callback_url")), "http://127.0.0.1:9/hook");
+    CHECK_STR(json_string_value(json_object_get(j, "idempotency_key")), "client-a:/v/x.mp4:123");
+    CHECK_STR(json_string_value(json_object_get(j, "owner")), "alice");
+
+    /* The checks on the way in. */
     json_object_set_new(j, "version", json_integer(2));
     CHECK(task_from_request_json(j, &u, err, sizeof(err)) < 0);
     json_object_set_new(j, "version", json_integer(4294967297LL)); /* found by fuzz_request */
@@ -47,6 +116,22 @@ static void test_roundtrip(void)
     json_object_set_new(j, "file_name", json_string("../../etc/passwd"));
     CHECK(task_from_request_json(j, &u, err, sizeof(err)) < 0);
     json_decref(j);
+
+    /* Without the optional fields: no callback_url, idempotency_key or owner key in the JSON,
+     * and NULL again on the way back; the extremes of priority, size and time survive. */
+    t.callback_url = t.idempotency_key = t.owner = NULL;
+    t.priority = TASK_PRIORITY_MIN;
+    t.size = (uint64_t)INT64_MAX;
+    t.created_ns = 0;
+    t.file_path = "";
+    roundtrip(&t, 11);
+    CHECK(task_to_request_json(&t, &j) == 0);
+    CHECK(json_is_null(json_object_get(j, "created_at")));
+    CHECK(!json_object_get(j, "callback_url") && !json_object_get(j, "idempotency_key") &&
+          !json_object_get(j, "owner"));
+    json_decref(j);
+    t.priority = TASK_PRIORITY_MAX;
+    roundtrip(&t, 11);
     json_decref(t.params);
 }
 
