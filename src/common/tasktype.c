@@ -292,10 +292,11 @@ static int param_check(const TypeParam *p, json_t *v, char *err, size_t errlen)
         return -EINVAL;
     case PARAM_STRING:
         if (json_is_string(v) && json_string_length(v) <= p->max_len &&
-            strlen(json_string_value(v)) == json_string_length(v))
+            strlen(json_string_value(v)) == json_string_length(v) &&
+            !text_has_control(json_string_value(v)))
             return 0;
-        snprintf(err, errlen, "params.%s must be a string of at most %zu bytes, without NUL",
-                 p->name, p->max_len);
+        snprintf(err, errlen, "params.%s must be one line of text of at most %zu bytes", p->name,
+                 p->max_len);
         return -EINVAL;
     case PARAM_ENUM:
         for (char **c = p->choices; json_is_string(v) && *c; c++)

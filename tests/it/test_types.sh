@@ -91,7 +91,7 @@ check "echo's parameters are typed, with defaults" test "$(jq -c '.task_types[] 
     '["exec","none",["count","mode","word"]]'
 
 # --- exec: hostile values are single argv elements ---
-for word in '; rm -rf /' '$(id)' '../../etc/passwd' '`touch /tmp/pwned`' 'a b	c'; do
+for word in '; rm -rf /' '$(id)' '../../etc/passwd' '`touch /tmp/pwned`' 'a  b > c' '"quoted" \\n'; do
     body=$(jq -cn --arg w "$word" '{task_type: "echo", params: {word: $w, count: 3, mode: "slow"}}')
     json_post "$body" >"$W/out"
     check "echo with '$word': 201" test "$STATUS" = 201

@@ -87,7 +87,9 @@ for p in ProtectKernelTunables ProtectKernelModules ProtectKernelLogs ProtectCon
     expect "$p" yes
 done
 expect ProtectProc invisible
-expect ProcSubset pid
+expect ProcSubset pid init queue callback rest
+# convert reads /proc/loadavg and /proc/pressure/cpu for its load gate
+expect ProcSubset all convert
 expect SystemCallArchitectures native
 expect_re SystemCallErrorNumber '1|EPERM'
 expect_set RestrictAddressFamilies AF_UNIX "${LOCAL_UNITS[@]}"
@@ -252,6 +254,28 @@ idents=$(sd journalctl --no-pager -o json TASK_ID="$id" | jq -r .SYSLOG_IDENTIFI
 check "journalctl TASK_ID= shows rest, queue and convert ($idents)" \
     bash -c "grep -q taskmill-rest <<<'$idents' && grep -q taskmill-queue <<<'$idents' && grep -q taskmill-convert <<<'$idents'"
 check "the task's journal tells it was interrupted" grep -q interrupted <<<"$story"
+
+# systemctl reload: a task type added to the config runs, in the real sandbox, without a restart.
+pids_before=$(for d in rest queue convert callback; do sd_ctl show -P MainPID "taskmill-$d.service"; done | tr '\n' ' ')
+sd sh -c 'printf "[type.hello]\nkind = exec\ncommand = /bin/echo hello {who}\ninput = none\nparam.who = string:20\n" >>/run/taskmill-test.conf'
+sd_ctl reload taskmill-rest taskmill-queue taskmill-convert taskmill-callback
+pids_after=$(for d in rest queue convert callback; do sd_ctl show -P MainPID "taskmill-$d.service"; done | tr '\n' ' ')
+check "systemctl reload keeps the daemons ($pids_after)" test "$pids_before" = "$pids_after"
+for _ in $(seq 50); do
+    sd_curl http://127.0.0.1:8080/v1/task-types | jq -e '.task_types | any(.name == "hello")' >/dev/null && break
+    sleep 0.1
+done
+hid=$(sd_curl -H 'Content-Type: application/json' -d '{"task_type":"hello","params":{"who":"systemd"}}' \
+    http://127.0.0.1:8080/v1/tasks | jq -r .id)
+for _ in $(seq 100); do
+    s=$(sd_curl "http://127.0.0.1:8080/v1/tasks/$hid" | jq -r .state)
+    [ "$s" = done ] || [ "$s" = failed ] && break
+    sleep 0.1
+done
+check "after the reload an exec task of the new type runs under the units ($s)" test "$s" = done
+check "  and its result is the program's stdout" \
+    test "$(sd_curl "http://127.0.0.1:8080/v1/tasks/$hid/result")" = "hello systemd"
+sd_curl -X DELETE "http://127.0.0.1:8080/v1/tasks/$hid"
 
 # The client PC's units: each start of taskmill-client.service is one `taskmill sync` run; the
 # first sends the video, a later one fetches the result beside it and deletes the task.

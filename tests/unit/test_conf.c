@@ -82,32 +82,38 @@ static size_t key_size(KeyKind kind)
         return sizeof(uint64_t);
     case KEY_BOOL:
         return sizeof(bool);
+    case KEY_DOUBLE:
+        return sizeof(double);
     case KEY_LIST:
         return sizeof(char **);
     case KEY_STR:
     case KEY_PRESET:
     case KEY_OUTPUT:
+    case KEY_LOADSRC:
         break;
     }
     return sizeof(char *);
 }
 
-/* Every field of Conf is a key of the table, or path (the file loaded) or n_client_folders
- * (the length of the folder list): the table's fields, with those two, laid out in offset
- * order as C lays out a struct, give Conf's size and every field's offset. A field added to
- * Conf without a key fails this, unless it fits in the padding before the next field. */
+/* Every field of Conf is a key of the table, or path (the file loaded), n_client_folders
+ * (the length of the folder list) or type_table (the [type.*] sections): the table's fields, with
+ * those two, laid out in offset order as C lays out a struct, give Conf's size and every field's
+ * offset. A field added to Conf without a key fails this, unless it fits in the padding before the
+ * next field. */
 static void test_keys_cover_conf(void)
 {
     struct Field {
         size_t offset, size;
         const char *name;
-    } f[sizeof(conf_keys) / sizeof(conf_keys[0]) + 2];
+    } f[sizeof(conf_keys) / sizeof(conf_keys[0]) + 3];
     size_t n = 0, end = 0;
 
     for (size_t i = 0; i < sizeof(conf_keys) / sizeof(conf_keys[0]); i++)
-        f[n++] = (struct Field){conf_keys[i].offset, key_size(conf_keys[i].kind), conf_keys[i].name};
+        f[n++] =
+            (struct Field){conf_keys[i].offset, key_size(conf_keys[i].kind), conf_keys[i].name};
     f[n++] = (struct Field){offsetof(Conf, path), sizeof(char *), "path"};
     f[n++] = (struct Field){offsetof(Conf, n_client_folders), sizeof(size_t), "n_client_folders"};
+    f[n++] = (struct Field){offsetof(Conf, type_table), sizeof(void *), "type_table"};
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n; j++)
             if (f[j].offset < f[i].offset) {
@@ -123,7 +129,8 @@ static void test_keys_cover_conf(void)
         end = f[i].offset + f[i].size;
     }
     CHECK_MSG((end + 7) / 8 * 8 == sizeof(Conf),
-              "Conf has %zu bytes after its last known field that no key holds", sizeof(Conf) - end);
+              "Conf has %zu bytes after its last known field that no key holds",
+              sizeof(Conf) - end);
 }
 
 /* The shipped conf/taskmill.conf must load and match the built-in defaults it documents: every
@@ -147,7 +154,8 @@ static void test_shipped(const char *path)
         switch (k->kind) {
         case KEY_STR:
         case KEY_PRESET:
-        case KEY_OUTPUT: {
+        case KEY_OUTPUT:
+        case KEY_LOADSRC: {
             const char *x = *(char *const *)a, *y = *(char *const *)b;
             same = (!x && !y) || (x && y && !strcmp(x, y));
             if (!same)
@@ -165,8 +173,14 @@ static void test_shipped(const char *path)
         case KEY_U64:
             same = *(const uint64_t *)a == *(const uint64_t *)b;
             if (!same)
-                fprintf(stderr, "[%s] %s: shipped %" PRIu64 ", built-in %" PRIu64 "\n",
-                        k->section, k->name, *(const uint64_t *)a, *(const uint64_t *)b);
+                fprintf(stderr, "[%s] %s: shipped %" PRIu64 ", built-in %" PRIu64 "\n", k->section,
+                        k->name, *(const uint64_t *)a, *(const uint64_t *)b);
+            break;
+        case KEY_DOUBLE:
+            same = *(const double *)a == *(const double *)b;
+            if (!same)
+                fprintf(stderr, "[%s] %s: shipped %g, built-in %g\n", k->section, k->name,
+                        *(const double *)a, *(const double *)b);
             break;
         case KEY_BOOL:
             same = *(const bool *)a == *(const bool *)b;
@@ -205,7 +219,8 @@ static void test_shipped(const char *path)
         snprintf(commented, sizeof(commented), "\n;%s = ", k->name);
         sec = strstr(text, head);
         next = sec ? strstr(sec + 1, "\n[") : NULL;
-        const char *hit = sec ? strstr(sec, set) : NULL, *hit2 = sec ? strstr(sec, commented) : NULL;
+        const char *hit = sec ? strstr(sec, set) : NULL,
+                   *hit2 = sec ? strstr(sec, commented) : NULL;
         CHECK_MSG(sec && ((hit && (!next || hit < next)) || (hit2 && (!next || hit2 < next))),
                   "the shipped file does not name [%s] %s", k->section, k->name);
     }

@@ -13,10 +13,12 @@ static Conf conf; /* the built-in defaults: crf 28, preset medium */
  * hides in padding), and this stops the build until the test compares it too. */
 struct TaskFieldsKnown {
     char id[TASK_ID_LEN + 1];
-    char *task_type, *file_name, *file_path, *input_name, *callback_url, *idempotency_key, *owner;
+    char *task_type, *file_name, *file_path, *input_name, *callback_url, *callback_method,
+        *idempotency_key, *owner, *context, *batch;
     uint64_t size;
     int priority;
-    int64_t created_ns;
+    int64_t created_ns, run_at_ns;
+    int timeout;
     json_t *params;
 };
 _Static_assert(sizeof(Task) == sizeof(struct TaskFieldsKnown),
@@ -31,11 +33,16 @@ static void check_same_task(const Task *a, const Task *b)
     CHECK_STR_OR_NULL(a->file_path, b->file_path);
     CHECK_STR_OR_NULL(a->input_name, b->input_name);
     CHECK_STR_OR_NULL(a->callback_url, b->callback_url);
+    CHECK_STR_OR_NULL(a->callback_method, b->callback_method);
     CHECK_STR_OR_NULL(a->idempotency_key, b->idempotency_key);
     CHECK_STR_OR_NULL(a->owner, b->owner);
+    CHECK_STR_OR_NULL(a->context, b->context);
+    CHECK_STR_OR_NULL(a->batch, b->batch);
     CHECK_INT(a->size, b->size);
     CHECK_INT(a->priority, b->priority);
     CHECK_INT(a->created_ns, b->created_ns);
+    CHECK_INT(a->run_at_ns, b->run_at_ns);
+    CHECK_INT(a->timeout, b->timeout);
     CHECK_MSG(a->params && b->params && json_equal(a->params, b->params), "params differ");
 }
 
@@ -77,14 +84,19 @@ static void test_roundtrip(void)
               .created_ns = 1700000000123456789LL,
               .callback_url = "http://127.0.0.1:9/hook",
               .idempotency_key = "client-a:/v/x.mp4:123",
-              .owner = "alice"},
+              .owner = "alice",
+              .callback_method = "GET",
+              .context = "invoice 42",
+              .batch = "0d4f2a6e-1b3c-4d5e-8f90-123456789abc",
+              .run_at_ns = 1800000000000000000LL,
+              .timeout = 90},
          u;
     json_t *j;
     char err[256];
 
     task_id_new(t.id);
     t.params = json_pack("{s:i, s:s}", "crf", 30, "preset", "fast");
-    roundtrip(&t, 14);
+    roundtrip(&t, 19);
     /* Each value where the JSON puts it, created_at derived from created_ns. */
     CHECK(task_to_request_json(&t, &j) == 0);
     CHECK_STR(json_string_value(json_object_get(j, "id")), t.id);
@@ -100,6 +112,12 @@ static void test_roundtrip(void)
     CHECK_STR(json_string_value(json_object_get(j, "callback_url")), "http://127.0.0.1:9/hook");
     CHECK_STR(json_string_value(json_object_get(j, "idempotency_key")), "client-a:/v/x.mp4:123");
     CHECK_STR(json_string_value(json_object_get(j, "owner")), "alice");
+    CHECK_STR(json_string_value(json_object_get(j, "callback_method")), "GET");
+    CHECK_STR(json_string_value(json_object_get(j, "context")), "invoice 42");
+    CHECK_STR(json_string_value(json_object_get(j, "batch")),
+              "0d4f2a6e-1b3c-4d5e-8f90-123456789abc");
+    CHECK_INT(json_integer_value(json_object_get(j, "run_at_ns")), 1800000000000000000LL);
+    CHECK_INT(json_integer_value(json_object_get(j, "timeout")), 90);
 
     /* The checks on the way in. */
     json_object_set_new(j, "version", json_integer(2));
@@ -115,11 +133,25 @@ static void test_roundtrip(void)
     json_object_set_new(j, "size", json_integer(42));
     json_object_set_new(j, "file_name", json_string("../../etc/passwd"));
     CHECK(task_from_request_json(j, &u, err, sizeof(err)) < 0);
+    json_object_set_new(j, "file_name", json_string("a b.mp4"));
+    json_object_set_new(j, "batch", json_string("../x"));
+    CHECK(task_from_request_json(j, &u, err, sizeof(err)) < 0);
+    json_object_set_new(j, "batch", json_string("0d4f2a6e-1b3c-4d5e-8f90-123456789abc"));
+    json_object_set_new(j, "callback_method", json_string("PUT"));
+    CHECK(task_from_request_json(j, &u, err, sizeof(err)) < 0);
+    json_object_set_new(j, "callback_method", json_string("GET"));
+    json_object_set_new(j, "timeout", json_integer(-1));
+    CHECK(task_from_request_json(j, &u, err, sizeof(err)) < 0);
+    json_object_set_new(j, "timeout", json_integer(90));
+    CHECK(task_from_request_json(j, &u, err, sizeof(err)) == 0);
+    task_free(&u);
     json_decref(j);
 
     /* Without the optional fields: no callback_url, idempotency_key or owner key in the JSON,
      * and NULL again on the way back; the extremes of priority, size and time survive. */
-    t.callback_url = t.idempotency_key = t.owner = NULL;
+    t.callback_url = t.idempotency_key = t.owner = t.callback_method = t.context = t.batch = NULL;
+    t.run_at_ns = 0;
+    t.timeout = 0;
     t.priority = TASK_PRIORITY_MIN;
     t.size = (uint64_t)INT64_MAX;
     t.created_ns = 0;
