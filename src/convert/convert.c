@@ -193,14 +193,20 @@ static void update_status(Pool *p)
  * none during a cooldown. Claims over that number are withdrawn (work.unclaim). */
 static void claim_free_slots(Pool *p)
 {
+    char before[sizeof(p->gate.reason)];
     int busy = busy_count(p), want;
 
     if (daemon_stopping(p->daemon) || p->queue_fd < 0)
         return;
+    memcpy(before, p->gate.reason, sizeof(before));
     p->gate = load_gate(p->conf, busy, p->last_start_ns);
     want = p->gate.cooling ? 0 : p->gate.allowed - busy;
     want = want < p->n_slots - busy ? want : p->n_slots - busy;
     want = want > 0 ? want : 0;
+    if (p->conf->cooldown > 0 && want > 1)
+        want = 1; /* each start opens a cooldown: one at a time */
+    if (strcmp(before, p->gate.reason))
+        report_slots(p); /* a slot is held now, or no longer: GET /v1/workers shows it */
     if (want < p->claims && pool_send(p, "work.unclaim", NULL) == 0)
         p->claims = 0;
     while (p->claims < want && pool_send(p, "work.claim", NULL) == 0)
@@ -255,6 +261,7 @@ static void on_assign(void *ctx, void *peer, json_t *msg)
     }
     p->last_start_ns = s->started_ns;
     log_task(LOG_INFO, id, "started kind=%s type=%s pid=%d", kind, type, (int)s->pid);
+    claim_free_slots(p); /* the start may have opened a cooldown or filled the load gate */
     update_status(p);
 }
 
