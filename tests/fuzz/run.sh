@@ -4,7 +4,7 @@
 # for SECONDS each (default 20) with their dictionaries. Each keeps a working corpus in
 # DIR/fuzz/corpus/TARGET, seeded from tests/fuzz/seeds/TARGET (never written to); crash inputs
 # go to DIR/fuzz/artifacts/, logs to DIR/fuzz/logs/. TARGET: names request ipc conf multipart
-# range (default: all). Exits 1 when any target crashed, leaked, timed out or hit UB.
+# range net (default: all). Exits 1 when any target crashed, leaked, timed out or hit UB.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$src/build-fuzz
@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(names request ipc conf multipart range)
+[ ${#targets[@]} -gt 0 ] || targets=(names request ipc conf multipart range net)
 
 out=$build/fuzz
 mkdir -p "$out/artifacts" "$out/logs"
