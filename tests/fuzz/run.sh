@@ -3,8 +3,8 @@
 # Runs the libFuzzer targets built in DIR (default build-fuzz, configured with -DTASKMILL_FUZZ=ON)
 # for SECONDS each (default 20) with their dictionaries. Each keeps a working corpus in
 # DIR/fuzz/corpus/TARGET, seeded from tests/fuzz/seeds/TARGET (never written to); crash inputs
-# go to DIR/fuzz/artifacts/, logs to DIR/fuzz/logs/. TARGET is names, request, ipc or conf
-# (default: all). Exits 1 when any target crashed, leaked, timed out or hit undefined behaviour.
+# go to DIR/fuzz/artifacts/, logs to DIR/fuzz/logs/. TARGET: names request ipc conf multipart
+# range net (default: all). Exits 1 when any target crashed, leaked, timed out or hit UB.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$src/build-fuzz
@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(names request ipc conf)
+[ ${#targets[@]} -gt 0 ] || targets=(names request ipc conf multipart range net)
 
 out=$build/fuzz
 mkdir -p "$out/artifacts" "$out/logs"
