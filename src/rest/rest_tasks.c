@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,26 +100,45 @@ enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const Auth *a, c
 
 /* 0: whole file or one satisfiable range; -ERANGE: unsatisfiable; -EINVAL: ignored (RFC 9110
  * lets a server ignore a Range it does not understand and send the whole file). */
+/* One or more digits, nothing else: no sign, no space (RFC 9110's 1*DIGIT). */
+static const char *digits(const char *s, unsigned long long *ret)
+{
+    unsigned long long v = 0;
+    const char *p = s;
+
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (ULLONG_MAX - (unsigned)(*p - '0')) / 10)
+            return NULL;
+        v = v * 10 + (unsigned)(*p - '0');
+    }
+    *ret = v;
+    return p > s ? p : NULL;
+}
+
 int tasks_range_parse(const char *h, uint64_t size, Range *ret)
 {
     unsigned long long a, b;
-    int n = 0;
+    const char *p;
 
     *ret = (Range){0, size ? size - 1 : 0, false};
     if (!h)
         return 0;
-    if (strncasecmp(h, "bytes=", 6) || strchr(h, ','))
+    if (strncasecmp(h, "bytes=", 6))
         return -EINVAL;
     h += 6;
-    if (sscanf(h, "-%llu%n", &b, &n) == 1 && !h[n]) { /* the last b bytes */
+    if (*h == '-') { /* the last b bytes */
+        if (!(p = digits(h + 1, &b)) || *p)
+            return -EINVAL;
         if (b == 0 || size == 0)
             return -ERANGE;
         *ret = (Range){b >= size ? 0 : size - b, size - 1, true};
         return 0;
     }
-    if (sscanf(h, "%llu-%n", &a, &n) == 1 && !h[n])
+    if (!(p = digits(h, &a)) || *p++ != '-')
+        return -EINVAL;
+    if (!*p)
         b = size ? size - 1 : 0;
-    else if (!(sscanf(h, "%llu-%llu%n", &a, &b, &n) == 2 && !h[n] && b >= a))
+    else if (!(p = digits(p, &b)) || *p || b < a)
         return -EINVAL;
     if (a >= size)
         return -ERANGE;
@@ -429,6 +449,8 @@ int tasks_cursor_parse(const char *s, int64_t *ret_ns, char ret_id[TASK_ID_LEN +
 
     if (!s)
         return 0;
+    if (*s < '0' || *s > '9') /* strtoll would skip spaces and take a sign */
+        return -EINVAL;
     errno = 0;
     ns = strtoll(s, &end, 10);
     if (errno || end == s || *end != '.' || !task_id_valid(end + 1))

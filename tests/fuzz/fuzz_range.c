@@ -12,8 +12,8 @@
  *     a <= b < size is exactly [a, b] (also built from fuzzed 64-bit numbers every time).
  * Checked for the cursor: the answer is 0 or -EINVAL, NULL is 0 with nothing set; on 0 the id
  * is a valid task id and the text after the number's '.', and "%lld.%s" of the result gives
- * the cursor back unless its number had a sign or leading zeros; a cursor built the way
- * list_page builds it parses back to its number and id.
+ * the cursor back unless its number had leading zeros (a sign or a leading space is refused);
+ * a cursor built the way list_page builds it parses back to its number and id.
  * A broken promise calls abort() so that libFuzzer reports the input. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -259,7 +259,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default:
         if (size < 24)
             return 0;
-        built_cursor((int64_t)le64(data), data + 8);
+        /* created_ns is never negative: list_page writes no sign, and the parser takes none */
+        built_cursor((int64_t)(le64(data) & INT64_MAX), data + 8);
         break;
     }
     return 0;
