@@ -19,6 +19,7 @@ typedef int (*DaemonFdFn)(Daemon *d, int fd, uint32_t events, void *userdata);
 typedef struct DaemonSpec {
     const char *name;    /* "queue" -> program taskmill-queue */
     const char *summary; /* one line for --help */
+    /* 0, or -errno to refuse to start (-ECANCELED: init has logged why itself). */
     int (*init)(Daemon *d, const Conf *c);
     /* Asked to stop (SIGTERM/SIGINT). Return 0 when the loop may end now, 1 to keep running
      * until daemon_quit() is called (to finish work in flight). */

@@ -321,7 +321,10 @@ int daemon_main(int argc, char **argv, const DaemonSpec *spec)
     if (r == 0)
         r = spec->init(&d, &d.conf);
     if (r < 0) {
-        log_err("cannot start: %s", strerror(-r));
+        if (r == -ECANCELED) /* init has said why */
+            log_err("cannot start");
+        else
+            log_err("cannot start: %s", strerror(-r));
         daemon_free(&d);
         return EXIT_FAILURE;
     }

@@ -162,9 +162,12 @@ static int rest_init(Daemon *d, const Conf *c)
     if (r < 0)
         return r;
     rest.mhd = start_mhd(&rest, &ss);
-    if (!rest.mhd) {
-        log_err("cannot listen on %s", c->listen);
-        return -EADDRINUSE;
+    if (!rest.mhd) { /* libmicrohttpd logged why: the address is taken, or TLS refused */
+        log_err("cannot listen on %s%s", c->listen,
+                rest.tls_cert ? " (the address is in use, or the TLS certificate and key were "
+                                "refused: see the line above)"
+                              : " (is the address in use?)");
+        return -ECANCELED;
     }
     log_info("listening on %s://%s/", rest.tls_cert ? "https" : "http", c->listen);
     return 0;
@@ -190,8 +193,9 @@ static void rest_shutdown(Daemon *d)
         close(r->data_fd);
 }
 
-/* Keys of expired tasks are swept as often as the queue expires results (result_ttl / 4,
- * at most hourly); no task can expire sooner than result_ttl after its key was written. */
+/* Keys of expired tasks, and batches with no task left, are swept as often as the queue
+ * expires results (result_ttl / 4, at most hourly); no task can expire sooner than result_ttl
+ * after its key or its batch was written. */
 static void rest_tick(Daemon *d)
 {
     Rest *r = daemon_userdata(d);
@@ -210,6 +214,11 @@ static void rest_tick(Daemon *d)
         log_warning("cannot sweep data/keys: %s", strerror(-q));
     else if (removed)
         log_info("removed %u idempotency keys of expired tasks", removed);
+    q = batches_sweep(r, (time_t)ttl, &removed);
+    if (q < 0)
+        log_warning("cannot sweep data/batches: %s", strerror(-q));
+    else if (removed)
+        log_info("removed %u batches whose tasks have all expired", removed);
 }
 
 int main(int argc, char **argv)

@@ -152,6 +152,8 @@ enum MHD_Result batches_create(Rest *rest, struct MHD_Connection *c, const Auth 
                                const char *body, size_t len);
 enum MHD_Result batches_get(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
 enum MHD_Result batches_close(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
+/* Removes batches older than min_age seconds with no task left and no callback owed. */
+int batches_sweep(Rest *rest, time_t min_age, unsigned *ret_removed);
 
 /* rest_upload.c: POST /v1/tasks, streamed into data/request/.tmp-<uuid>/ */
 /* 0: read the body; 1: answered before the body (upload_finish sends the answer); <0: error */

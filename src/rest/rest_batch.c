@@ -8,6 +8,7 @@
  * taskmill-callback records that it finished (callback.json) and delivers its callback once.
  * Its counts are computed from its tasks' folders when asked. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -236,4 +237,62 @@ enum MHD_Result batches_close(Rest *rest, struct MHD_Connection *c, const Auth *
                           "cannot close batch %s: %s", id, strerror(-r));
     tell_closed(rest, id);
     return batch_answer(rest, c, a, id, MHD_HTTP_OK);
+}
+
+/* --- expiry ------------------------------------------------------------------------------------
+ */
+
+/* A batch may go when no task of it is left, it is older than min_age, and no callback of it is
+ * owed (it has none, or it was delivered or given up, or it never finished). */
+static bool batch_expired(Rest *rest, int fd, time_t min_age)
+{
+    json_t *b = NULL, *cb = NULL;
+    BatchCounts n;
+    bool owed, old;
+
+    if (batch_read(fd, &b, &cb) < 0 || batch_count(rest->data_fd, fd, &n) < 0) {
+        json_decref(b);
+        json_decref(cb);
+        return false;
+    }
+    old = json_integer_value(json_object_get(b, "created_ns")) <
+          now_ns() - (int64_t)min_age * 1000000000;
+    owed = json_is_string(json_object_get(b, "callback_url")) &&
+           json_is_true(json_object_get(cb, "finished")) &&
+           !json_is_true(json_object_get(cb, "delivered")) &&
+           !json_is_true(json_object_get(cb, "gave_up"));
+    json_decref(b);
+    json_decref(cb);
+    return old && !owed && n.total == 0;
+}
+
+int batches_sweep(Rest *rest, time_t min_age, unsigned *ret_removed)
+{
+    int dup_fd = openat(rest->batches_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd;
+    char trash[64];
+    struct dirent *de;
+    DIR *d;
+
+    *ret_removed = 0;
+    if (dup_fd < 0 || !(d = fdopendir(dup_fd))) {
+        if (dup_fd >= 0)
+            close(dup_fd);
+        return -errno;
+    }
+    while ((de = readdir(d))) {
+        bool gone;
+        if (!task_id_valid(de->d_name) || batch_open(rest->batches_fd, de->d_name, &fd) < 0)
+            continue;
+        pthread_mutex_lock(&batch_lock); /* no task joins a batch being removed */
+        gone = batch_expired(rest, fd, min_age);
+        close(fd);
+        snprintf(trash, sizeof(trash), ".trash-%.36s", de->d_name);
+        if (gone && renameat(rest->batches_fd, de->d_name, rest->batches_fd, trash) == 0) {
+            rm_rf_at(rest->batches_fd, trash);
+            (*ret_removed)++;
+        }
+        pthread_mutex_unlock(&batch_lock);
+    }
+    closedir(d);
+    return 0;
 }

@@ -56,7 +56,8 @@ static int check_failures;
     do {                                                                                           \
         long long a_ = (long long)(a), b_ = (long long)(b);                                        \
         if (a_ != b_) {                                                                            \
-            fprintf(stderr, "%s:%d: %s != %s: %lld != %lld\n", __FILE__, __LINE__, #a, #b, a_, b_); \
+            fprintf(stderr, "%s:%d: %s != %s: %lld != %lld\n", __FILE__, __LINE__, #a, #b, a_,     \
+                    b_);                                                                           \
             check_failures++;                                                                      \
         }                                                                                          \
     } while (0)

@@ -101,7 +101,7 @@ static void test_move(int data_fd)
  * keeps what the job is: its request, its input, its claim, its callback record. */
 static void test_reset(int data_fd)
 {
-    static const char *const attempt[] = {"output.mkv.partial", "output.mkv", "progress.json",
+    static const char *const attempt[] = {"output.mkv.partial", "output.mkv",  "progress.json",
                                           ".tmp.result.json",   "result.json", "error.json"};
     static const char after[] = "callback.json\nclaim.json\ninput.mp4\nrequest.json\n";
     char out[1024] = "";
