@@ -351,15 +351,18 @@ static int queue_connect(Pool *p)
 
 /* --- children ------------------------------------------------------------------------------- */
 
-static const char *outcome_of(int status)
+typedef enum Outcome { OUTCOME_DONE, OUTCOME_FAILED, OUTCOME_RETRY, OUTCOME_CRASHED } Outcome;
+static const char *const outcome_names[] = {"done", "failed", "retry", "crashed"};
+
+static Outcome outcome_of(int status)
 {
     if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_DONE)
-        return "done";
+        return OUTCOME_DONE;
     if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_FAILED)
-        return "failed";
+        return OUTCOME_FAILED;
     if (WIFEXITED(status) && WEXITSTATUS(status) == JOB_EXIT_RETRY)
-        return "retry";
-    return "crashed";
+        return OUTCOME_RETRY;
+    return OUTCOME_CRASHED;
 }
 
 /* The attempt's figures, for its task's history and GET /v1/workers/history. */
@@ -381,7 +384,7 @@ static json_t *attempt_json(Pool *p, const Slot *s, int slot, const struct rusag
 /* Maps a child's exit status to what the queue must hear; ru is the child's resource use. */
 static void report_exit(Pool *p, Slot *s, int slot, int status, const struct rusage *ru)
 {
-    const char *outcome = outcome_of(status);
+    Outcome outcome = outcome_of(status);
     char msg[128];
     json_t *attempt;
 
@@ -391,21 +394,22 @@ static void report_exit(Pool *p, Slot *s, int slot, int status, const struct rus
         return;
     }
     if (s->timed_out) {
-        outcome = "retry";
+        outcome = OUTCOME_RETRY;
         job_write_error(p->data_fd, s->id, "timeout", "the task ran longer than its timeout");
-    } else if (!strcmp(outcome, "crashed")) {
+    } else if (outcome == OUTCOME_CRASHED) {
         snprintf(msg, sizeof(msg), "the worker process died (%s %d)",
                  WIFSIGNALED(status) ? "signal" : "exit status",
                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
         job_write_error(p->data_fd, s->id, "worker_crashed", msg);
     }
     attempt = attempt_json(p, s, slot, ru);
-    log_task(!strcmp(outcome, "done") ? LOG_INFO : LOG_WARNING, s->id,
-             "finished outcome=%s wall=%.2fs cpu=%.2fs max_rss=%ldKiB", outcome,
+    log_task(outcome == OUTCOME_DONE ? LOG_INFO : LOG_WARNING, s->id,
+             "finished outcome=%s wall=%.2fs cpu=%.2fs max_rss=%ldKiB", outcome_names[outcome],
              json_real_value(json_object_get(attempt, "wall_seconds")),
              json_real_value(json_object_get(attempt, "cpu_seconds")), ru->ru_maxrss);
     pool_report(p, "work.done",
-                json_pack("{s:s, s:s, s:o}", "id", s->id, "outcome", outcome, "attempt", attempt));
+                json_pack("{s:s, s:s, s:o}", "id", s->id, "outcome", outcome_names[outcome],
+                          "attempt", attempt));
 }
 
 static void on_child(Daemon *d)
