@@ -19,7 +19,8 @@ int ipc_connect(const char *runtime_dir, const char *name, int *ret_fd);
 /* Accepts one peer and checks it runs as our uid (or root). */
 int ipc_accept(int listen_fd, int *ret_fd);
 
-/* Builds {"v":1,"type":type,"rid":rid} plus the fields of extra (stolen, may be NULL). */
+/* Builds {"v":1,"type":type,"rid":rid} plus the fields of extra (stolen, may be NULL); NULL
+ * (logged) when extra has a member named v, type or rid. */
 json_t *ipc_msg(const char *type, int64_t rid, json_t *extra);
 int ipc_send(int fd, json_t *msg);
 /* Sends and steals msg. */

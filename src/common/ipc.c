@@ -89,13 +89,22 @@ int ipc_accept(int listen_fd, int *ret_fd)
 
 json_t *ipc_msg(const char *type, int64_t rid, json_t *extra)
 {
-    json_t *m =
-        json_pack("{s:i, s:s, s:I}", "v", IPC_VERSION, "type", type, "rid", (json_int_t)rid);
+    static const char *const envelope[] = {"v", "type", "rid"};
+    json_t *m;
 
-    if (extra) {
+    /* A body member named like the envelope would silently replace it (a work.assign with a
+     * task's "type" became a message of that type): refused, loudly. */
+    for (size_t i = 0; extra && i < sizeof(envelope) / sizeof(envelope[0]); i++)
+        if (json_object_get(extra, envelope[i])) {
+            log_err("bug: the body of a %s message has an envelope member '%s'", type,
+                    envelope[i]);
+            json_decref(extra);
+            return NULL;
+        }
+    m = json_pack("{s:i, s:s, s:I}", "v", IPC_VERSION, "type", type, "rid", (json_int_t)rid);
+    if (m && extra)
         json_object_update(m, extra);
-        json_decref(extra);
-    }
+    json_decref(extra);
     return m;
 }
 

@@ -155,6 +155,10 @@ int main(void)
     CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
     p.fd = sv[0];
     q.peers = &p;
+    /* The codec keeps the envelope: a body may not carry its own type (work.assign once did). */
+    json_t *bad = ipc_msg("work.assign", 1, json_pack("{s:s}", "type", "convert"));
+    CHECK(bad == NULL);
+    CHECK(ipc_send_new(sv[0], bad) < 0);
     test_order(&q, &p, sv[1]);
     test_outcomes(&q, &p, sv[1]);
     test_peer_gone(&q, &p);
