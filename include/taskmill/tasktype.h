@@ -81,6 +81,8 @@ struct TaskKind {
 extern const char TASKKIND_NOT_MINE[];
 
 extern const TaskKind kind_video, kind_exec, kind_http;
+/* The kind of that name, or NULL. */
+const TaskKind *tasktype_kind(const char *name);
 
 /* Called by the config loader for every key of a [type.NAME] section: NULL, or what is wrong. */
 const char *tasktype_conf_key(struct Conf *c, const char *name, const char *key, const char *value);

@@ -100,7 +100,7 @@ int http_init(Callback *cb)
 
 json_t *http_hello(Callback *cb)
 {
-    return json_pack("{s:i, s:[s], s:s}", "workers", cb->n_slots, "kinds", "http", "host",
+    return json_pack("{s:i, s:[s], s:s}", "workers", cb->n_slots, "kinds", kind_http.name, "host",
                      host_name);
 }
 

@@ -20,6 +20,14 @@ const char TASKKIND_NOT_MINE[] = "unknown key";
 
 static const TaskKind *const kinds[] = {&kind_video, &kind_exec, &kind_http};
 
+const TaskKind *tasktype_kind(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (!strcmp(kinds[i]->name, name))
+            return kinds[i];
+    return NULL;
+}
+
 const char *const tasktype_x265_presets[] = {
     "ultrafast", "superfast", "veryfast", "faster",  "fast", "medium",
     "slow",      "slower",    "veryslow", "placebo", NULL,
@@ -371,14 +379,13 @@ static const char *common_key(TaskType *t, const char *key, const char *value)
     static const char *const inputs[] = {"none", "optional", "required"};
 
     if (!strcmp(key, "kind")) {
-        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-            if (!strcmp(kinds[i]->name, value)) {
-                if (t->kind && t->kind != kinds[i])
-                    return "a type has one kind";
-                t->kind = kinds[i];
-                return NULL;
-            }
-        return "must be exec, http or video";
+        const TaskKind *k = tasktype_kind(value);
+        if (!k)
+            return "must be exec, http or video";
+        if (t->kind && t->kind != k)
+            return "a type has one kind";
+        t->kind = k;
+        return NULL;
     }
     if (!strcmp(key, "description")) {
         free(t->description);

@@ -332,8 +332,8 @@ static int on_queue(Daemon *d, int fd, uint32_t events, void *userdata)
 static int queue_connect(Pool *p)
 {
     int fd, r = ipc_connect_queue(p->conf->runtime_dir, IPC_ROLE_CONVERT,
-                                  json_pack("{s:i, s:[s, s], s:s}", "workers", p->n_slots, "kinds",
-                                            "video", "exec", "host", p->host),
+                                  json_pack("{s:i, s:o, s:s}", "workers", p->n_slots, "kinds",
+                                            job_kinds(), "host", p->host),
                                   5000, &fd);
 
     if (r == 0 && (r = daemon_watch(p->daemon, fd, EPOLLIN, on_queue, p)) < 0)

@@ -46,6 +46,9 @@ typedef struct LoadGate {
 } LoadGate;
 LoadGate load_gate(const Conf *c, int busy, int64_t last_start_ns);
 
+/* The kinds the runners run, for the pool's hello: ["video", "exec"]. */
+json_t *job_kinds(void);
+
 /* Forks the child for job id (in data/in_progress/<id>); returns its pid. */
 int job_spawn(const Conf *c, int data_fd, const char *id, pid_t *ret_pid);
 

@@ -29,13 +29,22 @@ static volatile sig_atomic_t job_cancel;
 
 /* The runner of each kind this daemon runs. */
 static const struct {
-    const char *kind;
+    const TaskKind *kind;
     bool exec; /* the jail lets it run programs */
     int (*run)(const Conf *c, const TaskType *tt, const Task *t, volatile sig_atomic_t *cancel);
 } runners[] = {
-    {"video", false, video_run},
-    {"exec", true, exec_run},
+    {&kind_video, false, video_run},
+    {&kind_exec, true, exec_run},
 };
+
+json_t *job_kinds(void)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < sizeof(runners) / sizeof(runners[0]); i++)
+        json_array_append_new(a, json_string(runners[i].kind->name));
+    return a;
+}
 
 static void on_term(int sig)
 {
@@ -86,8 +95,7 @@ static int job_main(const Conf *c, int data_fd, const char *id)
         return JOB_EXIT_FAILED;
     }
     tt = tasktype_find(c, t.task_type);
-    while (tt && k < sizeof(runners) / sizeof(runners[0]) &&
-           strcmp(runners[k].kind, tt->kind->name))
+    while (tt && k < sizeof(runners) / sizeof(runners[0]) && runners[k].kind != tt->kind)
         k++;
     if (!tt || k == sizeof(runners) / sizeof(runners[0])) {
         job_error("unknown_task_type", "task type '%s' is not one this server runs", t.task_type);

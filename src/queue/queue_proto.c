@@ -10,6 +10,7 @@
 #include "queue.h"
 #include "taskmill/ipc.h"
 #include "taskmill/log.h"
+#include "taskmill/tasktype.h"
 
 static void reply(Peer *p, json_t *msg)
 {
@@ -26,23 +27,18 @@ static void reply_errno(Peer *p, json_t *msg, int r)
     reply(p, ipc_reply_error(msg, code, strerror(-r)));
 }
 
-/* The kinds a worker pool names must be known kinds; rest and callback name none... callback
- * runs the http kind. */
+/* The kinds a worker pool names must be kinds this server knows. */
 static bool kinds_valid(json_t *kinds)
 {
-    static const char *const known[] = {"video", "exec", "http"};
     size_t i;
     json_t *k;
 
     json_array_foreach(kinds, i, k)
     {
-        bool ok = false;
-        for (size_t n = 0; n < sizeof(known) / sizeof(known[0]); n++)
-            ok = ok || (json_is_string(k) && !strcmp(json_string_value(k), known[n]));
-        if (!ok)
+        if (!tasktype_kind(json_string_value(k)))
             return false;
     }
-    return true;
+    return json_is_array(kinds);
 }
 
 static void on_hello(void *ctx, void *peer, json_t *msg)
