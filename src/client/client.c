@@ -200,14 +200,13 @@ static const char *param_add(Args *a, const char *v)
 static const char *arg_set(Args *a, ArgKind kind, const char *v)
 {
     switch (kind) {
-    case ARG_PRIORITY:
-        a->priority = !strcmp(v, "high")     ? 750
-                      : !strcmp(v, "normal") ? 500
-                      : !strcmp(v, "low")    ? 250
-                                             : -1;
-        return a->priority >= 0 || parse_long(v, TASK_PRIORITY_MIN, TASK_PRIORITY_MAX, &a->priority)
-                   ? NULL
-                   : "--priority takes an integer from 0 to 1000, or high, normal, low";
+    case ARG_PRIORITY: {
+        int prio;
+        if (task_priority_parse(v, &prio) < 0)
+            return "--priority takes an integer from 0 to 1000, or high, normal, low";
+        a->priority = prio;
+        return NULL;
+    }
     case ARG_PARAM:
         return param_add(a, v);
     case ARG_CONTEXT:

@@ -20,6 +20,30 @@
 #include "taskmill/files.h"
 #include "taskmill/text.h"
 
+int task_priority_parse(const char *s, int *ret)
+{
+    static const struct {
+        const char *name;
+        int value;
+    } aliases[] = {{"high", 750}, {"normal", 500}, {"low", 250}};
+    char *end;
+    long v;
+
+    for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++)
+        if (!strcmp(s, aliases[i].name)) {
+            *ret = aliases[i].value;
+            return 0;
+        }
+    if (*s < '0' || *s > '9') /* strtol would take a sign or spaces */
+        return -EINVAL;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || *end || v < TASK_PRIORITY_MIN || v > TASK_PRIORITY_MAX)
+        return -EINVAL;
+    *ret = (int)v;
+    return 0;
+}
+
 bool task_id_valid(const char *s)
 {
     static const char pattern[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";

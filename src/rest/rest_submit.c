@@ -85,8 +85,8 @@ int submit_from_json(const char *body, size_t len, char *ret_fields[SUBMIT_MAX],
                 ? !json_is_object(v)
                 : json_is_object(v) || json_is_array(v)) {
             json_decref(j);
-            return submit_fail(e, MHD_HTTP_BAD_REQUEST, "bad_field",
-                               "field '%s' has the wrong type", key);
+            return submit_fail(e, MHD_HTTP_BAD_REQUEST, "bad_json", "field '%s' has the wrong type",
+                               key);
         }
         ret_fields[f] = json_text(v);
     }
@@ -94,31 +94,14 @@ int submit_from_json(const char *body, size_t len, char *ret_fields[SUBMIT_MAX],
     return 0;
 }
 
-/* --- the checks --------------------------------------------------------------------------------
- */
+/* --- the checks --------------------------------------------------------------------------- */
 
 static int parse_priority(const char *v, int *ret, SubmitError *e)
 {
-    static const struct {
-        const char *name;
-        int value;
-    } aliases[] = {{"high", 750}, {"normal", 500}, {"low", 250}};
-    char *end;
-    long p;
-
     *ret = TASK_PRIORITY_DEFAULT;
-    if (!v)
-        return 0;
-    for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++)
-        if (!strcmp(v, aliases[i].name)) {
-            *ret = aliases[i].value;
-            return 0;
-        }
-    p = strtol(v, &end, 10);
-    if (end == v || *end || p < TASK_PRIORITY_MIN || p > TASK_PRIORITY_MAX)
+    if (v && task_priority_parse(v, ret) < 0)
         return submit_fail(e, MHD_HTTP_BAD_REQUEST, "bad_priority",
                            "priority must be a whole number from 0 to 1000, or high, normal, low");
-    *ret = (int)p;
     return 0;
 }
 

@@ -216,6 +216,26 @@ static void test_params(void)
     CHECK(tasktype_accepts_name(tt, ".mp4") < 0);
 }
 
+static void test_priority(void)
+{
+    static const struct {
+        const char *text;
+        int want; /* -1: refused */
+    } cases[] = {{"high", 750},  {"normal", 500},
+                 {"low", 250},   {"0", 0},
+                 {"1000", 1000}, {"1001", -1},
+                 {"-1", -1},     {"+5", -1},
+                 {" 5", -1},     {"5 ", -1},
+                 {"", -1},       {"HIGH", -1},
+                 {"urgent", -1}, {"99999999999999999999", -1}};
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int got = -1, r = task_priority_parse(cases[i].text, &got);
+        CHECK_MSG(cases[i].want < 0 ? r < 0 : (r == 0 && got == cases[i].want), "priority '%s'",
+                  cases[i].text);
+    }
+}
+
 int main(void)
 {
     char err[256];
@@ -223,6 +243,7 @@ int main(void)
     CHECK(conf_load(NULL, &conf, err, sizeof(err)) == 0);
     test_roundtrip();
     test_params();
+    test_priority();
     conf_free(&conf);
     return check_done("test_request");
 }
