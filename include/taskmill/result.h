@@ -17,4 +17,9 @@ int result_publish(int dir_fd, const char *partial, const char *disk, const char
 /* error.json: why the attempt failed, {code, message, finished_ns}. */
 int result_error(int dir_fd, const char *code, const char *message);
 
+/* The media type a result is served with, from its name ("application/octet-stream" when the
+ * extension is not known), and the extension for a media type (".bin" when not known). */
+const char *result_media_type(const char *file_name);
+const char *result_extension(const char *media_type);
+
 #endif

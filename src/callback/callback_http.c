@@ -194,29 +194,14 @@ static void report(Callback *cb, HttpSlot *s, const char *outcome, long status)
     report_slots(cb);
 }
 
-/* The name a client downloads, by the answer's media type. */
-static const char *result_name(json_t *headers)
-{
-    static const char *const names[][2] = {
-        {"application/json", "response.json"},
-        {"text/plain", "response.txt"},
-        {"text/csv", "response.csv"},
-    };
-    const char *ct = json_string_value(json_object_get(headers, "content-type"));
-
-    for (size_t i = 0; ct && i < sizeof(names) / sizeof(names[0]); i++)
-        if (!strncasecmp(ct, names[i][0], strlen(names[i][0])))
-            return names[i][1];
-    return "response.bin";
-}
-
 static void answered(Callback *cb, HttpSlot *s, long status)
 {
-    const char *name = result_name(s->t.resp_headers);
-    char msg[128];
+    const char *ct = json_string_value(json_object_get(s->t.resp_headers, "content-type"));
+    char msg[128], name[32];
     json_t *extra;
     int r;
 
+    snprintf(name, sizeof(name), "response%s", result_extension(ct));
     if (status < 200 || status > 299) {
         bool again = status >= 500 || status == 408 || status == 429;
         snprintf(msg, sizeof(msg), "the server answered HTTP %ld", status);

@@ -10,6 +10,8 @@
 #include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "taskmill/clock.h"
@@ -80,4 +82,36 @@ int result_error(int dir_fd, const char *code, const char *message)
     r = j ? json_write_at(dir_fd, "error.json", j) : -ENOMEM;
     json_decref(j);
     return r;
+}
+
+/* File name extensions and media types, both ways. */
+static const char *const media[][2] = {
+    {".mp4", "video/mp4"},
+    {".mkv", "video/x-matroska"},
+    {".webm", "video/webm"},
+    {".mov", "video/quicktime"},
+    {".json", "application/json"},
+    {".txt", "text/plain; charset=utf-8"},
+    {".csv", "text/csv; charset=utf-8"},
+};
+
+const char *result_media_type(const char *file_name)
+{
+    const char *dot = file_name ? strrchr(file_name, '.') : NULL;
+
+    for (size_t i = 0; dot && i < sizeof(media) / sizeof(media[0]); i++)
+        if (!strcasecmp(dot, media[i][0]))
+            return media[i][1];
+    return "application/octet-stream";
+}
+
+const char *result_extension(const char *media_type)
+{
+    for (size_t i = 0; media_type && i < sizeof(media) / sizeof(media[0]); i++) {
+        size_t n = strcspn(media[i][1], ";");
+        if (!strncasecmp(media_type, media[i][1], n) &&
+            (media_type[n] == '\0' || media_type[n] == ';' || media_type[n] == ' '))
+            return media[i][0];
+    }
+    return ".bin";
 }

@@ -21,6 +21,7 @@
 #include "taskmill/clock.h"
 #include "taskmill/ipc.h"
 #include "taskmill/jobdir.h"
+#include "taskmill/result.h"
 #include "taskmill/task.h"
 #include "taskmill/taskview.h"
 #include "taskmill/files.h"
@@ -190,26 +191,6 @@ static int result_open(Rest *rest, const char *id, json_t **ret_result, int *ret
     return 0;
 }
 
-/* The media type of a result, from its name; anything unknown is plain bytes. */
-static const char *content_type(const char *name)
-{
-    static const char *const types[][2] = {
-        {".mp4", "video/mp4"},
-        {".mkv", "video/x-matroska"},
-        {".webm", "video/webm"},
-        {".mov", "video/quicktime"},
-        {".json", "application/json"},
-        {".txt", "text/plain; charset=utf-8"},
-        {".csv", "text/csv; charset=utf-8"},
-    };
-    const char *dot = name ? strrchr(name, '.') : NULL;
-
-    for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
-        if (!strcasecmp(dot, types[i][0]))
-            return types[i][1];
-    return "application/octet-stream";
-}
-
 static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t size, const Range *rg,
                                   json_t *result)
 {
@@ -224,7 +205,7 @@ static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t siz
         close(fd);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type(name));
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, result_media_type(name));
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     disposition(name ? name : "result", buf, sizeof(buf));
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, buf);

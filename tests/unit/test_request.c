@@ -4,6 +4,7 @@
 
 #include "check.h"
 #include "taskmill/conf.h"
+#include "taskmill/result.h"
 #include "taskmill/task.h"
 #include "taskmill/tasktype.h"
 
@@ -236,6 +237,19 @@ static void test_priority(void)
     }
 }
 
+static void test_media(void)
+{
+    CHECK_STR(result_media_type("x.MP4"), "video/mp4");
+    CHECK_STR(result_media_type("stdout.txt"), "text/plain; charset=utf-8");
+    CHECK_STR(result_media_type("page.html"), "application/octet-stream"); /* never served */
+    CHECK_STR(result_media_type("noext"), "application/octet-stream");
+    CHECK_STR(result_extension("application/json"), ".json");
+    CHECK_STR(result_extension("text/plain;charset=UTF-8"), ".txt");
+    CHECK_STR(result_extension("application/jsonx"), ".bin");
+    CHECK_STR(result_extension("text/html"), ".bin");
+    CHECK_STR(result_extension(NULL), ".bin");
+}
+
 int main(void)
 {
     char err[256];
@@ -244,6 +258,7 @@ int main(void)
     test_roundtrip();
     test_params();
     test_priority();
+    test_media();
     conf_free(&conf);
     return check_done("test_request");
 }
