@@ -113,6 +113,12 @@ void server_close(Client *cl);
 char *server_url(const Client *cl, const char *path);
 /* "/v1/tasks/<id><suffix>"; the id is checked before it becomes part of a URL. */
 int server_task_path(char *buf, size_t len, const char *id, const char *suffix);
+/* METHOD (GET, DELETE, or POST without a body) server+path; any answer but `want` is reported
+ * (as is no answer). *ret (may be NULL) gets the answer's JSON. */
+int server_call(Client *cl, const char *method, const char *path, long want, json_t **ret);
+/* The same on /v1/tasks/<id><suffix>, the id checked first. */
+int server_task_call(Client *cl, const char *method, const char *id, const char *suffix, long want,
+                     json_t **ret);
 /* GET server+path: 0 with the answer, or -errno when none came (reported when asked). */
 int server_get_reply(Client *cl, const char *path, bool report, long *ret_status,
                      json_t **ret_json);

@@ -139,19 +139,6 @@ int fetch_main(Client *cl, const Args *a)
 
 int delete_main(Client *cl, const Args *a)
 {
-    char path[128], *url = NULL;
-    long status = 0;
-    json_t *body = NULL;
-    int r = server_task_path(path, sizeof(path), a->pos, "");
-
-    if (r < 0 || !(url = server_url(cl, path)))
-        return CLIENT_EXIT_FAIL;
-    r = api_delete(cl->api, url, &status, &body);
-    if (r < 0)
-        server_transport(cl, "DELETE", url, r);
-    else if (status != 204)
-        r = server_report(status, body);
-    json_decref(body);
-    free(url);
-    return r < 0 ? CLIENT_EXIT_FAIL : CLIENT_EXIT_OK;
+    return server_task_call(cl, "DELETE", a->pos, "", 204, NULL) < 0 ? CLIENT_EXIT_FAIL
+                                                                     : CLIENT_EXIT_OK;
 }

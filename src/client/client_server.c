@@ -188,19 +188,16 @@ int server_get_reply(Client *cl, const char *path, bool report, long *ret_status
 /* GET server+path expecting 200 and a JSON object; anything else is reported. */
 int server_get(Client *cl, const char *path, json_t **ret)
 {
-    long status = 0;
     json_t *j = NULL;
-    int r = server_get_reply(cl, path, true, &status, &j);
+    int r = server_call(cl, "GET", path, 200, &j);
 
-    if (r < 0)
-        return r;
-    if (status != 200 || !json_is_object(j)) {
-        r = server_report(status, j);
+    if (r == 0 && !json_is_object(j)) {
+        r = server_report(200, j);
         json_decref(j);
-        return r;
+    } else if (r == 0) {
+        *ret = j;
     }
-    *ret = j;
-    return 0;
+    return r;
 }
 
 int server_get_task(Client *cl, const char *id, json_t **ret)
@@ -209,4 +206,37 @@ int server_get_task(Client *cl, const char *id, json_t **ret)
     int r = server_task_path(path, sizeof(path), id, "");
 
     return r < 0 ? r : server_get(cl, path, ret);
+}
+
+int server_call(Client *cl, const char *method, const char *path, long want, json_t **ret)
+{
+    char *url = server_url(cl, path);
+    long status = 0;
+    json_t *j = NULL;
+    int r;
+
+    if (!url)
+        return -ENOMEM;
+    r = !strcmp(method, "GET")      ? api_get_json(cl->api, url, &status, &j)
+        : !strcmp(method, "DELETE") ? api_delete(cl->api, url, &status, &j)
+                                    : api_post_json(cl->api, url, NULL, &status, &j);
+    if (r < 0)
+        server_transport(cl, method, url, r);
+    else if (status != want)
+        r = server_report(status, j);
+    free(url);
+    if (r < 0 || !ret)
+        json_decref(j);
+    else
+        *ret = j;
+    return r;
+}
+
+int server_task_call(Client *cl, const char *method, const char *id, const char *suffix, long want,
+                     json_t **ret)
+{
+    char path[128];
+    int r = server_task_path(path, sizeof(path), id, suffix);
+
+    return r < 0 ? r : server_call(cl, method, path, want, ret);
 }

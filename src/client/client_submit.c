@@ -165,21 +165,11 @@ int submit_main(Client *cl, const Args *a)
 
 int retry_main(Client *cl, const Args *a)
 {
-    char path[128], *url = NULL;
-    long status = 0;
     json_t *task = NULL;
-    int r = server_task_path(path, sizeof(path), a->pos, "/retry");
 
-    if (r < 0 || !(url = server_url(cl, path)))
+    if (server_task_call(cl, "POST", a->pos, "/retry", 200, &task) < 0)
         return CLIENT_EXIT_FAIL;
-    r = api_post_json(cl->api, url, NULL, &status, &task);
-    if (r < 0)
-        server_transport(cl, "POST", url, r);
-    else if (status != 200)
-        r = server_report(status, task);
-    else
-        print_task_output(cl, task);
+    print_task_output(cl, task);
     json_decref(task);
-    free(url);
-    return r < 0 ? CLIENT_EXIT_FAIL : CLIENT_EXIT_OK;
+    return CLIENT_EXIT_OK;
 }

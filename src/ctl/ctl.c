@@ -30,29 +30,9 @@ typedef struct Ctl {
 
 /* --- asking the server ----------------------------------------------------------------------- */
 
-/* METHOD server+path (a POST carries no body); the answer must be `want`. */
 static int call(Ctl *c, const char *method, const char *path, long want, json_t **ret)
 {
-    char *url = server_url(&c->cl, path);
-    long status = 0;
-    json_t *j = NULL;
-    int r;
-
-    if (!url)
-        return -ENOMEM;
-    r = !strcmp(method, "GET")      ? api_get_json(c->cl.api, url, &status, &j)
-        : !strcmp(method, "DELETE") ? api_delete(c->cl.api, url, &status, &j)
-                                    : api_post_json(c->cl.api, url, NULL, &status, &j);
-    if (r < 0)
-        server_transport(&c->cl, method, url, r);
-    else if (status != want)
-        r = server_report(status, j);
-    free(url);
-    if (r < 0 || !ret)
-        json_decref(j);
-    else
-        *ret = j;
-    return r;
+    return server_call(&c->cl, method, path, want, ret);
 }
 
 /* The query string of list: state, context, batch, limit, cursor (each only when set). */
@@ -224,11 +204,7 @@ static int cmd_list(Ctl *c, const char *arg)
 static int task_call(Ctl *c, const char *method, const char *id, const char *suffix, long want,
                      json_t **ret)
 {
-    char path[128];
-
-    if (server_task_path(path, sizeof(path), id, suffix) < 0)
-        return -EINVAL;
-    return call(c, method, path, want, ret);
+    return server_task_call(&c->cl, method, id, suffix, want, ret);
 }
 
 static int cmd_show(Ctl *c, const char *id)
