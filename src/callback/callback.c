@@ -318,7 +318,7 @@ static int on_due(Daemon *d, int fd, uint32_t events, void *userdata)
 /* --- which jobs are owed a callback ---------------------------------------------------------- */
 
 /* Reads the job's callback_url and callback.json; a new CallbackJob when one is owed. */
-static CallbackJob *job_load(Stage stage, const char *id, int fd)
+static CallbackJob *job_load(Stage stage, const char *id, int fd, char ret_batch[TASK_ID_LEN + 1])
 {
     CallbackJob *j;
     char err[256];
@@ -329,6 +329,8 @@ static CallbackJob *job_load(Stage stage, const char *id, int fd)
         log_task(LOG_WARNING, id, "no callback: %s", err);
         return NULL;
     }
+    if (ret_batch && t.batch)
+        snprintf(ret_batch, TASK_ID_LEN + 1, "%s", t.batch);
     j = t.callback_url ? calloc(1, sizeof(*j)) : NULL;
     if (j) {
         memcpy(j->id, id, sizeof(j->id));
@@ -347,13 +349,14 @@ static CallbackJob *job_load(Stage stage, const char *id, int fd)
     return j;
 }
 
-/* Schedules the callback of a finished job, unless it is known, not wanted or finished. */
-static void job_consider(Callback *cb, Stage stage, const char *id)
+/* Schedules the callback of a finished job, unless it is known, not wanted or finished. With
+ * ret_batch, the job's batch is given back too ("" when none), from the same read. */
+static void job_consider(Callback *cb, Stage stage, const char *id, char ret_batch[TASK_ID_LEN + 1])
 {
     CallbackJob *j;
     int fd, r;
 
-    if (jobs_find(cb, id))
+    if (!ret_batch && jobs_find(cb, id))
         return;
     r = jobdir_open(cb->data_fd, stage, id, &fd);
     if (r < 0) {
@@ -361,9 +364,11 @@ static void job_consider(Callback *cb, Stage stage, const char *id)
                  stage_dir(stage), strerror(-r));
         return;
     }
-    j = job_load(stage, id, fd);
+    j = job_load(stage, id, fd, ret_batch);
     close(fd);
-    if (j)
+    if (j && jobs_find(cb, id))
+        jobs_free_one(j); /* owed already */
+    else if (j)
         callback_owed(cb, j);
 }
 
@@ -388,7 +393,7 @@ static int scan_one(const char *id, void *userdata)
 {
     ScanCtx *ctx = userdata;
 
-    job_consider(ctx->cb, ctx->stage, id);
+    job_consider(ctx->cb, ctx->stage, id, NULL);
     return 0;
 }
 
@@ -460,8 +465,10 @@ static void on_job_finished(void *ctx, void *peer, json_t *msg)
         return;
     }
     if (cb->data_fd >= 0) {
-        job_consider(cb, s, id);
-        batch_task_ended(cb, s, id);
+        char batch[TASK_ID_LEN + 1] = "";
+        job_consider(cb, s, id, batch); /* the task ended: its batch may have finished */
+        if (batch[0])
+            batch_consider(cb, batch);
     }
     callback_arm(cb);
 }

@@ -127,8 +127,6 @@ int callback_send(Callback *cb, const char *type, json_t *body);
 /* Checks batch id: when it is sealed and all its tasks ended, records that it finished and, if
  * it has a callback_url, owes its callback. */
 void batch_consider(Callback *cb, const char *id);
-/* A task ended: its batch may have finished. */
-void batch_task_ended(Callback *cb, Stage s, const char *task);
 /* Every unfinished batch (at start and after a reconnect). */
 void batch_scan(Callback *cb);
 /* The body of a batch's callback: its view now. */

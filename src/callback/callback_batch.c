@@ -82,21 +82,6 @@ out:
     close(fd);
 }
 
-void batch_task_ended(Callback *cb, Stage s, const char *task)
-{
-    json_t *req = NULL;
-    const char *batch;
-    int fd;
-
-    if (jobdir_open(cb->data_fd, s, task, &fd) < 0)
-        return;
-    if (json_read_at(fd, "request.json", &req) == 0 &&
-        (batch = json_string_value(json_object_get(req, "batch"))) && task_id_valid(batch))
-        batch_consider(cb, batch);
-    json_decref(req);
-    close(fd);
-}
-
 void batch_scan(Callback *cb)
 {
     int dup_fd;

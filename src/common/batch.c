@@ -73,7 +73,7 @@ static void count_task(int data_fd, const char *id, BatchCounts *n)
     int fd;
 
     n->joined++;
-    if (jobdir_find_open(data_fd, id, &s, &fd) < 0)
+    if (data_fd < 0 || jobdir_find_open(data_fd, id, &s, &fd) < 0)
         return; /* deleted or expired */
     if (task_view_at(fd, s, &view) == 0 &&
         (state = json_string_value(json_object_get(view, "state")))) {

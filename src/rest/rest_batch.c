@@ -66,7 +66,7 @@ int batch_join(Rest *rest, const Auth *a, const char *id, const char *task, Subm
         pthread_mutex_unlock(&batch_lock);
         return submit_fail(e, MHD_HTTP_NOT_FOUND, "batch_not_found", "no batch %.40s", id);
     }
-    r = batch_count(rest->data_fd, fd, &n);
+    r = batch_count(-1, fd, &n); /* sealed needs the members, not their tasks */
     if (r == 0 && batch_sealed(b, &n))
         r = submit_fail(e, MHD_HTTP_CONFLICT, "batch_sealed",
                         "batch %s takes no more tasks: it was closed or has all %lld of its size",
