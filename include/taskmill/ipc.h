@@ -78,4 +78,13 @@ json_t *ipc_reply_error(json_t *req, const char *code, const char *message);
  * envelope fields (v, type, rid). Unknown fields are errors. */
 int ipc_unpack(json_t *msg, char *err, size_t errlen, const char *fmt, ...);
 
+/* work.assign, the queue's answer to a pool's work.claim (the strings point into the message). */
+typedef struct WorkAssign {
+    const char *id, *task_type, *kind;
+    int timeout; /* seconds the attempt may run */
+} WorkAssign;
+json_t *ipc_work_assign(int64_t rid, const WorkAssign *w);
+/* 0, or -EINVAL with the problem in err (a field missing or mistyped, the id not a task id). */
+int ipc_work_assign_unpack(json_t *msg, WorkAssign *ret, char *err, size_t errlen);
+
 #endif

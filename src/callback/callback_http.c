@@ -350,16 +350,14 @@ static int slot_start(Callback *cb, HttpSlot *s, int timeout, char *why, size_t 
 void http_on_assign(void *ctx, void *peer, json_t *msg)
 {
     Callback *cb = ctx;
-    const char *id = NULL, *type, *kind;
-    int timeout = 0, r;
+    WorkAssign w;
+    int r;
     char err[256];
     HttpSlot *s = NULL;
 
     (void)peer;
-    if (ipc_unpack(msg, err, sizeof(err), "{s:s, s:s, s:s, s:i}", "id", &id, "task_type", &type,
-                   "kind", &kind, "timeout", &timeout) < 0 ||
-        !task_id_valid(id)) {
-        log_warning("queue sent a malformed work.assign: %s", id ? "bad id" : err);
+    if (ipc_work_assign_unpack(msg, &w, err, sizeof(err)) < 0) {
+        log_warning("queue sent a malformed work.assign: %s", err);
         return;
     }
     cb->claims = cb->claims > 0 ? cb->claims - 1 : 0;
@@ -367,20 +365,20 @@ void http_on_assign(void *ctx, void *peer, json_t *msg)
         if (!cb->slots[i].id[0])
             s = &cb->slots[i];
     if (!s || daemon_stopping(cb->daemon) || cb->data_fd < 0) {
-        callback_send(cb, "work.released", json_pack("{s:s}", "id", id));
+        callback_send(cb, "work.released", json_pack("{s:s}", "id", w.id));
         return;
     }
     *s = (HttpSlot){.started_ns = now_ns(), .t = {.body_fd = -1}};
-    snprintf(s->id, sizeof(s->id), "%s", id);
-    snprintf(s->type, sizeof(s->type), "%s", type);
-    if ((r = jobdir_open(cb->data_fd, STAGE_IN_PROGRESS, id, &s->job_fd)) < 0) {
+    snprintf(s->id, sizeof(s->id), "%s", w.id);
+    snprintf(s->type, sizeof(s->type), "%s", w.task_type);
+    if ((r = jobdir_open(cb->data_fd, STAGE_IN_PROGRESS, w.id, &s->job_fd)) < 0) {
         s->job_fd = -1;
-        callback_send(cb, "work.released", json_pack("{s:s}", "id", id));
+        callback_send(cb, "work.released", json_pack("{s:s}", "id", w.id));
         slot_clear(cb, s);
         return;
     }
-    if ((r = slot_start(cb, s, timeout, err, sizeof(err))) < 0) {
-        log_task(LOG_WARNING, id, "cannot run: %s", err);
+    if ((r = slot_start(cb, s, w.timeout, err, sizeof(err))) < 0) {
+        log_task(LOG_WARNING, w.id, "cannot run: %s", err);
         result_error(s->job_fd, r == -EPERM ? "host_not_allowed" : "bad_request", err);
         report(cb, s, r == -ENOMEM ? "retry" : "failed", 0);
         return;

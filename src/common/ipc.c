@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "taskmill/log.h"
+#include "taskmill/task.h"
 #include "taskmill/text.h"
 
 static int sock_addr(const char *dir, const char *name, struct sockaddr_un *sa)
@@ -96,8 +97,7 @@ json_t *ipc_msg(const char *type, int64_t rid, json_t *extra)
      * task's "type" became a message of that type): refused, loudly. */
     for (size_t i = 0; extra && i < sizeof(envelope) / sizeof(envelope[0]); i++)
         if (json_object_get(extra, envelope[i])) {
-            log_err("bug: the body of a %s message has an envelope member '%s'", type,
-                    envelope[i]);
+            log_err("bug: the body of a %s message has an envelope member '%s'", type, envelope[i]);
             json_decref(extra);
             return NULL;
         }
@@ -355,4 +355,26 @@ int ipc_unpack(json_t *msg, char *err, size_t errlen, const char *fmt, ...)
     /* json_copy is shallow: the values unpacked are shared with msg and outlive body. */
     json_decref(body);
     return r < 0 ? -EBADMSG : 0;
+}
+
+json_t *ipc_work_assign(int64_t rid, const WorkAssign *w)
+{
+    return ipc_msg("work.assign", rid,
+                   json_pack("{s:s, s:s, s:s, s:i}", "id", w->id, "task_type", w->task_type, "kind",
+                             w->kind, "timeout", w->timeout));
+}
+
+int ipc_work_assign_unpack(json_t *msg, WorkAssign *ret, char *err, size_t errlen)
+{
+    WorkAssign w = {0};
+
+    if (ipc_unpack(msg, err, errlen, "{s:s, s:s, s:s, s:i}", "id", &w.id, "task_type", &w.task_type,
+                   "kind", &w.kind, "timeout", &w.timeout) < 0)
+        return -EINVAL;
+    if (!task_id_valid(w.id)) {
+        snprintf(err, errlen, "id is not a task id");
+        return -EINVAL;
+    }
+    *ret = w;
+    return 0;
 }

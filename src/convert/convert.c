@@ -226,16 +226,14 @@ static Slot *slot_of(Pool *p, const char *id)
 static void on_assign(void *ctx, void *peer, json_t *msg)
 {
     Pool *p = ctx;
-    const char *id = NULL, *type, *kind;
-    int timeout = 0, r;
+    WorkAssign w;
+    int r;
     char err[256];
     Slot *s = NULL;
 
     (void)peer;
-    if (ipc_unpack(msg, err, sizeof(err), "{s:s, s:s, s:s, s:i}", "id", &id, "task_type", &type,
-                   "kind", &kind, "timeout", &timeout) < 0 ||
-        !task_id_valid(id)) {
-        log_warning("queue sent a malformed work.assign: %s", id ? "bad id" : err);
+    if (ipc_work_assign_unpack(msg, &w, err, sizeof(err)) < 0) {
+        log_warning("queue sent a malformed work.assign: %s", err);
         return;
     }
     p->claims = p->claims > 0 ? p->claims - 1 : 0;
@@ -245,22 +243,22 @@ static void on_assign(void *ctx, void *peer, json_t *msg)
     if (!s || daemon_stopping(p->daemon)) {
         if (!s)
             log_warning("queue assigned work but no slot is free: handing it back");
-        pool_report(p, "work.released", json_pack("{s:s}", "id", id));
+        pool_report(p, "work.released", json_pack("{s:s}", "id", w.id));
         return;
     }
     *s = (Slot){.started_ns = now_ns()};
-    snprintf(s->id, sizeof(s->id), "%s", id);
-    snprintf(s->type, sizeof(s->type), "%s", type);
-    s->deadline_ns = timeout > 0 ? s->started_ns + (int64_t)timeout * 1000000000 : 0;
-    r = job_spawn(p->conf, p->data_fd, id, &s->pid);
+    snprintf(s->id, sizeof(s->id), "%s", w.id);
+    snprintf(s->type, sizeof(s->type), "%s", w.task_type);
+    s->deadline_ns = w.timeout > 0 ? s->started_ns + (int64_t)w.timeout * 1000000000 : 0;
+    r = job_spawn(p->conf, p->data_fd, w.id, &s->pid);
     if (r < 0) {
-        log_task(LOG_ERR, id, "cannot start a worker: %s", strerror(-r));
+        log_task(LOG_ERR, w.id, "cannot start a worker: %s", strerror(-r));
         *s = (Slot){0};
-        pool_report(p, "work.released", json_pack("{s:s}", "id", id));
+        pool_report(p, "work.released", json_pack("{s:s}", "id", w.id));
         return;
     }
     p->last_start_ns = s->started_ns;
-    log_task(LOG_INFO, id, "started kind=%s type=%s pid=%d", kind, type, (int)s->pid);
+    log_task(LOG_INFO, w.id, "started kind=%s type=%s pid=%d", w.kind, w.task_type, (int)s->pid);
     claim_free_slots(p); /* the start may have opened a cooldown or filled the load gate */
     update_status(p);
 }

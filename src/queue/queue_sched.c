@@ -391,11 +391,12 @@ static bool dispatch_one(Queue *q)
         log_task(LOG_ERR, job.id, "cannot start: %s", strerror(r < 0 ? -r : ENOMEM));
         return true;
     }
-    ipc_send_new(
-        (*cp)->peer->fd,
-        ipc_msg("work.assign", (*cp)->rid,
-                json_pack("{s:s, s:s, s:s, s:i}", "id", job.id, "task_type", job.type, "kind",
-                          tt->kind->name, "timeout", job.timeout ? job.timeout : tt->timeout)));
+    ipc_send_new((*cp)->peer->fd,
+                 ipc_work_assign((*cp)->rid, &(WorkAssign){.id = job.id,
+                                                           .task_type = job.type,
+                                                           .kind = tt->kind->name,
+                                                           .timeout = job.timeout ? job.timeout
+                                                                                  : tt->timeout}));
     log_task(LOG_INFO, job.id, "moved from=pending to=in_progress worker=%d type=%s priority=%d",
              (*cp)->peer->fd, job.type, job.priority);
     claim_take(q, cp);
