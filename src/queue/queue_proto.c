@@ -94,6 +94,17 @@ static bool unpack_id(Peer *p, json_t *msg, const char **id, const char **outcom
     return r == 0;
 }
 
+/* A request that carries no fields: anything more is refused (bad_request). */
+static bool no_fields(Peer *p, json_t *msg)
+{
+    char err[256];
+
+    if (ipc_unpack(msg, err, sizeof(err), "{}") == 0)
+        return true;
+    reply(p, ipc_reply_error(msg, "bad_request", err));
+    return false;
+}
+
 static void on_submitted(void *ctx, void *peer, json_t *msg)
 {
     Queue *q = ctx;
@@ -132,12 +143,9 @@ static void on_claim(void *ctx, void *peer, json_t *msg)
 {
     Queue *q = ctx;
     Peer *p = peer;
-    char err[256];
 
-    if (ipc_unpack(msg, err, sizeof(err), "{}") < 0) {
-        reply(p, ipc_reply_error(msg, "bad_request", err));
+    if (!no_fields(p, msg))
         return;
-    }
     sched_claim(q, p, ipc_rid(msg));
 }
 
@@ -161,12 +169,9 @@ static void on_unclaim(void *ctx, void *peer, json_t *msg)
 {
     Queue *q = ctx;
     Peer *p = peer;
-    char err[256];
 
-    if (ipc_unpack(msg, err, sizeof(err), "{}") < 0) {
-        reply(p, ipc_reply_error(msg, "bad_request", err));
+    if (!no_fields(p, msg))
         return;
-    }
     sched_unclaim(q, p);
     reply(p, ipc_reply_ok(msg, NULL));
 }
@@ -233,16 +238,18 @@ static void on_status(void *ctx, void *peer, json_t *msg)
     Queue *q = ctx;
     Peer *p = peer;
     unsigned working = sched_working(q), max = sched_max_workers(q), scheduled = sched_scheduled(q);
-    json_t *st =
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:{s:I, s:I}}", "waiting",
-                  (json_int_t)(q->n_pending - scheduled), "scheduled", (json_int_t)scheduled,
-                  "working", (json_int_t)working, "done", (json_int_t)q->n_done, "failed",
-                  (json_int_t)q->n_failed, "max_workers", (json_int_t)max, "free_workers",
-                  (json_int_t)(max > working ? max - working : 0), "draining", q->draining, "peers",
-                  "convert", (json_int_t)count_role(q, IPC_ROLE_CONVERT), "callback",
-                  (json_int_t)count_role(q, IPC_ROLE_CALLBACK));
-    json_t *held = admin_held(q);
+    json_t *st, *held;
 
+    if (!no_fields(p, msg))
+        return;
+    st = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:{s:I, s:I}}", "waiting",
+                   (json_int_t)(q->n_pending - scheduled), "scheduled", (json_int_t)scheduled,
+                   "working", (json_int_t)working, "done", (json_int_t)q->n_done, "failed",
+                   (json_int_t)q->n_failed, "max_workers", (json_int_t)max, "free_workers",
+                   (json_int_t)(max > working ? max - working : 0), "draining", q->draining,
+                   "peers", "convert", (json_int_t)count_role(q, IPC_ROLE_CONVERT), "callback",
+                   (json_int_t)count_role(q, IPC_ROLE_CALLBACK));
+    held = admin_held(q);
     json_object_update(st, held);
     json_decref(held);
     reply(p, ipc_reply_ok(msg, st));
@@ -268,12 +275,9 @@ static void on_workers_get(void *ctx, void *peer, json_t *msg)
 {
     Queue *q = ctx;
     Peer *p = peer;
-    char err[256];
 
-    if (ipc_unpack(msg, err, sizeof(err), "{}") < 0) {
-        reply(p, ipc_reply_error(msg, "bad_request", err));
+    if (!no_fields(p, msg))
         return;
-    }
     reply(p, ipc_reply_ok(msg, json_pack("{s:o, s:b}", "workers", admin_workers(q), "draining",
                                          q->draining)));
 }
@@ -329,12 +333,9 @@ static void on_check(void *ctx, void *peer, json_t *msg)
 {
     Queue *q = ctx;
     Peer *p = peer;
-    char err[256];
 
-    if (ipc_unpack(msg, err, sizeof(err), "{}") < 0) {
-        reply(p, ipc_reply_error(msg, "bad_request", err));
+    if (!no_fields(p, msg))
         return;
-    }
     reply(p, ipc_reply_ok(msg, admin_check(q)));
 }
 
