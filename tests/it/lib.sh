@@ -59,6 +59,7 @@ finish() {
     if ! tm_stop_all; then
         fail "a daemon did not exit cleanly"
     fi
+    stop_receivers
     # A test may define test_cleanup (e.g. to unmount a tmpfs it put on the root).
     if declare -F test_cleanup >/dev/null; then test_cleanup || true; fi
     if [ $FAILS -ne 0 ] || [ $rc -ne 0 ]; then
@@ -142,6 +143,87 @@ wait_state() {
         "$rc), state '$state': $(head -c 300 "$body" | tr '\n' ' ')" >&2
     rm -f "$body"
     return 1
+}
+
+# wait_for SECONDS COMMAND...: polls COMMAND every 0.1 s until it succeeds or the deadline.
+wait_for() {
+    local limit=$1 i
+    shift
+    for ((i = 0; i < limit * 10; i++)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# judge_error DESCRIPTION STATUS CODE: the answer in $STATUS, $W/err (body) and $W/hdr
+# (headers): the status first, then .error.code, a non-empty .error.message, a JSON type.
+judge_error() {
+    local what=$1 want_status=$2 want_code=$3 code msg bad=
+    if [ "$STATUS" != "$want_status" ]; then
+        bad="status $STATUS, not $want_status"
+    else
+        code=$(jq -r '.error.code // empty' "$W/err" 2>/dev/null || true)
+        msg=$(jq -r '.error.message | select(type == "string")' "$W/err" 2>/dev/null || true)
+        if [ "$code" != "$want_code" ]; then
+            bad="error.code '$code', not '$want_code'"
+        elif [ -z "$msg" ]; then
+            bad="empty error.message"
+        elif ! grep -qi '^content-type: application/json' "$W/hdr"; then
+            bad="Content-Type is '$(hdr_value "$W/hdr" content-type)', not application/json"
+        fi
+    fi
+    if [ -z "$bad" ]; then
+        ok "$what -> $STATUS $code ($msg)"
+    else
+        fail "$what: $bad; body: $(head -c 300 "$W/err" | tr '\n' ' ')"
+    fi
+}
+
+# expect_error DESCRIPTION STATUS CODE METHOD PATH [curl args...]: api, then judge_error.
+expect_error() {
+    local what=$1 want_status=$2 want_code=$3
+    shift 3
+    : >"$W/hdr"
+    api "$@" -D "$W/hdr" >"$W/err" # api itself fails the test when no answer came
+    judge_error "$what" "$want_status" "$want_code"
+}
+
+# hdr_value FILE NAME: the value of header NAME (case-insensitive) in a curl -D dump.
+hdr_value() {
+    grep -i "^$2:" "$1" | head -n 1 | cut -d: -f2- | sed 's/^ *//; s/\r$//'
+}
+
+# json_post BODY [curl args...]: POST /v1/tasks with a JSON body (a type without a file).
+json_post() {
+    local body=$1
+    shift
+    api POST /v1/tasks -H 'Content-Type: application/json' --data-binary "$body" "$@"
+}
+
+# start_receiver NAME [FAILS] [MODE]: a receiver.py on loopback logging to $W/NAME.log (made
+# empty first); sets RPORT. MODE: any, redirect=URL or hang (see receiver.py). stop_receivers
+# ends them; the trap does too.
+RPIDS=()
+start_receiver() {
+    local name=$1 i
+    python3 "$TASKMILL_SRC/tests/it/receiver.py" "$W/$name.port" "$W/$name.log" "${2:-0}" \
+        ${3:+"$3"} &
+    RPIDS+=($!)
+    for ((i = 0; i < 100; i++)); do
+        [ -s "$W/$name.port" ] && break
+        sleep 0.05
+    done
+    RPORT=$(cat "$W/$name.port")
+    : >>"$W/$name.log"
+}
+stop_receivers() {
+    local p
+    for p in "${RPIDS[@]}"; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    RPIDS=()
 }
 
 # Media fixtures, generated at test time.

@@ -7,9 +7,7 @@
 # taskmillctl command.
 . "$(dirname "$0")/lib.sh"
 
-python3 "$TASKMILL_SRC/tests/it/receiver.py" "$W/recv.port" "$W/recv.log" 0 any &
-for _ in $(seq 1 100); do [ -s "$W/recv.port" ] && break; sleep 0.05; done
-RPORT=$(cat "$W/recv.port")
+start_receiver recv 0 any
 HOOK=http://127.0.0.1:$RPORT
 
 tok() { openssl rand -hex 32; }
@@ -26,31 +24,12 @@ write_conf "[convert]" "workers = 1" "[callback]" "allow_networks = 127.0.0.0/8"
 tm_start_all
 make_mp4 "$FIX/a.mp4" 10 320x240
 
-api() { # METHOD PATH [curl args...], as the user: prints the body, sets STATUS
-    local method=$1 path=$2
-    shift 2
-    STATUS=$(curl -s -S -o "$W/body" -w '%{http_code}' -X "$method" \
-        -H "Authorization: Bearer $USER_TOKEN" "$URL$path" "$@") || true
-    cat "$W/body"
-}
-admin() { # METHOD PATH [curl args...], as the admin
-    local method=$1 path=$2
-    shift 2
-    STATUS=$(curl -s -S -o "$W/body" -w '%{http_code}' -X "$method" \
-        -H "Authorization: Bearer $ADMIN_TOKEN" "$URL$path" "$@") || true
-    cat "$W/body"
-}
-json_post() { api POST /v1/tasks -H 'Content-Type: application/json' --data-binary "$1"; }
+# lib.sh's api and wait_state ask as the user; admin as the admin.
+CURL_OPTS=(-H "Authorization: Bearer $USER_TOKEN")
+admin() { local CURL_OPTS=(-H "Authorization: Bearer $ADMIN_TOKEN"); api "$@"; }
 state_of() { api GET "/v1/tasks/$1" | jq -r .state; }
-wait_for() { # ID STATE SECONDS
-    local i
-    for ((i = 0; i < $3 * 20; i++)); do [ "$(state_of "$1")" = "$2" ] && return 0; sleep 0.05; done
-    return 1
-}
 ctl() { "$TASKMILL_BUILD/taskmillctl" --config "$TM_CONF" "$@"; }
-hits() { # PATTERN: lines of the receiver's log that match
-    if [ -e "$W/recv.log" ]; then grep -c -- "$1" "$W/recv.log" || true; else echo 0; fi
-}
+hits() { grep -c -- "$1" "$W/recv.log" || true; } # PATTERN: lines of the receiver's log
 
 # --- the admin's endpoints are the admin's ---
 for path in /v1/workers /v1/workers/history /v1/admin/check; do
@@ -78,7 +57,7 @@ tm_start queue
 check "  draining survives a restart of the queue" test "$(admin GET /v1/status | jq .draining)" = true
 admin POST /v1/admin/resume >"$W/out"
 check "resume: 200, not draining" test "$STATUS:$(jq .draining "$W/out")" = "200:false"
-check "  the held task runs" wait_for "$held" done 20
+check "  the held task runs" wait_state "$held" done 20
 
 # --- priority aliases ---
 admin POST /v1/admin/drain >/dev/null
@@ -93,7 +72,7 @@ check "the aliases are 250, 500, 750" test "$(for i in "${ids[@]}"; do
 json_post '{"task_type":"echo","priority":"urgent","params":{"word":"x"}}' >"$W/out"
 check "an unknown alias: 400 bad_priority" test "$STATUS:$(jq -r .error.code "$W/out")" = "400:bad_priority"
 admin POST /v1/admin/resume >/dev/null
-for i in "${ids[@]}"; do wait_for "$i" done 20 || true; done
+for i in "${ids[@]}"; do wait_state "$i" done 20 || true; done
 order=$(for i in "${ids[@]}"; do
     api GET "/v1/tasks/$i" | jq -r '.started_at + " " + (.priority | tostring)'; done | sort | cut -d' ' -f2 | tr '\n' ' ')
 check "they ran highest first, FIFO within a priority ($order)" test "$order" = "900 750 500 250 250 "
@@ -111,7 +90,7 @@ check "  /v1/status counts it as scheduled" test "$(api GET /v1/status | jq .sch
 json_post '{"task_type":"echo","params":{"word":"soon"},"delay_seconds":2}' >"$W/out"
 soon=$(jq -r .id "$W/out")
 check "delay_seconds: scheduled" test "$(jq -r .state "$W/out")" = scheduled
-check "run_at's task started within 1 s of run_at, not before" wait_for "$late" done 10
+check "run_at's task started within 1 s of run_at, not before" wait_state "$late" done 10
 check "  ($(api GET "/v1/tasks/$late" | jq -r .started_at) vs $at)" python3 - "$at" \
     "$(api GET "/v1/tasks/$late" | jq -r .started_at)" <<'PY'
 import sys, datetime
@@ -119,7 +98,7 @@ t = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestam
 d = t(sys.argv[2]) - t(sys.argv[1])
 sys.exit(0 if 0 <= d < 1.0 else 1)
 PY
-check "delay_seconds' task done too" wait_for "$soon" done 10
+check "delay_seconds' task done too" wait_state "$soon" done 10
 json_post '{"task_type":"echo","params":{"word":"x"},"run_at":"tomorrow"}' >"$W/out"
 check "a run_at that is not RFC 3339: 400 bad_run_at" \
     test "$STATUS:$(jq -r .error.code "$W/out")" = "400:bad_run_at"
@@ -151,7 +130,7 @@ check "the batch counts four pending, none finished" \
     test "$(jq -c '[.total, .counts.pending, .finished, .context]' "$W/out")" = '[4,4,false,"nightly"]'
 check "GET /v1/tasks?batch= lists its four" test "$(api GET "/v1/tasks?batch=$batch" | jq '.tasks | length')" = 4
 admin POST /v1/admin/resume >/dev/null
-for i in "${bt[@]}" "$nap"; do wait_for "$i" done 20 || true; done
+for i in "${bt[@]}" "$nap"; do wait_state "$i" done 20 || true; done
 sleep 1 # time for a callback that must not come: the batch is not closed
 check "all its tasks ended, but the batch is open: no callback yet" \
     test "$(hits '"/batch"')" = 0
@@ -196,7 +175,7 @@ check "the task shows its callback's delivery" \
 # preset slow: a conversion that lasts a few seconds even on a fast machine
 id=$(curl -s -H "Authorization: Bearer $USER_TOKEN" -F task_type=convert_video_to_libx265 \
     -F 'params={"preset":"slow"}' -F "file_data=@$FIX/a.mp4" "$URL/v1/tasks" | jq -r .id)
-wait_for "$id" in_progress 20
+wait_state "$id" in_progress 20
 for _ in $(seq 1 50); do
     admin GET /v1/workers >"$W/workers"
     jq -e --arg id "$id" '.workers | any(.task_id == $id and .rss_bytes > 0 and .progress > 0)' "$W/workers" >/dev/null && break
@@ -210,7 +189,7 @@ check "  and the idle http slots of the callback daemon" \
     jq -e '[.workers[] | select(.state == "idle")] | length >= 4' "$W/workers"
 ctl workers >"$W/ctl"
 check "taskmillctl workers lists it" grep -q "$id" "$W/ctl"
-wait_for "$id" done 180
+wait_state "$id" done 180
 
 # --- the history survives a restart ---
 tm_stop_all
@@ -230,7 +209,9 @@ check "the task's own history has the attempt" \
 ctl status >"$W/ctl"
 check "taskmillctl status" grep -q '^draining *false' "$W/ctl"
 ctl history --limit 2 >"$W/ctl"
-check "taskmillctl history" test "$(grep -c "$id\|echo\|nap" "$W/ctl")" -ge 1
+newest=$(admin GET '/v1/workers/history?limit=1' | jq -r '.attempts[0].task_id')
+check "taskmillctl history: a header and the 2 newest attempts, the newest first ($newest)" \
+    bash -c "[ \$(wc -l <'$W/ctl') = 3 ] && sed -n 2p '$W/ctl' | grep -q -- '$newest'"
 ctl show "$id" >"$W/ctl"
 check "taskmillctl show" grep -q "attempt 1: done" "$W/ctl"
 ctl list --context 'invoice 42' >"$W/ctl"
@@ -247,7 +228,7 @@ check "  a stray folder makes it fail, named" bash -c "! '$TASKMILL_BUILD/taskmi
 rmdir "$ROOT/data/pending/not-a-task"
 json_post '{"task_type":"echo","params":{"word":"bye"}}' >"$W/out"
 bye=$(jq -r .id "$W/out")
-wait_for "$bye" done 10
+wait_state "$bye" done 10
 ctl cancel "$bye" >/dev/null
 check "taskmillctl cancel" test "$(api GET "/v1/tasks/$bye" >/dev/null; echo "$STATUS")" = 404
 n_done=$(api GET '/v1/tasks?state=done&limit=1000' | jq '.tasks | length')

@@ -2,34 +2,6 @@
 # test_callback.sh - callbacks reach a local HTTP receiver (receiver.py) with retries and back-off, for done and failed tasks, and give up on an unreachable one; a 302 is an answer, not a redirect to follow; a receiver that never answers times out after [callback] timeout.
 . "$(dirname "$0")/lib.sh"
 
-RECEIVER=$(dirname "$0")/receiver.py
-RPIDS=()
-
-# start_receiver NAME FAILS [MODE]: a receiver logging to $W/NAME.log that answers 500 FAILS
-# times (MODE: any also logs GETs and other methods, redirect=URL answers 302, hang never
-# answers; see receiver.py); sets RPORT.
-# receiver.py also exits by itself once this script is gone.
-start_receiver() {
-    local name=$1 fails=$2 i
-    python3 "$RECEIVER" "$W/$name.port" "$W/$name.log" "$fails" ${3:+"$3"} &
-    RPIDS+=($!)
-    for ((i = 0; i < 100; i++)); do
-        [ -s "$W/$name.port" ] && break
-        sleep 0.05
-    done
-    RPORT=$(cat "$W/$name.port")
-    : >>"$W/$name.log"
-}
-
-stop_receivers() {
-    local p
-    for p in "${RPIDS[@]}"; do
-        kill "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    RPIDS=()
-}
-
 # wait_callback STAGE ID KEY [SECONDS]: until callback.json of the job says KEY (delivered or
 # gave_up) is true.
 wait_callback() {

@@ -22,56 +22,6 @@ tm_start_all
 
 # --- helpers -------------------------------------------------------------------------------
 
-# wait_for SECONDS COMMAND...: polls COMMAND every 0.1 s until it succeeds or the deadline.
-wait_for() {
-    local limit=$1 i
-    shift
-    for ((i = 0; i < limit * 10; i++)); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-# judge_error DESCRIPTION STATUS CODE: the answer in $STATUS, $W/err (body) and $W/hdr
-# (headers): the status first, then .error.code, a non-empty .error.message, a JSON type.
-judge_error() {
-    local what=$1 want_status=$2 want_code=$3 code msg bad=
-    if [ "$STATUS" != "$want_status" ]; then
-        bad="status $STATUS, not $want_status"
-    else
-        code=$(jq -r '.error.code // empty' "$W/err" 2>/dev/null || true)
-        msg=$(jq -r '.error.message | select(type == "string")' "$W/err" 2>/dev/null || true)
-        if [ "$code" != "$want_code" ]; then
-            bad="error.code '$code', not '$want_code'"
-        elif [ -z "$msg" ]; then
-            bad="empty error.message"
-        elif ! grep -qi '^content-type: application/json' "$W/hdr"; then
-            bad="Content-Type is '$(hdr_value "$W/hdr" content-type)', not application/json"
-        fi
-    fi
-    if [ -z "$bad" ]; then
-        ok "$what -> $STATUS $code ($msg)"
-    else
-        fail "$what: $bad; body: $(head -c 300 "$W/err" | tr '\n' ' ')"
-    fi
-}
-
-# expect_error DESCRIPTION STATUS CODE METHOD PATH [curl args...]
-expect_error() {
-    local what=$1 want_status=$2 want_code=$3
-    shift 3
-    : >"$W/body" # curl leaves the last body in place when it gets no answer
-    : >"$W/hdr"
-    api "$@" -D "$W/hdr" >"$W/err" 2>/dev/null
-    judge_error "$what" "$want_status" "$want_code"
-}
-
-# hdr_value FILE NAME: the value of header NAME (case-insensitive) in a curl -D dump.
-hdr_value() {
-    grep -i "^$2:" "$1" | head -n 1 | cut -d: -f2- | sed 's/^ *//; s/\r$//'
-}
-
 # no_tmp_dirs: no upload left half-way in data/request (the cleanup runs just before the answer,
 # but give it up to 2 s).
 no_tmp_dirs() {

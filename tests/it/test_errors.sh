@@ -30,23 +30,6 @@ printf 'a\0b' >"$W/nul.txt"
 UNKNOWN=3f1c2d4e-5b6a-4c7d-8e9f-0a1b2c3d4e5f
 declare -A EXPECT # id -> the state it must end in
 
-# expect_error DESCRIPTION STATUS CODE METHOD PATH [curl args...]: the status, a JSON body with
-# .error.code = CODE, a non-empty .error.message and a JSON content type.
-expect_error() {
-    local what=$1 want_status=$2 want_code=$3 code msg
-    shift 3
-    : >"$W/hdr"
-    api "$@" -D "$W/hdr" >"$W/err" # api itself fails the test when no answer came
-    code=$(jq -r '.error.code // empty' "$W/err" 2>/dev/null || true)
-    msg=$(jq -r '.error.message | select(type == "string")' "$W/err" 2>/dev/null || true)
-    if [ "$STATUS" = "$want_status" ] && [ "$code" = "$want_code" ] && [ -n "$msg" ] &&
-        grep -qi '^content-type: application/json' "$W/hdr"; then
-        ok "$what -> $STATUS $code"
-    else
-        fail "$what: want $want_status $want_code, got $STATUS '$code' '$msg' $(head -c 300 "$W/err")"
-    fi
-}
-
 # post_error DESCRIPTION STATUS CODE [curl -F args...]: the same for POST /v1/tasks.
 post_error() {
     local what=$1 want_status=$2 want_code=$3

@@ -20,10 +20,8 @@ code() { jq -r .error.code "$W/out" 2>/dev/null; }
 post() { api POST /v1/tasks -F task_type=convert_video_to_libx265 "$@" >"$W/out"; }
 
 # --- SSRF: a receiver on loopback that must never hear from us.
-python3 "$TASKMILL_SRC/tests/it/receiver.py" "$W/rport" "$W/rlog" 0 &
-rpid=$!
-for _ in $(seq 50); do [ -s "$W/rport" ] && break; sleep 0.1; done
-RP=$(cat "$W/rport")
+start_receiver r 0
+RP=$RPORT
 ids=()
 for target in "http://127.0.0.1:$RP/x" "http://[::ffff:127.0.0.1]:$RP/x" "http://2130706433:$RP/x" \
     "http://0x7f000001:$RP/x" "http://127.1:$RP/x" "http://localhost:$RP/x" "http://[::1]:$RP/x" \
@@ -36,7 +34,7 @@ for id in "${ids[@]}"; do wait_state "$id" done 60; done
 for id in "${ids[@]}"; do
     for _ in $(seq 50); do [ -f "$ROOT/data/done/$id/callback.json" ] && break; sleep 0.1; done
 done
-check "the loopback receiver got nothing" test ! -s "$W/rlog"
+check "the loopback receiver got nothing" test ! -s "$W/r.log"
 for i in "${!ids[@]}"; do
     check "callback.json $i records the refusal" \
         grep -q "refused to connect" "$ROOT/data/done/${ids[$i]}/callback.json"
@@ -56,9 +54,9 @@ post -F "file_data=@$FIX/a.mp4" -F "callback_url=http://127.0.0.1:$RP/signed"
 check "a task with an allow-listed callback: 201 ($STATUS)" test "$STATUS" = 201
 sid=$(jq -r .id "$W/out")
 wait_state "$sid" done 60
-for _ in $(seq 50); do [ -s "$W/rlog" ] && break; sleep 0.1; done
-check "the allow-listed receiver got the callback" test -s "$W/rlog"
-check "the delivery's HMAC signature verifies" python3 - "$W/rlog" <<'PY'
+for _ in $(seq 50); do [ -s "$W/r.log" ] && break; sleep 0.1; done
+check "the allow-listed receiver got the callback" test -s "$W/r.log"
+check "the delivery's HMAC signature verifies" python3 - "$W/r.log" <<'PY'
 import hmac, hashlib, json, sys
 rec = json.loads(open(sys.argv[1]).readline())
 h = {k.lower(): v for k, v in rec["headers"].items()}
@@ -67,7 +65,7 @@ raw = rec["raw"]
 want = hmac.new(b"s3cret", (t + "." + raw).encode(), hashlib.sha256).hexdigest()
 sys.exit(0 if hmac.compare_digest(want, v1) else 1)
 PY
-kill "$rpid" 2>/dev/null || true
+stop_receivers
 
 # --- Slow and greedy clients.
 check "slowloris: an idle half-sent request is closed after connection_timeout" python3 - "$PORT" <<'PY'

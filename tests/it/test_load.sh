@@ -21,18 +21,11 @@ tm_start_all
 pressure() { sed -n 's/^some avg10=\([0-9.]*\).*/\1/p' /proc/pressure/cpu; }
 below() { awk -v p="$(pressure)" -v t="$1" 'BEGIN { exit !(p < t) }'; }
 above() { awk -v p="$(pressure)" -v t="$1" 'BEGIN { exit !(p >= t) }'; }
-wait_until() { # SECONDS COMMAND...: polls every 0.2 s
-    local limit=$1 i
-    shift
-    for ((i = 0; i < limit * 5; i++)); do "$@" && return 0; sleep 0.2; done
-    return 1
-}
-json_post() { api POST /v1/tasks -H 'Content-Type: application/json' --data-binary "$1"; }
 held_high() { api GET /v1/workers | jq -e '[.workers[] | select(.state == "held") |
     .held_because | test("load high")] | length == 2' >/dev/null; }
 ts() { python3 -c 'import sys, datetime; print(datetime.datetime.fromisoformat(sys.argv[1].replace("Z", "+00:00")).timestamp())' "$1"; }
 
-wait_until 60 below 25 || true
+wait_for 60 below 25 || true
 check "the machine is quiet first (cpu pressure $(pressure)% < 25)" below 25
 
 # --- an artificial load: six busy loops per core ---
@@ -43,9 +36,9 @@ for _ in $(seq $((6 * $(nproc)))); do
 done
 stop_loops() { kill "${LOOPS[@]}" 2>/dev/null || true; wait "${LOOPS[@]}" 2>/dev/null || true; LOOPS=(); }
 test_cleanup() { stop_loops; }
-wait_until 60 above 45 || true
+wait_for 60 above 45 || true
 check "the loops raise the cpu pressure past load_high ($(pressure)% >= 45)" above 45
-check "both converter slots are held, saying why" wait_until 10 held_high
+check "both converter slots are held, saying why" wait_for 10 held_high
 api GET /v1/workers >"$W/workers"
 check "  GET /v1/workers: state held, held_because names the level and the measure" \
     jq -e '[.workers[] | select(.state == "held")][0].held_because | test("load high \\([0-9.]+% cpu pressure\\): 0 at a time")' "$W/workers"
@@ -65,9 +58,14 @@ stopped_at=$(date +%s.%N)
 check "once the loops stop the task runs" wait_state "$id" done 120
 started=$(ts "$(api GET "/v1/tasks/$id" | jq -r .started_at)")
 check "  after the load ended" awk -v a="$started" -v b="$stopped_at" 'BEGIN { exit !(a > b) }'
-check "  no slot is held any more" wait_until 30 bash -c "curl -s '$URL/v1/status' | jq -e '.held_slots == 0' >/dev/null"
+check "  no slot is held any more" wait_for 30 bash -c "curl -s '$URL/v1/status' | jq -e '.held_slots == 0' >/dev/null"
 
-# --- max_parallel = 1: two tasks of one type do not overlap, though two slots are free ---
+# --- max_parallel = 1: two tasks of one type do not overlap, though two slots are free. The
+# converter is restarted without load settings: right after the load the gate alone would
+# still allow one task at a time, and this check would pass without max_parallel.
+tm_stop convert
+write_conf "[convert]" "workers = 2" "${types[@]}"
+tm_start convert
 for _ in 1 2; do json_post '{"task_type":"solo","params":{"seconds":1}}' | jq -r .id; done >"$W/solo"
 mapfile -t solo <"$W/solo"
 for i in "${solo[@]}"; do wait_state "$i" done 30 || true; done

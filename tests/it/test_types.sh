@@ -7,9 +7,7 @@
 # SIGHUP reload of a changed type while a task of it runs.
 . "$(dirname "$0")/lib.sh"
 
-python3 "$TASKMILL_SRC/tests/it/receiver.py" "$W/recv.port" "$W/recv.log" 0 any &
-for _ in $(seq 1 100); do [ -s "$W/recv.port" ] && break; sleep 0.05; done
-RPORT=$(cat "$W/recv.port")
+start_receiver recv 0 any
 
 types() { # the [type.*] sections; $1 is the description of type "slow"
     cat <<EOF
@@ -75,10 +73,6 @@ conf_with() { # DESCRIPTION_OF_SLOW
 }
 conf_with "sleeps"
 tm_start_all
-
-json_post() { # BODY: POST /v1/tasks as JSON, prints the body, sets STATUS
-    api POST /v1/tasks -H 'Content-Type: application/json' --data-binary "$1"
-}
 
 # --- the list of types ---
 api GET /v1/task-types >"$W/types"
