@@ -34,9 +34,11 @@ int batch_open(int batches_fd, const char *id, int *ret_fd);
 int batch_read(int batch_fd, json_t **ret_batch, json_t **ret_callback);
 /* Records that task joined (tasks/<task>, fsynced). */
 int batch_add_member(int batch_fd, const char *task);
-/* Counts the members by the state of their tasks (each task's folder is read). With data_fd -1
- * only `joined` is counted, from the member files alone: enough for batch_sealed. */
-int batch_count(int data_fd, int batch_fd, BatchCounts *ret);
+/* How much batch_count looks at: the member files only (joined: enough for batch_sealed), where
+ * each task is (total, unfinished: enough for batch_finished), or each task's view too (the
+ * counts by state and the progress, for the batch object). */
+typedef enum BatchDepth { BATCH_MEMBERS, BATCH_STAGES, BATCH_VIEWS } BatchDepth;
+int batch_count(int data_fd, int batch_fd, BatchDepth depth, BatchCounts *ret);
 bool batch_sealed(json_t *batch, const BatchCounts *n); /* reads n->joined only */
 bool batch_finished(json_t *batch, const BatchCounts *n);
 /* The batch object of the API: id, context, size, closed, sealed, counts, total, progress,

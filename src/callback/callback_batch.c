@@ -68,7 +68,7 @@ void batch_consider(Callback *cb, const char *id)
         return;
     r = batch_read(fd, &batch, &rec);
     if (r == 0 && !json_is_true(json_object_get(rec, "finished"))) {
-        r = batch_count(cb->data_fd, fd, &n);
+        r = batch_count(cb->data_fd, fd, BATCH_STAGES, &n);
         if (r < 0 || !batch_finished(batch, &n) || (r = record_finished(fd, id, batch)) < 0)
             goto out;
     }
@@ -111,7 +111,7 @@ int batch_callback_body(Callback *cb, const char *id, json_t **ret)
         return r;
     r = batch_read(fd, &batch, &rec);
     if (r == 0)
-        r = batch_count(cb->data_fd, fd, &n);
+        r = batch_count(cb->data_fd, fd, BATCH_VIEWS, &n);
     if (r == 0)
         *ret = batch_view(batch, rec, &n);
     json_decref(batch);

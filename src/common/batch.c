@@ -65,7 +65,7 @@ int batch_add_member(int batch_fd, const char *task)
     return 0;
 }
 
-static void count_task(int data_fd, const char *id, BatchCounts *n)
+static void count_task(int data_fd, const char *id, BatchDepth depth, BatchCounts *n)
 {
     json_t *view = NULL;
     const char *state;
@@ -73,15 +73,15 @@ static void count_task(int data_fd, const char *id, BatchCounts *n)
     int fd;
 
     n->joined++;
-    if (data_fd < 0 || jobdir_find_open(data_fd, id, &s, &fd) < 0)
+    if (depth == BATCH_MEMBERS || jobdir_find_open(data_fd, id, &s, &fd) < 0)
         return; /* deleted or expired */
-    if (task_view_at(fd, s, &view) == 0 &&
+    n->total++;
+    n->unfinished += s != STAGE_DONE && s != STAGE_FAILED;
+    if (depth == BATCH_VIEWS && task_view_at(fd, s, &view) == 0 &&
         (state = json_string_value(json_object_get(view, "state")))) {
         for (size_t i = 0; i < sizeof(state_names) / sizeof(state_names[0]); i++)
             if (!strcmp(state, state_names[i]))
                 n->by_state[i]++;
-        n->total++;
-        n->unfinished += s != STAGE_DONE && s != STAGE_FAILED;
         n->percent_sum +=
             s == STAGE_DONE || s == STAGE_FAILED
                 ? 100.0
@@ -91,7 +91,7 @@ static void count_task(int data_fd, const char *id, BatchCounts *n)
     close(fd);
 }
 
-int batch_count(int data_fd, int batch_fd, BatchCounts *ret)
+int batch_count(int data_fd, int batch_fd, BatchDepth depth, BatchCounts *ret)
 {
     int dir = openat(batch_fd, "tasks", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     struct dirent *de;
@@ -106,7 +106,7 @@ int batch_count(int data_fd, int batch_fd, BatchCounts *ret)
     }
     while ((de = readdir(d)))
         if (task_id_valid(de->d_name))
-            count_task(data_fd, de->d_name, ret);
+            count_task(data_fd, de->d_name, depth, ret);
     closedir(d);
     return 0;
 }

@@ -209,16 +209,17 @@ static void rest_tick(Daemon *d)
     if (ttl == 0 || ++r->ticks < (every ? every : 1))
         return;
     r->ticks = 0;
-    q = idem_sweep(r, (time_t)ttl, &removed);
-    if (q < 0)
-        log_warning("cannot sweep data/keys: %s", strerror(-q));
-    else if (removed)
-        log_info("removed %u idempotency keys of expired tasks", removed);
+    /* Batches first: a test (and an admin) reading the key sweep's line knows both ran. */
     q = batches_sweep(r, (time_t)ttl, &removed);
     if (q < 0)
         log_warning("cannot sweep data/batches: %s", strerror(-q));
     else if (removed)
         log_info("removed %u batches whose tasks have all expired", removed);
+    q = idem_sweep(r, (time_t)ttl, &removed);
+    if (q < 0)
+        log_warning("cannot sweep data/keys: %s", strerror(-q));
+    else if (removed)
+        log_info("removed %u idempotency keys of expired tasks", removed);
 }
 
 int main(int argc, char **argv)

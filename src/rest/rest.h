@@ -202,11 +202,13 @@ int tasks_range_parse(const char *h, uint64_t size, Range *ret);
  * nothing set); -EINVAL for anything we did not give out. */
 int tasks_cursor_parse(const char *s, int64_t *ret_ns, char ret_id[37]);
 
-/* rest_admin.c: the operator's endpoints (a token of role admin, or the open API) */
-enum MHD_Result admin_workers(Rest *rest, struct MHD_Connection *c);
-enum MHD_Result admin_history(Rest *rest, struct MHD_Connection *c);
-enum MHD_Result admin_drain(Rest *rest, struct MHD_Connection *c, bool on);
-enum MHD_Result admin_check(Rest *rest, struct MHD_Connection *c);
+/* rest_admin.c: the operator's endpoints (a token of role admin, or the open API); the route
+ * table's signature, the token and the path argument unused. */
+enum MHD_Result admin_workers(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
+enum MHD_Result admin_history(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
+enum MHD_Result admin_drain(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
+enum MHD_Result admin_resume(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
+enum MHD_Result admin_check(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
 /* A queue reply without its envelope (v, type, rid), or NULL when it is an error. */
 json_t *queue_reply_body(json_t *reply);
 

@@ -48,28 +48,37 @@ static enum MHD_Result ask_queue(Rest *rest, struct MHD_Connection *c, const cha
     return MHD_YES;
 }
 
-enum MHD_Result admin_workers(Rest *rest, struct MHD_Connection *c)
+/* The queue's answer to type, as the response; or the error the client gets. */
+static enum MHD_Result relay(Rest *rest, struct MHD_Connection *c, const char *type, json_t *body)
 {
-    json_t *body = NULL;
-    enum MHD_Result q = ask_queue(rest, c, "workers.get", NULL, &body);
+    json_t *answer = NULL;
+    enum MHD_Result q = ask_queue(rest, c, type, body, &answer);
 
-    return body ? http_json(c, MHD_HTTP_OK, body) : q;
+    return answer ? http_json(c, MHD_HTTP_OK, answer) : q;
 }
 
-enum MHD_Result admin_drain(Rest *rest, struct MHD_Connection *c, bool on)
+enum MHD_Result admin_workers(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg)
 {
-    json_t *body = NULL;
-    enum MHD_Result q = ask_queue(rest, c, "admin.drain", json_pack("{s:b}", "on", on), &body);
-
-    return body ? http_json(c, MHD_HTTP_OK, body) : q;
+    (void)a, (void)arg;
+    return relay(rest, c, "workers.get", NULL);
 }
 
-enum MHD_Result admin_check(Rest *rest, struct MHD_Connection *c)
+enum MHD_Result admin_drain(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg)
 {
-    json_t *body = NULL;
-    enum MHD_Result q = ask_queue(rest, c, "admin.check", NULL, &body);
+    (void)a, (void)arg;
+    return relay(rest, c, "admin.drain", json_pack("{s:b}", "on", 1));
+}
 
-    return body ? http_json(c, MHD_HTTP_OK, body) : q;
+enum MHD_Result admin_resume(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg)
+{
+    (void)a, (void)arg;
+    return relay(rest, c, "admin.drain", json_pack("{s:b}", "on", 0));
+}
+
+enum MHD_Result admin_check(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg)
+{
+    (void)a, (void)arg;
+    return relay(rest, c, "admin.check", NULL);
 }
 
 /* The last `limit` lines of fd, newest first. The file is read backwards in blocks until the
@@ -122,7 +131,7 @@ static int history_tail(int fd, long limit, json_t *out)
     return 0;
 }
 
-enum MHD_Result admin_history(Rest *rest, struct MHD_Connection *c)
+enum MHD_Result admin_history(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg)
 {
     const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
     long limit = HISTORY_LIMIT_DEFAULT;
@@ -130,6 +139,7 @@ enum MHD_Result admin_history(Rest *rest, struct MHD_Connection *c)
     char *end;
     int fd, r = 0;
 
+    (void)a, (void)arg;
     if (lim &&
         ((limit = strtol(lim, &end, 10)) < 1 || limit > HISTORY_LIMIT_MAX || *end || end == lim))
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", "limit must be 1 to %d",

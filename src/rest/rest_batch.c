@@ -66,7 +66,7 @@ int batch_join(Rest *rest, const Auth *a, const char *id, const char *task, Subm
         pthread_mutex_unlock(&batch_lock);
         return submit_fail(e, MHD_HTTP_NOT_FOUND, "batch_not_found", "no batch %.40s", id);
     }
-    r = batch_count(-1, fd, &n); /* sealed needs the members, not their tasks */
+    r = batch_count(-1, fd, BATCH_MEMBERS, &n);
     if (r == 0 && batch_sealed(b, &n))
         r = submit_fail(e, MHD_HTTP_CONFLICT, "batch_sealed",
                         "batch %s takes no more tasks: it was closed or has all %lld of its size",
@@ -155,7 +155,7 @@ static enum MHD_Result batch_answer(Rest *rest, struct MHD_Connection *c, const 
 
     if (r < 0)
         return http_error(c, MHD_HTTP_NOT_FOUND, "batch_not_found", "no batch %s", id);
-    r = batch_count(rest->data_fd, fd, &n);
+    r = batch_count(rest->data_fd, fd, BATCH_VIEWS, &n);
     close(fd);
     if (r < 0) {
         json_decref(b);
@@ -250,7 +250,7 @@ static bool batch_expired(Rest *rest, int fd, time_t min_age)
     BatchCounts n;
     bool owed, old;
 
-    if (batch_read(fd, &b, &cb) < 0 || batch_count(rest->data_fd, fd, &n) < 0) {
+    if (batch_read(fd, &b, &cb) < 0 || batch_count(rest->data_fd, fd, BATCH_STAGES, &n) < 0) {
         json_decref(b);
         json_decref(cb);
         return false;

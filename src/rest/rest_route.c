@@ -73,41 +73,6 @@ static enum MHD_Result on_health(Rest *rest, struct MHD_Connection *c, const Aut
     return tasks_health(rest, c);
 }
 
-static enum MHD_Result on_workers(Rest *rest, struct MHD_Connection *c, const Auth *a,
-                                  const char *arg)
-{
-    (void)arg, (void)a;
-    return admin_workers(rest, c);
-}
-
-static enum MHD_Result on_history(Rest *rest, struct MHD_Connection *c, const Auth *a,
-                                  const char *arg)
-{
-    (void)arg, (void)a;
-    return admin_history(rest, c);
-}
-
-static enum MHD_Result on_drain(Rest *rest, struct MHD_Connection *c, const Auth *a,
-                                const char *arg)
-{
-    (void)arg, (void)a;
-    return admin_drain(rest, c, true);
-}
-
-static enum MHD_Result on_resume(Rest *rest, struct MHD_Connection *c, const Auth *a,
-                                 const char *arg)
-{
-    (void)arg, (void)a;
-    return admin_drain(rest, c, false);
-}
-
-static enum MHD_Result on_check(Rest *rest, struct MHD_Connection *c, const Auth *a,
-                                const char *arg)
-{
-    (void)arg, (void)a;
-    return admin_check(rest, c);
-}
-
 #define T ACCESS_TOKEN
 #define P ACCESS_PUBLIC
 #define A ACCESS_ADMIN
@@ -125,11 +90,11 @@ static const Route routes[] = {
     {"POST", "/v1/batches", NULL, NULL, T, batches_create},
     {"POST", "/v1/batches/", "/close", batches_close, T, NULL},
     {"GET", "/v1/batches/", "", batches_get, T, NULL},
-    {"GET", "/v1/workers", NULL, on_workers, A, NULL},
-    {"GET", "/v1/workers/history", NULL, on_history, A, NULL},
-    {"POST", "/v1/admin/drain", NULL, on_drain, A, NULL},
-    {"POST", "/v1/admin/resume", NULL, on_resume, A, NULL},
-    {"GET", "/v1/admin/check", NULL, on_check, A, NULL},
+    {"GET", "/v1/workers", NULL, admin_workers, A, NULL},
+    {"GET", "/v1/workers/history", NULL, admin_history, A, NULL},
+    {"POST", "/v1/admin/drain", NULL, admin_drain, A, NULL},
+    {"POST", "/v1/admin/resume", NULL, admin_resume, A, NULL},
+    {"GET", "/v1/admin/check", NULL, admin_check, A, NULL},
 };
 #undef T
 #undef P

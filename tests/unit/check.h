@@ -81,4 +81,22 @@ static inline char *check_tmpdir(void)
     return strdup(d);
 }
 
+/* Writes text to dir/taskmill.conf; returns the path (free it). */
+static inline char *check_write_conf(const char *dir, const char *text)
+{
+    size_t len = strlen(dir) + sizeof("/taskmill.conf");
+    char *path = malloc(len);
+    FILE *f;
+
+    if (path)
+        snprintf(path, len, "%s/taskmill.conf", dir);
+    if (!path || !(f = fopen(path, "w"))) {
+        perror("check_write_conf");
+        exit(EXIT_FAILURE);
+    }
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
 #endif

@@ -14,19 +14,6 @@
  * library's copy of conf.c is not linked in. */
 #include "../../src/common/conf.c"
 
-static char *write_conf(const char *dir, const char *text)
-{
-    char *path;
-    FILE *f;
-
-    if (asprintf(&path, "%s/taskmill.conf", dir) < 0)
-        exit(1);
-    f = fopen(path, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
 static void test_defaults(void)
 {
     char err[512];
@@ -41,9 +28,10 @@ static void test_defaults(void)
 
 static void test_good(const char *dir)
 {
-    char *path = write_conf(dir, "; a comment\n[paths]\nroot = /srv/tm\nruntime_dir = /run/tm\n"
-                                 "[rest]\nlisten = [::1]:9000\n[convert]\nworkers = 2\n"
-                                 "crf = 30\npreset = ultrafast\nkeep_input = yes\n");
+    char *path =
+        check_write_conf(dir, "; a comment\n[paths]\nroot = /srv/tm\nruntime_dir = /run/tm\n"
+                              "[rest]\nlisten = [::1]:9000\n[convert]\nworkers = 2\n"
+                              "crf = 30\npreset = ultrafast\nkeep_input = yes\n");
     char err[512], host[64];
     int port;
     Conf c;
@@ -60,7 +48,7 @@ static void test_good(const char *dir)
 
 static void expect_error(const char *dir, const char *text, const char *want)
 {
-    char *path = write_conf(dir, text);
+    char *path = check_write_conf(dir, text);
     char err[512] = "";
     Conf c;
 
@@ -231,8 +219,8 @@ static void test_shipped(const char *path)
 
 static void test_client(const char *dir)
 {
-    char *path = write_conf(dir, "[client]\nfolder = /a\nfolder = /b c\noutput = mirror\n"
-                                 "output_dir = /out\n");
+    char *path = check_write_conf(dir, "[client]\nfolder = /a\nfolder = /b c\noutput = mirror\n"
+                                       "output_dir = /out\n");
     char err[512];
     Conf c;
 

@@ -17,15 +17,9 @@ static char *dir;
 /* Loads text as a config: 0, or <0 with the loader's message in err. */
 static int load(const char *text, Conf *c, char *err, size_t errlen)
 {
-    char *path;
-    FILE *f;
+    char *path = check_write_conf(dir, text);
     int r;
 
-    if (asprintf(&path, "%s/taskmill.conf", dir) < 0)
-        exit(1);
-    f = fopen(path, "w");
-    fputs(text, f);
-    fclose(f);
     err[0] = '\0';
     r = conf_load(path, c, err, errlen);
     free(path);
