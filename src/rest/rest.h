@@ -185,6 +185,10 @@ int idem_sweep(Rest *rest, time_t min_age, unsigned *ret_removed);
 enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
 enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
 enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
+/* The task object of id as the answer (with Location: /v1/tasks/<id> when asked): after a
+ * create, a repeated idempotency key or a retry. */
+enum MHD_Result tasks_show(Rest *rest, struct MHD_Connection *c, const char *id, unsigned status,
+                           bool location);
 /* POST /v1/tasks/<id>/retry: a failed task back to pending with its kept input. */
 enum MHD_Result tasks_retry(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
 enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a);

@@ -293,10 +293,10 @@ enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const Auth *a
 
 enum MHD_Result tasks_retry(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id)
 {
-    json_t *reply, *view;
+    json_t *reply;
     const char *code;
     Stage s;
-    int fd, r;
+    int r;
 
     if (find_visible(rest, a, id, &s, NULL, NULL) < 0)
         return not_found(c, id);
@@ -321,14 +321,29 @@ enum MHD_Result tasks_retry(Rest *rest, struct MHD_Connection *c, const Auth *a,
         return http_error(c, MHD_HTTP_GONE, "input_gone",
                           "the task's input is no longer kept on the server ([queue] "
                           "keep_failed_input); submit it again");
-    if (r < 0 || jobdir_find_open(rest->data_fd, id, &s, &fd) < 0)
+    if (r < 0)
         return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
                           "the task could not be put back");
-    r = task_view_at(fd, s, &view);
-    close(fd);
-    return r < 0 ? http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
-                              "the task was put back but cannot be shown")
-                 : http_json(c, MHD_HTTP_OK, view);
+    return tasks_show(rest, c, id, MHD_HTTP_OK, false);
+}
+
+enum MHD_Result tasks_show(Rest *rest, struct MHD_Connection *c, const char *id, unsigned status,
+                           bool location)
+{
+    char where[64];
+    json_t *view;
+    Stage s;
+    int fd, r = jobdir_find_open(rest->data_fd, id, &s, &fd);
+
+    if (r == 0) { /* the queue may be moving the job on right now: read it through its fd */
+        r = task_view_at(fd, s, &view);
+        close(fd);
+    }
+    if (r < 0)
+        return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
+                          "task %s is stored but cannot be shown", id);
+    snprintf(where, sizeof(where), "/v1/tasks/%s", id);
+    return http_json_with(c, status, view, location ? where : NULL);
 }
 
 typedef struct ListEntry {

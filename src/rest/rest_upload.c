@@ -451,37 +451,6 @@ static int publish(Upload *u, Task *t)
     return jobdir_publish(u->rest->data_fd, u->tmp, u->id, &u->published);
 }
 
-/* The task object with Location: 201 for a new task, 200 for the one a key already made. */
-static enum MHD_Result respond_task(Rest *rest, struct MHD_Connection *c, const char *id,
-                                    unsigned status)
-{
-    struct MHD_Response *resp;
-    json_t *view;
-    char location[64], *s;
-    enum MHD_Result ret;
-    Stage stage;
-    int fd, r = jobdir_find_open(rest->data_fd, id, &stage, &fd);
-
-    if (r == 0) { /* the queue may be moving the job on right now: read it through its fd */
-        r = task_view_at(fd, stage, &view);
-        close(fd);
-    }
-    if (r < 0)
-        return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
-                          "task stored but unreadable");
-    s = json_dumps(view, JSON_INDENT(2) | JSON_ENSURE_ASCII);
-    json_decref(view);
-    if (!s)
-        return MHD_NO;
-    resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
-    snprintf(location, sizeof(location), "/v1/tasks/%s", id);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json; charset=utf-8");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
-    ret = MHD_queue_response(c, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
 /* The job is durable in request/; a lost message only delays it to the queue's next start,
  * when it rescans request/. */
 static void tell_queue(Upload *u)
@@ -537,10 +506,10 @@ enum MHD_Result upload_finish(Upload *u, struct MHD_Connection *c)
         discard(u);
         log_task(LOG_INFO, u->existing,
                  "repeated idempotency_key: answered with the existing task");
-        return respond_task(u->rest, c, u->existing, MHD_HTTP_OK);
+        return tasks_show(u->rest, c, u->existing, MHD_HTTP_OK, true);
     }
     discard(u); /* the key stays with the published task; later repeats get 200 */
-    return respond_task(u->rest, c, u->id, MHD_HTTP_CREATED);
+    return tasks_show(u->rest, c, u->id, MHD_HTTP_CREATED, true);
 }
 
 /* Closes the upload's files, removes its temporary directory unless it was published, and
