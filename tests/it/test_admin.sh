@@ -153,8 +153,21 @@ check "the batch shows its delivered callback" \
 api POST /v1/batches -H 'Content-Type: application/json' --data-binary \
     "{\"size\":2,\"callback_done\":{\"type\":\"http\",\"url\":\"$HOOK/sized\",\"method\":\"GET\"}}" >"$W/out"
 sized=$(jq -r .id "$W/out")
-for w in a b; do json_post "{\"task_type\":\"echo\",\"params\":{\"word\":\"$w\"},\"batch\":\"$sized\"}" >/dev/null; done
-for _ in $(seq 1 100); do grep -q '"/sized' "$W/recv.log" && break; sleep 0.05; done
+# naps of a second: the batch is full (sealed) with its second task, but finished only once
+# both have ended
+sz=()
+for _ in a b; do
+    json_post "{\"task_type\":\"nap\",\"batch\":\"$sized\"}" >"$W/out"
+    sz+=("$(jq -r .id "$W/out")")
+done
+for _ in $(seq 1 200); do grep -q '"/sized' "$W/recv.log" && break; sleep 0.05; done
+last_end=$(for i in "${sz[@]}"; do api GET "/v1/tasks/$i" | jq -r .finished_at; done | sort | tail -n 1)
+check "  its callback came after both its tasks ended ($last_end)" python3 - "$last_end" \
+    "$(grep '"/sized' "$W/recv.log" | head -n 1 | jq .t)" <<'PY'
+import sys, datetime
+end = datetime.datetime.fromisoformat(sys.argv[1].replace("Z", "+00:00")).timestamp()
+sys.exit(0 if float(sys.argv[2]) >= end else 1)
+PY
 check "a batch of size 2 finishes with its second task, GET callback_done with the id" \
     test "$(grep '"/sized' "$W/recv.log" | jq -r '.method + " " + .path')" = "GET /sized?batch_id=$sized&state=finished"
 api GET /v1/batches/00000000-0000-4000-8000-000000000000 >"$W/out"

@@ -68,7 +68,12 @@ touch -r "$ROOT/data/keys/$key" "$ROOT/data/keys/.tmp.canary"
 check "a sweep ran once the key was older than result_ttl (the canary is gone)" sweeps 2
 check "the canary was removed" test ! -e "$ROOT/data/keys/.tmp.canary"
 check "a waiting task's old key is kept" test "$(ls -A "$ROOT/data/keys")" = "$key"
-check "and its batch, older than result_ttl, too" test -e "$ROOT/data/batches/$kept/batch.json"
+# The batch: a second canary, stamped 2 s after the batch was made, is swept only once the batch
+# is surely older than result_ttl (file times are whole seconds); batches are swept before keys.
+made=$(jq '.created_ns / 1000000000 | floor' "$ROOT/data/batches/$kept/batch.json")
+touch -d "@$((made + 2))" "$ROOT/data/keys/.tmp.canary2"
+check "a sweep ran once the batch was older than result_ttl (the second canary is gone)" sweeps 3
+check "and its batch, with a task still waiting, is kept" test -e "$ROOT/data/batches/$kept/batch.json"
 api POST /v1/tasks -F idempotency_key=keep-me -F task_type=convert_video_to_libx265 \
     -F "file_data=@$FIX/a.mp4" >"$W/out"
 check "and still answers with its task (200, got $STATUS)" test "$STATUS:$(jq -r .id "$W/out")" = "200:$wait_id"
