@@ -22,5 +22,7 @@ bool text_has_control(const char *s);
 void text_escape(const char *s, char *buf, size_t len);
 /* Lower-case hex of len bytes into hex (2 * len + 1 bytes). */
 void hex_encode(const unsigned char *bytes, size_t len, char *hex);
+/* Frees a NULL-terminated vector of strings and the strings (v may be NULL). */
+void strv_free(char **v);
 
 #endif

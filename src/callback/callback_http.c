@@ -277,9 +277,7 @@ static void request_free(Request *rq)
 {
     free(rq->url);
     free(rq->body);
-    for (char **h = rq->headers; h && *h; h++)
-        free(*h);
-    free(rq->headers);
+    strv_free(rq->headers);
 }
 
 static int request_build(const TaskType *tt, const Task *t, Request *rq, char *why, size_t len)

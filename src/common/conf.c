@@ -16,6 +16,7 @@
 
 #include "taskmill/net.h"
 #include "taskmill/tasktype.h"
+#include "taskmill/text.h"
 
 typedef enum {
     KEY_STR,
@@ -398,9 +399,7 @@ void conf_free(Conf *c)
     free(c->tls_cert);
     free(c->tls_key);
     free(c->preset);
-    for (char **f = c->client_folders; f && *f; f++)
-        free(*f);
-    free(c->client_folders);
+    strv_free(c->client_folders);
     free(c->client_server);
     free(c->client_token);
     free(c->client_include);

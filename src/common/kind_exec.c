@@ -16,6 +16,7 @@
 #include "taskmill/conf.h"
 #include "taskmill/task.h"
 #include "taskmill/tasktype.h"
+#include "taskmill/text.h"
 
 static const char *const exec_vars[] = {"input", "output", "task_id", NULL};
 
@@ -27,9 +28,7 @@ static const char *exec_key(TaskType *t, const char *key, const char *value)
         char **argv;
         if (tasktype_split_command(value, &argv) < 0)
             return "an empty command or an unterminated quote";
-        for (char **a = t->argv; a && *a; a++)
-            free(*a);
-        free(t->argv);
+        strv_free(t->argv);
         t->argv = argv;
         if (argv[0][0] != '/' || strchr(argv[0], '{'))
             return "the program must be a fixed absolute path (no PATH search, no placeholder)";

@@ -121,17 +121,8 @@ void tasktype_conf_swap(Conf *live, Conf *fresh)
 static void param_free(TypeParam *p)
 {
     free(p->name);
-    for (char **s = p->choices; s && *s; s++)
-        free(*s);
-    free(p->choices);
+    strv_free(p->choices);
     json_decref(p->def);
-}
-
-static void strv_free(char **v)
-{
-    for (char **s = v; s && *s; s++)
-        free(*s);
-    free(v);
 }
 
 static void table_free(TypeTable *tt)

@@ -6,6 +6,7 @@
 #include "taskmill/text.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int utf8_seq(const char *s)
@@ -116,4 +117,11 @@ void hex_encode(const unsigned char *bytes, size_t len, char *hex)
         hex[2 * i + 1] = digits[bytes[i] & 15];
     }
     hex[2 * len] = '\0';
+}
+
+void strv_free(char **v)
+{
+    for (char **s = v; s && *s; s++)
+        free(*s);
+    free(v);
 }

@@ -38,13 +38,6 @@ typedef struct Capture {
 
 /* --- argv ----------------------------------------------------------------------------------- */
 
-static void strv_free(char **v)
-{
-    for (char **s = v; s && *s; s++)
-        free(*s);
-    free(v);
-}
-
 /* The command with its placeholders filled; an element naming {input} is left out when the
  * type's input is optional and the task has none. */
 static int build_argv(const TaskType *tt, const Task *t, char ***ret)

@@ -11,6 +11,7 @@
 #include "taskmill/conf.h"
 #include "taskmill/files.h"
 #include "taskmill/tasktype.h"
+#include "taskmill/text.h"
 
 static char *dir;
 
@@ -196,9 +197,7 @@ static void test_templates(void)
     CHECK(argv && !strcmp(argv[0], "/bin/a") && !strcmp(argv[1], "b c") &&
           !strcmp(argv[2], "d' e") && !strcmp(argv[3], "f\\g") && !strcmp(argv[4], "$(x)") &&
           !strcmp(argv[5], ";") && !argv[6]);
-    for (char **a = argv; a && *a; a++)
-        free(*a);
-    free(argv);
+    strv_free(argv);
     CHECK(tasktype_split_command("/bin/a 'b", &argv) < 0);
     json_decref(p);
 }
