@@ -33,7 +33,7 @@
 
 typedef struct Slot {
     pid_t pid;
-    int64_t started_ns, deadline_ns; /* deadline: the task's timeout; 0 = none */
+    int64_t started_ns, deadline_ns; /* deadline: the timeout plus the runner's grace; 0 = none */
     char id[TASK_ID_LEN + 1];
     char type[72];
     bool timed_out;
@@ -213,6 +213,13 @@ static void claim_free_slots(Pool *p)
         p->claims++;
 }
 
+/* A child and all in its process group (it is a session leader once jailed). */
+static void slot_kill(const Slot *s, int sig)
+{
+    if (kill(-s->pid, sig) < 0)
+        kill(s->pid, sig); /* not jailed yet: no group of its own */
+}
+
 static Slot *slot_of(Pool *p, const char *id)
 {
     for (int i = 0; i < p->n_slots; i++)
@@ -249,7 +256,10 @@ static void on_assign(void *ctx, void *peer, json_t *msg)
     *s = (Slot){.started_ns = now_ns()};
     snprintf(s->id, sizeof(s->id), "%s", w.id);
     snprintf(s->type, sizeof(s->type), "%s", w.task_type);
-    s->deadline_ns = w.timeout > 0 ? s->started_ns + (int64_t)w.timeout * 1000000000 : 0;
+    s->deadline_ns =
+        w.timeout > 0
+            ? s->started_ns + (int64_t)(w.timeout + job_timeout_grace(w.kind)) * 1000000000
+            : 0;
     r = job_spawn(p->conf, p->data_fd, w.id, &s->pid);
     if (r < 0) {
         log_task(LOG_ERR, w.id, "cannot start a worker: %s", strerror(-r));
@@ -459,11 +469,11 @@ static void kill_stalled(Pool *p)
         if (s->deadline_ns && now > s->deadline_ns && !s->timed_out) {
             log_task(LOG_WARNING, s->id, "over its timeout, killing pid=%d", (int)s->pid);
             s->timed_out = true;
-            kill(s->pid, SIGKILL);
+            slot_kill(s, SIGKILL);
         } else if (tt && tt->kind == &kind_video && idle_seconds(p, s) >= p->conf->stall_timeout) {
             log_task(LOG_ERR, s->id, "no progress for %d s, killing pid=%d", p->conf->stall_timeout,
                      (int)s->pid);
-            kill(s->pid, SIGKILL);
+            slot_kill(s, SIGKILL);
         }
     }
 }

@@ -48,6 +48,11 @@ LoadGate load_gate(const Conf *c, int busy, int64_t last_start_ns);
 
 /* The kinds the runners run, for the pool's hello: ["video", "exec"]. */
 json_t *job_kinds(void);
+/* Seconds the pool waits past a task's timeout before it kills the child: an exec runner ends
+ * its program at the timeout itself (and reports it with the program's stderr); a video has
+ * no other guard than the pool's. */
+#define JOB_TIMEOUT_GRACE_S 5
+int job_timeout_grace(const char *kind);
 
 /* Forks the child for job id (in data/in_progress/<id>); returns its pid. */
 int job_spawn(const Conf *c, int data_fd, const char *id, pid_t *ret_pid);

@@ -2,11 +2,13 @@
  *
  * The command template is expanded element by element (each placeholder fills part of one
  * argv element and never splits it: no shell anywhere); the program runs as a grandchild in
- * the same job folder and jail, with a clean environment. This child watches it: stdout is
- * kept up to the type's max_stdout_bytes (the rest dropped), stderr's last 64 KiB, and it is
- * killed when the task's timeout passes. Exit 0 publishes the result (stdout, or the file the
- * type names); an exit code the type lists as transient, or the timeout, asks for another
- * attempt later; anything else fails the task with the code and the tail of stderr. */
+ * the same job folder and jail, with a clean environment, in a process group of its own. This
+ * child watches it: stdout is kept up to the type's max_stdout_bytes (the rest dropped),
+ * stderr's last 64 KiB, and its whole group is killed when the task's timeout passes, when the
+ * task is cancelled, and once the program has exited (nothing it started outlives the task).
+ * Exit 0 publishes the result (stdout, or the file the type names); an exit code the type
+ * lists as transient, or the timeout, asks for another attempt later; anything else fails the
+ * task with the code and the tail of stderr. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -107,7 +110,7 @@ static int watch(pid_t pid, int out, int err, const TaskType *tt, Capture *cap, 
     while (open_pipes > 0) {
         int64_t left = (deadline - now_ns()) / 1000000;
         if (*cancel || left <= 0) {
-            kill(pid, SIGKILL);
+            kill(-pid, SIGKILL); /* the program and everything it started */
             return *cancel ? -ECANCELED : -ETIMEDOUT;
         }
         if (poll(p, 2, left < 500 ? (int)left : 500) < 0 && errno != EINTR)
@@ -131,7 +134,8 @@ static int watch(pid_t pid, int out, int err, const TaskType *tt, Capture *cap, 
     return 0;
 }
 
-/* The program, in the grandchild: pipes on stdout and stderr, /dev/null on stdin, a clean
+/* The program, in the grandchild: its own process group (so it can be ended with all it
+ * started), killed if this child dies, pipes on stdout and stderr, /dev/null on stdin, a clean
  * environment, no PATH search. */
 static void program(char **argv, int out, int err, const char *id)
 {
@@ -145,6 +149,8 @@ static void program(char **argv, int out, int err, const char *id)
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
     snprintf(task_env, sizeof(task_env), "TASKMILL_TASK_ID=%s", id);
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
         _exit(126);
     execve(argv[0], argv, envp);
@@ -167,11 +173,13 @@ static int run_program(char **argv, const TaskType *tt, const Task *t, Capture *
         return -errno;
     if (pid == 0)
         program(argv, out[1], err[1], t->id);
+    setpgid(pid, pid); /* also here: no kill(-pid) may miss the group */
     close(out[1]);
     close(err[1]);
     r = watch(pid, out[0], err[0], tt, cap, deadline, cancel);
     while (waitpid(pid, ret_status, 0) < 0 && errno == EINTR)
         ;
+    kill(-pid, SIGKILL); /* what the program left running in its group ends with it */
     return r;
 }
 

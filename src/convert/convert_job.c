@@ -30,12 +30,20 @@ static volatile sig_atomic_t job_cancel;
 /* The runner of each kind this daemon runs. */
 static const struct {
     const TaskKind *kind;
-    bool exec; /* the jail lets it run programs */
+    bool exec; /* the jail lets it run programs; the runner ends them at the timeout itself */
     int (*run)(const Conf *c, const TaskType *tt, const Task *t, volatile sig_atomic_t *cancel);
 } runners[] = {
     {&kind_video, false, video_run},
     {&kind_exec, true, exec_run},
 };
+
+int job_timeout_grace(const char *kind)
+{
+    for (size_t i = 0; i < sizeof(runners) / sizeof(runners[0]); i++)
+        if (!strcmp(runners[i].kind->name, kind))
+            return runners[i].exec ? JOB_TIMEOUT_GRACE_S : 0;
+    return 0;
+}
 
 json_t *job_kinds(void)
 {

@@ -44,6 +44,13 @@ description = $1
 command = /bin/sleep {seconds}
 input = none
 param.seconds = int:0..30
+[type.stuck]
+kind = exec
+description = outlives its timeout
+command = /bin/sh -c '/bin/sleep 29'
+input = none
+timeout = 2
+max_attempts = 1
 [type.notify]
 kind = http
 description = posts the parameters to the receiver
@@ -77,9 +84,9 @@ tm_start_all
 # --- the list of types ---
 api GET /v1/task-types >"$W/types"
 check "GET /v1/task-types: 200" test "$STATUS" = 200
-check "it lists the built-in video type and the eight admin types" \
+check "it lists the built-in video type and the nine admin types" \
     test "$(jq '[.task_types[].name] | sort | join(",")' -r "$W/types")" = \
-    "broken,checksum,convert_video_to_libx265,echo,fetch,flaky,notify,outside,slow"
+    "broken,checksum,convert_video_to_libx265,echo,fetch,flaky,notify,outside,slow,stuck"
 check "echo's parameters are typed, with defaults" test "$(jq -c '.task_types[] |
     select(.name=="echo") | [.kind, .input, (.parameters | keys)]' "$W/types")" = \
     '["exec","none",["count","mode","word"]]'
@@ -171,6 +178,14 @@ check "  at once: one attempt of its five" test "$(jq .attempts "$W/out")" = 1
 check "  the error has the exit status and the stderr tail" \
     bash -c "jq -r '.error.code + \" \" + .error.message' '$W/out' | grep -q 'exit_status.*exited 3.*the disk is on fire'"
 
+# --- a program that outlives its timeout: it is killed with all it started ---
+json_post '{"task_type":"stuck"}' >"$W/out"
+stuck=$(jq -r .id "$W/out")
+check "stuck: failed after its 2 s timeout" wait_state "$stuck" failed 30
+check "  with code timeout" test "$(api GET "/v1/tasks/$stuck" | jq -r .error.code)" = timeout
+check "  and nothing it started runs on (no sleep 29 left)" \
+    wait_for 5 bash -c '! pgrep -f "^/bin/sleep 29\$" >/dev/null'
+
 # --- http: a local receiver the type allows ---
 json_post '{"task_type":"notify","params":{"item":"a b/c?d"}}' >"$W/out"
 check "notify: 201" test "$STATUS" = 201
@@ -255,4 +270,4 @@ for _ in $(seq 1 50); do grep -q 'reload refused' "$TM_LOG/rest.log" && break; s
 check "a config with a mistake is refused on SIGHUP, naming it" \
     grep -q 'bad configuration.*type.bad' "$TM_LOG/rest.log"
 api GET /v1/task-types >"$W/types"
-check "  and the types stay as they were" test "$(jq '.task_types | length' "$W/types")" = 10
+check "  and the types stay as they were" test "$(jq '.task_types | length' "$W/types")" = 11
