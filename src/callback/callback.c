@@ -202,9 +202,10 @@ static int attempt_send(Callback *cb, CallbackJob *j, json_t *obj)
 {
     bool get = j->method && !strcmp(j->method, "GET");
     char *body = get ? NULL : json_dumps(obj, JSON_COMPACT), *url = get ? get_url(j, obj) : NULL;
-    char idh[80], attempt[64], sig[256] = "X-Taskmill-Signature;";
-    const char *headers[] = {idh, attempt, sig, get ? NULL : "Content-Type: application/json",
-                             NULL};
+    const char *signed_text = get ? url : body; /* what the receiver gets */
+    char idh[80], attempt[64], sig[256];
+    const char *headers[5];
+    size_t n = 0;
     TransferSpec spec = {.url = get ? url : j->url,
                          .method = get ? "GET" : "POST",
                          .body = body,
@@ -214,12 +215,16 @@ static int attempt_send(Callback *cb, CallbackJob *j, json_t *obj)
 
     snprintf(idh, sizeof(idh), "X-Taskmill-%s-Id: %s", j->batch ? "Batch" : "Task", j->id);
     snprintf(attempt, sizeof(attempt), "X-Taskmill-Attempt: %d", j->attempts + 1);
-    /* The signature covers what the receiver gets: the body, or the URL of a GET. */
-    if ((get ? url : body) && guard_sign(cb->conf, get ? url : body, sig, sizeof(sig)) <= 0)
-        memmove(&headers[2], &headers[3], 2 * sizeof(headers[0])); /* no secret: unsigned */
+    headers[n++] = idh;
+    headers[n++] = attempt;
+    if (!get)
+        headers[n++] = "Content-Type: application/json";
+    if (signed_text && guard_sign(cb->conf, signed_text, sig, sizeof(sig)) > 0)
+        headers[n++] = sig; /* with [callback] secret */
+    headers[n] = NULL;
     j->t.done = attempt_done;
     j->t.body_fd = -1;
-    if ((get ? url : body) && (r = transfer_start(cb, &j->t, &spec)) == 0) {
+    if (signed_text && (r = transfer_start(cb, &j->t, &spec)) == 0) {
         j->in_flight = true;
         cb->n_in_flight++;
     }
