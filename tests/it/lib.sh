@@ -194,6 +194,18 @@ hdr_value() {
     grep -i "^$2:" "$1" | head -n 1 | cut -d: -f2- | sed 's/^ *//; s/\r$//'
 }
 
+# epoch TIME: an RFC 3339 time (as the API writes it) in seconds since 1970, with fractions.
+epoch() { date -d "$1" +%s.%N; }
+# gap_between A B LO HI: LO <= (time B - time A) < HI, in seconds; A and B are RFC 3339 times or
+# epoch seconds; anything else (null, empty) fails.
+gap_between() {
+    local a=$1 b=$2
+    [ -n "$a" ] && [ -n "$b" ] || return 1
+    [[ $a =~ ^[0-9.]+$ ]] || a=$(epoch "$a") || return 1 # not a time (null): no gap
+    [[ $b =~ ^[0-9.]+$ ]] || b=$(epoch "$b") || return 1
+    awk -v a="$a" -v b="$b" -v lo="$3" -v hi="$4" 'BEGIN { d = b - a; exit !(d >= lo && d < hi) }'
+}
+
 # json_post BODY [curl args...]: POST /v1/tasks with a JSON body (a type without a file).
 json_post() {
     local body=$1

@@ -23,7 +23,6 @@ below() { awk -v p="$(pressure)" -v t="$1" 'BEGIN { exit !(p < t) }'; }
 above() { awk -v p="$(pressure)" -v t="$1" 'BEGIN { exit !(p >= t) }'; }
 held_high() { api GET /v1/workers | jq -e '[.workers[] | select(.state == "held") |
     .held_because | test("load high")] | length == 2' >/dev/null; }
-ts() { python3 -c 'import sys, datetime; print(datetime.datetime.fromisoformat(sys.argv[1].replace("Z", "+00:00")).timestamp())' "$1"; }
 
 wait_for 60 below 25 || true
 check "the machine is quiet first (cpu pressure $(pressure)% < 25)" below 25
@@ -56,7 +55,7 @@ check "a task submitted under the load stays pending while the load lasts" $held
 stop_loops
 stopped_at=$(date +%s.%N)
 check "once the loops stop the task runs" wait_state "$id" done 120
-started=$(ts "$(api GET "/v1/tasks/$id" | jq -r .started_at)")
+started=$(epoch "$(api GET "/v1/tasks/$id" | jq -r .started_at)")
 check "  after the load ended" awk -v a="$started" -v b="$stopped_at" 'BEGIN { exit !(a > b) }'
 check "  no slot is held any more" wait_for 30 bash -c "curl -s '$URL/v1/status' | jq -e '.held_slots == 0' >/dev/null"
 
@@ -69,8 +68,8 @@ tm_start convert
 for _ in 1 2; do json_post '{"task_type":"solo","params":{"seconds":1}}' | jq -r .id; done >"$W/solo"
 mapfile -t solo <"$W/solo"
 for i in "${solo[@]}"; do wait_state "$i" done 30 || true; done
-a_end=$(ts "$(api GET "/v1/tasks/${solo[0]}" | jq -r .finished_at)")
-b_start=$(ts "$(api GET "/v1/tasks/${solo[1]}" | jq -r .started_at)")
+a_end=$(epoch "$(api GET "/v1/tasks/${solo[0]}" | jq -r .finished_at)")
+b_start=$(epoch "$(api GET "/v1/tasks/${solo[1]}" | jq -r .started_at)")
 check "max_parallel 1: the second started after the first finished" \
     awk -v a="$a_end" -v b="$b_start" 'BEGIN { exit !(b >= a) }'
 
@@ -81,6 +80,6 @@ tm_start convert
 for _ in 1 2 3; do json_post '{"task_type":"nap"}' | jq -r .id; done >"$W/cool"
 mapfile -t cool <"$W/cool"
 for i in "${cool[@]}"; do wait_state "$i" done 30 || true; done
-starts=$(for i in "${cool[@]}"; do ts "$(api GET "/v1/tasks/$i" | jq -r .started_at)"; done | sort -n | tr '\n' ' ')
+starts=$(for i in "${cool[@]}"; do epoch "$(api GET "/v1/tasks/$i" | jq -r .started_at)"; done | sort -n | tr '\n' ' ')
 check "cooldown 2: three starts at least 2 s apart ($starts)" awk -v s="$starts" \
     'BEGIN { n = split(s, t, " "); for (i = 2; i <= n; i++) if (t[i] - t[i-1] < 1.95) exit 1 }'
