@@ -17,7 +17,7 @@
 #define TASK_PRIORITY_DEFAULT 500
 /* A priority as clients write it: 0..1000, or high (750), normal (500), low (250). */
 int task_priority_parse(const char *s, int *ret);
-#define TASK_REQUEST_VERSION  1
+#define TASK_REQUEST_VERSION 1
 
 #define TASK_CONTEXT_MAX 200
 
