@@ -113,13 +113,18 @@ static bool record_save(Callback *cb, CallbackJob *j)
     return true;
 }
 
-/* Ends the job's callback for good: key is "delivered" or "gave_up". */
+/* Ends the job's callback for good: key is "delivered" or "gave_up". The queue hears of it so
+ * that the task index no longer counts the callback as owed (a lost hint costs one read of
+ * callback.json at the next start). */
 static void job_settle(Callback *cb, CallbackJob *j, const char *key)
 {
     json_object_set_new(j->record, key, json_true());
     json_object_set_new(j->record, "next_attempt_ns", json_null());
-    if (record_save(cb, j))
-        jobs_drop(cb, j);
+    if (!record_save(cb, j))
+        return;
+    if (!j->batch)
+        callback_send(cb, "callback.settled", json_pack("{s:s}", "id", j->id));
+    jobs_drop(cb, j);
 }
 
 /* --- attempts -------------------------------------------------------------------------------- */
@@ -389,32 +394,29 @@ void callback_owed(Callback *cb, CallbackJob *j)
     log_task(LOG_DEBUG, j->id, "callback owed url='%s' attempts=%d", j->url, j->attempts);
 }
 
-typedef struct ScanCtx {
-    Callback *cb;
-    Stage stage;
-} ScanCtx;
-
-static int scan_one(const char *id, void *userdata)
+static int scan_one(const IndexRow *row, void *userdata)
 {
-    ScanCtx *ctx = userdata;
-
-    job_consider(ctx->cb, ctx->stage, id, NULL);
+    job_consider(userdata, row->stage, row->id, NULL);
     return 0;
 }
 
+/* The finished jobs whose callback the task index says is owed: only those are read, however
+ * many finished jobs there are. Until the queue has created the index, tried every second. */
 static void scan_all(Callback *cb)
 {
-    static const Stage stages[] = {STAGE_DONE, STAGE_FAILED};
     unsigned before = cb->n_jobs;
+    int r = index_keep_open(&cb->index, cb->conf->root);
 
-    for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]); i++) {
-        ScanCtx ctx = {cb, stages[i]};
-        int r = jobdir_each(cb->data_fd, stages[i], scan_one, &ctx);
-        if (r < 0)
-            log_err("cannot scan %s/: %s", stage_dir(stages[i]), strerror(-r));
+    if (r == 0)
+        r = index_each_owed(cb->index, scan_one, cb);
+    cb->rescan = r < 0;
+    if (r < 0) {
+        if (!cb->index_warned)
+            log_notice("cannot read the task index yet (%s), retrying", strerror(-r));
+        cb->index_warned = true;
+        return;
     }
-    log_info("scanned done/ and failed/: %u callbacks owed, %u new", cb->n_jobs,
-             cb->n_jobs - before);
+    log_info("scanned the task index: %u callbacks owed, %u new", cb->n_jobs, cb->n_jobs - before);
     batch_scan(cb);
     callback_arm(cb);
     update_status(cb);
@@ -604,6 +606,8 @@ static void callback_tick(Daemon *d)
         return;
     if (cb->data_fd < 0 || cb->batches_fd < 0)
         data_open(cb);
+    else if (cb->rescan)
+        scan_all(cb);
     if (cb->queue_fd < 0)
         queue_connect(cb);
     http_tick(cb);
@@ -647,6 +651,7 @@ static void callback_shutdown(Daemon *d)
         close(cb->batches_fd);
     if (cb->due_fd >= 0)
         close(cb->due_fd);
+    index_close(cb->index);
 }
 
 int main(int argc, char **argv)

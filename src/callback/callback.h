@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "taskmill/daemon.h"
+#include "taskmill/index.h"
 #include "taskmill/ipc.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/task.h"
@@ -89,8 +90,11 @@ struct Callback {
     const Conf *conf;
     int data_fd;    /* ROOT/data, -1 until the queue has created it */
     int batches_fd; /* ROOT/data/batches, -1 until rest has created it */
-    int queue_fd;   /* -1 while not connected */
-    int64_t rid;    /* of the last message sent to the queue */
+    Index *index;   /* the task index, read-only; NULL until the queue has created it */
+    bool rescan;    /* the last scan could not read the index */
+    bool index_warned;
+    int queue_fd; /* -1 while not connected */
+    int64_t rid;  /* of the last message sent to the queue */
     bool queue_warned, data_warned;
     int due_fd; /* timerfd: when the next job is due, or the stop deadline */
     CallbackJob *buckets[CALLBACK_BUCKETS];

@@ -125,6 +125,11 @@ static int queue_init(Daemon *d, const Conf *c)
     if (q->wake_fd < 0 || (r = daemon_watch(d, q->wake_fd, EPOLLIN, on_wake, q)) < 0)
         return q->wake_fd < 0 ? -errno : r;
     q->draining = admin_draining_saved(q);
+    r = index_open(c->root, true, &q->index);
+    if (r < 0) {
+        log_err("cannot open the task index in %s/data/index: %s", c->root, strerror(-r));
+        return r;
+    }
     r = sched_scan(q);
     if (r < 0)
         return r;
@@ -149,6 +154,7 @@ static void queue_shutdown(Daemon *d)
     if (q->wake_fd >= 0)
         close(q->wake_fd);
     sched_free(q);
+    index_close(q->index);
     if (q->listen_fd >= 0)
         close(q->listen_fd);
     if (q->data_fd >= 0)

@@ -12,6 +12,7 @@
 
 #include "taskmill/conf.h"
 #include "taskmill/daemon.h"
+#include "taskmill/index.h"
 #include "taskmill/ipc.h"
 #include "taskmill/jobdir.h"
 #include "taskmill/task.h"
@@ -57,7 +58,8 @@ typedef struct Queue {
     Daemon *daemon;
     const Conf *conf;
     int data_fd, listen_fd, lock_fd;
-    int wake_fd; /* timerfd: when the earliest scheduled job becomes due */
+    int wake_fd;  /* timerfd: when the earliest scheduled job becomes due */
+    Index *index; /* data/index/tasks.db, which the queue alone writes */
     Peer *peers;
     Pending *pending;
     size_t n_pending, cap_pending;

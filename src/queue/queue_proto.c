@@ -339,6 +339,24 @@ static void on_check(void *ctx, void *peer, json_t *msg)
     reply(p, ipc_reply_ok(msg, admin_check(q)));
 }
 
+/* The callback daemon settled a task's callback: its index row says so (a hint, never
+ * answered; the row is read again from the folder, not from the message). */
+static void on_callback_settled(void *ctx, void *peer, json_t *msg)
+{
+    Queue *q = ctx;
+    const char *id;
+    char err[256];
+    Stage s;
+
+    (void)peer;
+    if (ipc_unpack(msg, err, sizeof(err), "{s:s}", "id", &id) < 0 || !task_id_valid(id)) {
+        log_warning("callback.settled without a task id");
+        return;
+    }
+    if (q->index && jobdir_find(q->data_fd, id, &s) == 0 && (s == STAGE_DONE || s == STAGE_FAILED))
+        index_refresh(q->index, q->data_fd, s, id);
+}
+
 /* Peers answer our notifications; an answer is never answered, or two peers could ping-pong. */
 static void on_answer(void *ctx, void *peer, json_t *msg)
 {
@@ -365,6 +383,7 @@ static const IpcHandler handlers[] = {
     {"job.submitted", R, on_submitted},
     {"job.delete", R, on_delete},
     {"status.get", R, on_status},
+    {"callback.settled", B, on_callback_settled},
     {"work.claim", C | B, on_claim},
     {"work.unclaim", C | B, on_unclaim},
     {"work.done", C | B, on_done},

@@ -21,10 +21,25 @@
 #include "taskmill/claim.h"
 #include "taskmill/clock.h"
 #include "taskmill/files.h"
+#include "taskmill/index.h"
 #include "taskmill/ipc.h"
 #include "taskmill/log.h"
 #include "taskmill/recover.h"
 #include "taskmill/tasktype.h"
+
+/* The task index follows every move the queue makes; a failed update is logged and mended by
+ * the rebuild at the next start (the folders are the truth). */
+static void index_note(Queue *q, Stage s, const char *id)
+{
+    if (q->index)
+        index_refresh(q->index, q->data_fd, s, id);
+}
+
+static void index_drop(Queue *q, const char *id)
+{
+    if (q->index)
+        index_forget(q->index, id);
+}
 
 static int pending_add(Queue *q, const Pending *job)
 {
@@ -230,7 +245,10 @@ static int pending_load(Queue *q, const char *id)
     close(fd);
     if (r < 0) {
         log_task(LOG_ERR, id, "unreadable, moved to corrupt/: %s", err);
-        return jobdir_move(q->data_fd, id, STAGE_PENDING, STAGE_CORRUPT);
+        r = jobdir_move(q->data_fd, id, STAGE_PENDING, STAGE_CORRUPT);
+        if (r == 0)
+            index_drop(q, id);
+        return r;
     }
     return pending_add(q, &job);
 }
@@ -249,6 +267,7 @@ static int job_requeue(Queue *q, const char *id, Stage from)
     r = jobdir_move(q->data_fd, id, from, STAGE_PENDING);
     if (r < 0)
         return r;
+    index_note(q, STAGE_PENDING, id);
     return pending_load(q, id);
 }
 
@@ -279,6 +298,7 @@ static int count_one(const char *id, void *userdata)
 
 int sched_scan(Queue *q)
 {
+    unsigned changed = 0;
     int r;
 
     /* Nobody works on anything before the queue starts: whatever is in in_progress/ was
@@ -288,8 +308,11 @@ int sched_scan(Queue *q)
         (r = jobdir_each(q->data_fd, STAGE_DONE, count_one, &q->n_done)) < 0 ||
         (r = jobdir_each(q->data_fd, STAGE_FAILED, count_one, &q->n_failed)) < 0)
         return r;
-    log_info("queue rebuilt from disk: %zu pending, %u done, %u failed", q->n_pending, q->n_done,
-             q->n_failed);
+    if (q->index && (r = index_rebuild(q->index, q->data_fd, &changed)) < 0)
+        log_err("task index not rebuilt (lists may miss tasks until the next start): %s",
+                strerror(-r));
+    log_info("queue rebuilt from disk: %zu pending, %u done, %u failed; index: %u rows mended",
+             q->n_pending, q->n_done, q->n_failed, changed);
     return 0;
 }
 
@@ -312,8 +335,10 @@ int sched_submit(Queue *q, const char *id, char *err, size_t errlen)
         return r;
     }
     r = jobdir_move(q->data_fd, id, STAGE_REQUEST, STAGE_PENDING);
-    if (r == 0)
+    if (r == 0) {
+        index_note(q, STAGE_PENDING, id);
         r = pending_load(q, id);
+    }
     if (r < 0) {
         snprintf(err, errlen, "cannot move to pending: %s", strerror(-r));
         return r;
@@ -399,6 +424,7 @@ static bool dispatch_one(Queue *q)
                                                                                   : tt->timeout}));
     log_task(LOG_INFO, job.id, "moved from=pending to=in_progress worker=%d type=%s priority=%d",
              (*cp)->peer->fd, job.type, job.priority);
+    index_note(q, STAGE_IN_PROGRESS, job.id);
     claim_take(q, cp);
     return true;
 }
@@ -456,6 +482,7 @@ static void finish_move(Queue *q, Running *run, Stage to)
         return;
     }
     drop_input(q, to, run->id);
+    index_note(q, to, run->id);
     if (to == STAGE_DONE)
         q->n_done++;
     else
@@ -562,6 +589,7 @@ int sched_retry(Queue *q, const char *id)
     if ((r = jobdir_move(q->data_fd, id, STAGE_FAILED, STAGE_PENDING)) < 0)
         return r;
     q->n_failed--;
+    index_note(q, STAGE_PENDING, id);
     log_task(LOG_INFO, id, "retried: moved from=failed to=pending");
     r = pending_load(q, id);
     sched_dispatch(q);
@@ -584,6 +612,8 @@ static void release_one(Queue *q, Running *run)
 
     if (run->deleting) {
         r = jobdir_remove(q->data_fd, STAGE_IN_PROGRESS, run->id);
+        if (r == 0)
+            index_drop(q, run->id);
         log_task(LOG_INFO, run->id, "deleted while running%s", r < 0 ? " (removal failed)" : "");
         answer_waiters(run, r);
         return;
@@ -630,6 +660,8 @@ int sched_delete(Queue *q, Peer *p, int64_t rid, const char *id)
     if ((i = pending_find(q, id)) >= 0)
         pending_del(q, (size_t)i);
     r = jobdir_remove(q->data_fd, s, id);
+    if (r == 0)
+        index_drop(q, id);
     if (r == 0 && s == STAGE_DONE)
         q->n_done--;
     else if (r == 0 && s == STAGE_FAILED)
@@ -672,50 +704,28 @@ void sched_free(Queue *q)
     q->n_pending = q->cap_pending = 0;
 }
 
-/* When a finished job finished: finished_ns of result.json or error.json, else 0. */
-static int64_t finished_at(Queue *q, Stage s, const char *id)
+/* A finished job older than [queue] result_ttl goes. The index says which (its finished_ns
+ * comes from result.json or error.json); jobdir_remove says whether it still was there. */
+static int expire_one(const IndexRow *row, void *userdata)
 {
-    json_t *j = NULL;
-    int64_t ns = 0;
-    int fd;
+    Queue *q = userdata;
 
-    if (jobdir_open(q->data_fd, s, id, &fd) < 0)
+    if (jobdir_remove(q->data_fd, row->stage, row->id) < 0)
         return 0;
-    if (json_read_at(fd, s == STAGE_DONE ? "result.json" : "error.json", &j) == 0)
-        ns = json_integer_value(json_object_get(j, "finished_ns"));
-    json_decref(j);
-    close(fd);
-    return ns;
-}
-
-typedef struct Expire {
-    Queue *q;
-    Stage stage;
-    int64_t before_ns;
-} Expire;
-
-static int expire_one(const char *id, void *userdata)
-{
-    Expire *e = userdata;
-    int64_t ns = finished_at(e->q, e->stage, id);
-
-    if (ns <= 0 || ns >= e->before_ns || jobdir_remove(e->q->data_fd, e->stage, id) < 0)
-        return 0;
-    if (e->stage == STAGE_DONE)
-        e->q->n_done--;
+    index_drop(q, row->id);
+    if (row->stage == STAGE_DONE)
+        q->n_done--;
     else
-        e->q->n_failed--;
-    log_task(LOG_INFO, id, "expired from=%s after [queue] result_ttl", stage_dir(e->stage));
+        q->n_failed--;
+    log_task(LOG_INFO, row->id, "expired from=%s after [queue] result_ttl", stage_dir(row->stage));
     return 0;
 }
 
 void sched_expire(Queue *q)
 {
-    Expire e = {.q = q, .before_ns = now_ns() - (int64_t)q->conf->result_ttl * 1000000000};
-
-    if (q->conf->result_ttl == 0)
+    if (q->conf->result_ttl == 0 || !q->index)
         return;
-    for (e.stage = STAGE_DONE; e.stage <= STAGE_FAILED; e.stage++)
-        jobdir_each(q->data_fd, e.stage, expire_one, &e);
+    index_each_finished_before(q->index, now_ns() - (int64_t)q->conf->result_ttl * 1000000000,
+                               expire_one, q);
     sched_update_status(q);
 }

@@ -189,6 +189,7 @@ static void rest_shutdown(Daemon *d)
     auth_free();
     free(r->tls_cert);
     free(r->tls_key);
+    index_close(r->index);
     if (r->data_fd >= 0)
         close(r->data_fd);
 }

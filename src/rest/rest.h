@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "taskmill/conf.h"
+#include "taskmill/index.h"
 #include "taskmill/task.h"
 #include "taskmill/tasktype.h"
 
@@ -25,6 +26,7 @@ typedef struct Rest {
     struct MHD_Daemon *mhd;
     char *tls_cert, *tls_key; /* PEM text, kept for MHD's lifetime */
     unsigned ticks;           /* seconds since the last sweep of data/keys */
+    Index *index;             /* the task index (read-only), opened on first use */
 } Rest;
 
 /* Who is asking: a token's name and role, or the open API (no tokens configured). */
@@ -222,6 +224,7 @@ typedef struct Usage {
     unsigned unfinished;
     uint64_t bytes;
 } Usage;
-void tasks_usage(Rest *rest, const char *owner, Usage *ret);
+/* From the task index: -ENOENT until the queue has created it. */
+int tasks_usage(Rest *rest, const char *owner, Usage *ret);
 
 #endif

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,10 @@
 
 #include "rest.h"
 #include "taskmill/clock.h"
+#include "taskmill/index.h"
 #include "taskmill/ipc.h"
 #include "taskmill/jobdir.h"
+#include "taskmill/log.h"
 #include "taskmill/result.h"
 #include "taskmill/task.h"
 #include "taskmill/taskview.h"
@@ -346,96 +349,29 @@ enum MHD_Result tasks_show(Rest *rest, struct MHD_Connection *c, const char *id,
     return http_json_with(c, status, view, location ? where : NULL);
 }
 
-typedef struct ListEntry {
-    int64_t created_ns;
-    char id[TASK_ID_LEN + 1];
-    Stage stage;
-} ListEntry;
+/* The task index, opened on first use (the queue creates it at its first start) and again
+ * when the queue replaced it; a query holds the lock, so the index is never reopened under a
+ * reader. Queries take a millisecond or two at most: one at a time is fine. */
+static pthread_mutex_t index_lock = PTHREAD_MUTEX_INITIALIZER;
 
-typedef struct ListCtx {
-    Rest *rest;
-    const Auth *auth;
-    Stage stage;
-    ListEntry *v;
-    size_t n, cap;
-    int64_t after_ns; /* cursor */
-    char after_id[TASK_ID_LEN + 1];
-    const char *context, *batch; /* filters, NULL: any */
-    int timing;                  /* pending/ only: 0 any, 1 due (pending), 2 scheduled */
-} ListCtx;
-
-static bool str_is(json_t *v, const char *want)
+static Index *index_lock_open(Rest *rest)
 {
-    return !want || (json_is_string(v) && !strcmp(json_string_value(v), want));
-}
+    int r;
 
-/* state=pending and state=scheduled split pending/: scheduled is a job whose time has not come
- * (run_at, or the back-off of a retry). */
-static bool timing_matches(const ListCtx *l, int fd, json_t *req)
-{
-    json_t *claim = NULL;
-    int64_t at, next;
-    bool later;
-
-    if (!l->timing)
-        return true;
-    at = json_integer_value(json_object_get(req, "run_at_ns"));
-    json_read_at(fd, "claim.json", &claim);
-    next = json_integer_value(json_object_get(claim, "next_attempt_ns"));
-    json_decref(claim);
-    later = (at > next ? at : next) > now_ns();
-    return l->timing == 2 ? later : !later;
-}
-
-static bool after_cursor(const ListCtx *l, int64_t ns, const char *id)
-{
-    return ns > l->after_ns || (ns == l->after_ns && strcmp(id, l->after_id) > 0);
-}
-
-static int list_one(const char *id, void *userdata)
-{
-    ListCtx *l = userdata;
-    const char *owner;
-    json_t *req;
-    bool seen;
-    int64_t ns;
-    int fd;
-
-    if (jobdir_open(l->rest->data_fd, l->stage, id, &fd) < 0)
-        return 0;
-    if (json_read_at(fd, "request.json", &req) < 0) {
-        close(fd);
-        return 0;
+    pthread_mutex_lock(&index_lock);
+    if ((r = index_keep_open(&rest->index, rest->conf->root)) < 0) {
+        log_warning("cannot open the task index: %s", strerror(-r));
+        pthread_mutex_unlock(&index_lock);
+        return NULL;
     }
-    ns = json_integer_value(json_object_get(req, "created_ns"));
-    owner = json_string_value(json_object_get(req, "owner"));
-    seen = auth_sees(l->auth, owner) && str_is(json_object_get(req, "context"), l->context) &&
-           str_is(json_object_get(req, "batch"), l->batch) && timing_matches(l, fd, req);
-    close(fd);
-    json_decref(req);
-    if (!seen || !after_cursor(l, ns, id))
-        return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 256;
-        ListEntry *v = realloc(l->v, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n] = (ListEntry){.created_ns = ns, .stage = l->stage};
-    memcpy(l->v[l->n].id, id, sizeof(l->v[l->n].id));
-    l->n++;
-    return 0;
+    return rest->index;
 }
 
-static int entry_cmp(const void *a, const void *b)
+static enum MHD_Result no_index(struct MHD_Connection *c)
 {
-    const ListEntry *x = a, *y = b;
-
-    if (x->created_ns != y->created_ns)
-        return x->created_ns < y->created_ns ? -1 : 1;
-    return strcmp(x->id, y->id);
+    return http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "queue_unavailable",
+                      "the task index cannot be read (has taskmill-queue started on this data "
+                      "root?)");
 }
 
 int tasks_cursor_parse(const char *s, int64_t *ret_ns, char ret_id[TASK_ID_LEN + 1])
@@ -456,127 +392,76 @@ int tasks_cursor_parse(const char *s, int64_t *ret_ns, char ret_id[TASK_ID_LEN +
     return 0;
 }
 
-/* A job the queue moved forward while the stages were scanned was seen twice: keep one. */
-static void drop_repeats(ListCtx *l)
-{
-    size_t k = 0;
-
-    for (size_t i = 0; i < l->n; i++)
-        if (k == 0 || strcmp(l->v[k - 1].id, l->v[i].id))
-            l->v[k++] = l->v[i];
-        else if (l->v[i].stage > l->v[k - 1].stage) /* the later stage is the newer */
-            l->v[k - 1].stage = l->v[i].stage;
-    l->n = k;
-}
-
-static json_t *list_page(ListCtx *l, bool one_state, long limit)
+/* The page of rows the index gave (one more than limit when there is a next page), each shown
+ * as its folder says now. */
+static json_t *list_page(Rest *rest, const IndexRow *v, size_t n, bool one_state, unsigned limit)
 {
     json_t *tasks = json_array(), *view;
     char cursor[80];
-    size_t n;
+    size_t shown = n < limit ? n : limit;
 
-    if (l->n)
-        qsort(l->v, l->n, sizeof(*l->v), entry_cmp);
-    drop_repeats(l);
-    n = l->n < (size_t)limit ? l->n : (size_t)limit;
-    for (size_t i = 0; i < n; i++) {
-        int fd, r = task_view(l->rest->data_fd, l->v[i].stage, l->v[i].id, &view);
+    for (size_t i = 0; i < shown; i++) {
+        int fd, r = task_view(rest->data_fd, v[i].stage, v[i].id, &view);
         Stage s;
 
-        /* Moved on since the scan: in a list of all states it is shown where it is now. */
-        if (r == -ENOENT && !one_state &&
-            jobdir_find_open(l->rest->data_fd, l->v[i].id, &s, &fd) == 0) {
+        /* Moved on since the index said where: in a list of all states it is shown where it
+         * is now. */
+        if (r == -ENOENT && !one_state && jobdir_find_open(rest->data_fd, v[i].id, &s, &fd) == 0) {
             r = task_view_at(fd, s, &view);
             close(fd);
         }
         if (r == 0)
             json_array_append_new(tasks, view);
     }
-    if (n < l->n) {
-        snprintf(cursor, sizeof(cursor), "%" PRId64 ".%s", l->v[n - 1].created_ns, l->v[n - 1].id);
+    if (shown < n) {
+        snprintf(cursor, sizeof(cursor), "%" PRId64 ".%s", v[shown - 1].created_ns,
+                 v[shown - 1].id);
         return json_pack("{s:o, s:s}", "tasks", tasks, "next_cursor", cursor);
     }
     return json_pack("{s:o, s:n}", "tasks", tasks, "next_cursor");
 }
 
-typedef struct UsageCtx {
-    Rest *rest;
-    const char *owner;
-    Stage stage;
-    Usage *use;
-} UsageCtx;
-
-/* Bytes of the regular files in a job folder: input, output, partials. */
-static uint64_t folder_bytes(int fd)
+int tasks_usage(Rest *rest, const char *owner, Usage *ret)
 {
-    int dup_fd = dup(fd);
-    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-    struct dirent *de;
-    struct stat st;
-    uint64_t n = 0;
-
-    if (!d) {
-        if (dup_fd >= 0)
-            close(dup_fd);
-        return 0;
-    }
-    while ((de = readdir(d)))
-        if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
-            n += (uint64_t)st.st_size;
-    closedir(d);
-    return n;
-}
-
-static int usage_one(const char *id, void *userdata)
-{
-    UsageCtx *u = userdata;
-    json_t *req = NULL;
-    const char *owner;
-    int fd;
-
-    if (jobdir_open(u->rest->data_fd, u->stage, id, &fd) < 0)
-        return 0;
-    if (json_read_at(fd, "request.json", &req) == 0 &&
-        (owner = json_string_value(json_object_get(req, "owner"))) && !strcmp(owner, u->owner)) {
-        u->use->unfinished += u->stage <= STAGE_IN_PROGRESS;
-        u->use->bytes += folder_bytes(fd);
-    }
-    json_decref(req);
-    close(fd);
-    return 0;
-}
-
-void tasks_usage(Rest *rest, const char *owner, Usage *ret)
-{
-    UsageCtx u = {.rest = rest, .owner = owner, .use = ret};
+    Index *ix = index_lock_open(rest);
+    int r;
 
     *ret = (Usage){0};
-    for (u.stage = STAGE_REQUEST; u.stage <= STAGE_FAILED; u.stage++)
-        jobdir_each(rest->data_fd, u.stage, usage_one, &u);
+    if (!ix)
+        return -ENOENT;
+    r = index_usage(ix, owner, &ret->unfinished, &ret->bytes);
+    pthread_mutex_unlock(&index_lock);
+    return r;
 }
 
 enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a)
 {
     const char *state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
     const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
-    ListCtx l = {.rest = rest,
-                 .auth = a,
-                 .after_ns = INT64_MIN,
-                 .context = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "context"),
-                 .batch = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "batch")};
+    char after_id[TASK_ID_LEN + 1] = "";
+    IndexQuery q = {.owner = a->admin ? NULL : a->name,
+                    .context = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "context"),
+                    .batch = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "batch"),
+                    .now_ns = now_ns(),
+                    .after_ns = INT64_MIN,
+                    .after_id = after_id};
     bool scheduled = state && !strcmp(state, "scheduled");
-    Stage only = scheduled ? STAGE_PENDING : state ? stage_from_state(state) : STAGE_INVALID;
     long limit = LIST_LIMIT_DEFAULT;
+    IndexRow *rows;
+    Index *ix;
+    size_t n;
     char *end;
+    int r;
     json_t *page;
 
-    if (state && only == STAGE_INVALID)
+    q.stage = scheduled ? STAGE_PENDING : state ? stage_from_state(state) : STAGE_INVALID;
+    if (state && q.stage == STAGE_INVALID)
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_state",
                           "state must be received, scheduled, pending, in_progress, done or "
                           "failed");
-    if (only == STAGE_PENDING)
-        l.timing = scheduled ? 2 : 1;
-    if (l.batch && !task_id_valid(l.batch))
+    if (q.stage == STAGE_PENDING)
+        q.timing = scheduled ? 2 : 1;
+    if (q.batch && !task_id_valid(q.batch))
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_id",
                           "batch ids are lower-case UUIDs like "
                           "3f1c2d4e-5b6a-4c7d-8e9f-0a1b2c3d4e5f");
@@ -585,16 +470,17 @@ enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a)
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", "limit must be 1 to %d",
                           LIST_LIMIT_MAX);
     if (tasks_cursor_parse(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor"),
-                           &l.after_ns, l.after_id) < 0)
+                           &q.after_ns, after_id) < 0)
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_cursor", "cursor is not one we gave out");
-    for (int s = STAGE_REQUEST; s <= STAGE_FAILED; s++) {
-        if (only != STAGE_INVALID && s != (int)only)
-            continue;
-        l.stage = (Stage)s;
-        jobdir_each(rest->data_fd, l.stage, list_one, &l);
-    }
-    page = list_page(&l, only != STAGE_INVALID, limit);
-    free(l.v);
+    q.limit = (unsigned)limit + 1; /* one more: is there a next page? */
+    if (!(ix = index_lock_open(rest)))
+        return no_index(c);
+    r = index_list(ix, &q, &rows, &n);
+    pthread_mutex_unlock(&index_lock);
+    if (r < 0)
+        return no_index(c);
+    page = list_page(rest, rows, n, q.stage != STAGE_INVALID, (unsigned)limit);
+    free(rows);
     return http_json(c, MHD_HTTP_OK, page);
 }
 

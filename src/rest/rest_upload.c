@@ -242,7 +242,10 @@ static int check_usage(Upload *u, uint64_t adding)
 
     if (u->auth->open)
         return 0;
-    tasks_usage(u->rest, u->auth->name, &use);
+    if (tasks_usage(u->rest, u->auth->name, &use) < 0)
+        return fail(u, MHD_HTTP_SERVICE_UNAVAILABLE, "queue_unavailable",
+                    "this token's tasks cannot be counted: the task index cannot be read (has "
+                    "taskmill-queue started on this data root?)");
     if (use.unfinished >= (unsigned)c->max_tasks_per_token)
         return fail(u, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_tasks",
                     "this token has %u unfinished tasks, the server's limit", use.unfinished);

@@ -140,7 +140,7 @@ check "a task joining a sealed batch: 409 batch_sealed" \
     test "$STATUS:$(jq -r .error.code "$W/out")" = "409:batch_sealed"
 tm_stop callback
 tm_start callback
-for _ in $(seq 1 100); do grep -q 'scanned done/' "$TM_LOG/callback.log" && break; sleep 0.05; done
+for _ in $(seq 1 100); do grep -q 'scanned the task index' "$TM_LOG/callback.log" && break; sleep 0.05; done
 sleep 0.5 # a second delivery would go out at once after the scan
 check "the batch callback fired once, even across a restart" test "$(hits '"/batch"')" = 1
 check "the batch shows its delivered callback" \

@@ -129,14 +129,14 @@ check "C: task still done with its result" test "$(curl -s "$URL/v1/tasks/$c" | 
 
 # --- a restart sends nothing again ---------------------------------------------------------------
 # The restart also takes a shorter timeout and fewer attempts for the receivers below. At start
-# the daemon scans done/ and failed/ and logs how many callbacks it still owes: every one of them
+# the daemon reads the owed callbacks from the task index and logs how many callbacks it still owes: every one of them
 # would be sent again, so "0 callbacks owed" is the condition, not a pause.
-SCANNED='scanned done/ and failed/:'
+SCANNED='scanned the task index:'
 scans=$(log_count "$SCANNED")
 check "callback stops cleanly" tm_stop callback
 write_conf "[callback]" "backoff = 1" "max_attempts = 2" "timeout = 2" "allow_networks = 127.0.0.0/8"
 tm_start callback
-check "the restarted callback daemon scanned done/ and failed/" wait_log_count "$SCANNED" $((scans + 1)) 10
+check "the restarted callback daemon scanned the task index" wait_log_count "$SCANNED" $((scans + 1)) 10
 check "after a restart no finished callback is owed ($(grep -- "$SCANNED" "$TM_LOG/callback.log" | tail -n +$((scans + 1)) | sed 's/.*: //' | sort -u | tr '\n' ' '))" \
     test -z "$(grep -- "$SCANNED" "$TM_LOG/callback.log" | tail -n +$((scans + 1)) | grep -v ': 0 callbacks owed, 0 new$')"
 check "after a restart no finished callback is sent again" \

@@ -3,7 +3,8 @@
 # (partial removed, nothing queued), SIGTERM to convert mid-encode (partial removed, task back to
 # pending, not an attempt), a stalled encoder (SIGSTOP) killed by the pool's stall check and
 # retried, a second queue refused by the queue lock, init restarted under a running queue
-# leaving live jobs alone, and kill -9 of the queue mid-conversion counted as an interruption.
+# leaving live jobs alone, kill -9 of the queue mid-conversion counted as an interruption, and
+# the task index mended at the queue's start after it was deleted, damaged or outrun by hand.
 . "$(dirname "$0")/lib.sh"
 
 write_conf "stall_timeout = 5" "max_attempts = 3"
@@ -110,3 +111,26 @@ wait_state "$id2" done 120
 check "two queue kills: attempts 1, interruptions 2 ($(jq -c '[.attempts, .interruptions]' "$ROOT/data/done/$id2/claim.json"))" \
     test "$(jq -c '[.attempts, .interruptions]' "$ROOT/data/done/$id2/claim.json")" = "[1,2]"
 check "nothing partial or temporary left" test -z "$(find "$ROOT/data" -name '*.partial' -o -name '.tmp*')"
+
+# The task index is a cache of the folders: deleted, damaged, or behind an admin's hand in data/
+# while the queue was stopped, the queue's next start mends it, and lists (read by a rest that
+# kept running, with the old index open) show what the folders say.
+list_ids() { jget "/v1/tasks?state=$1&limit=1000" '.tasks[].id' | sort | tr '\n' ' '; }
+check "before: done lists the three finished tasks" test "$(list_ids done)" = "$(printf '%s\n' "$untold" "$id" "$id2" | sort | tr '\n' ' ')"
+tm_stop queue
+rm -r "$ROOT/data/done/$untold"
+tm_start queue
+check "a task removed by hand: done lists the other two" \
+    test "$(list_ids done)" = "$(printf '%s\n' "$id" "$id2" | sort | tr '\n' ' ')"
+tm_stop queue
+rm -r "$ROOT/data/index"
+mv "$ROOT/data/done/$id2" "$ROOT/data/failed/$id2"
+tm_start queue
+check "index deleted, a task moved by hand: failed lists it" test "$(list_ids failed)" = "$id2 "
+check "and done the one left" test "$(list_ids done)" = "$id "
+tm_stop queue
+head -c 8192 /dev/urandom >"$ROOT/data/index/tasks.db"
+rm -f "$ROOT/data/index/tasks.db-wal" "$ROOT/data/index/tasks.db-shm"
+tm_start queue
+check "index damaged: failed and done list the same" test "$(list_ids failed)/$(list_ids done)" = "$id2 /$id "
+check "the queue said it rebuilt the damaged index" grep -q "tasks.db is damaged: rebuilding it" "$TM_LOG/queue.log"
