@@ -62,13 +62,16 @@ struct Upload {
     char *json;    /* a JSON body, as it arrives */
     size_t json_len;
     char id[TASK_ID_LEN + 1];
-    char tmp[64];    /* ".tmp-<uuid>" under data/request */
-    int dir_fd;      /* the temporary job directory */
-    int file_fd;     /* upload.partial */
-    uint64_t size;   /* bytes of the file part */
-    uint64_t body;   /* bytes of the whole body */
-    int part;        /* the part being read: SUBMIT_*, PART_FILE or PART_NONE */
-    char *part_name; /* filename= of the file part */
+    char tmp[64]; /* ".tmp-<uuid>" under data/request */
+    int dir_fd;   /* the temporary job directory */
+    int file_fd;  /* upload.partial */
+    char *wbuf;   /* the file's bytes not yet written (UPLOAD_WBUF), or NULL */
+    size_t wlen;
+    uint64_t written, started; /* bytes written; bytes whose writeback was started */
+    uint64_t size;             /* bytes of the file part */
+    uint64_t body;             /* bytes of the whole body */
+    int part;                  /* the part being read: SUBMIT_*, PART_FILE or PART_NONE */
+    char *part_name;           /* filename= of the file part */
     int file_parts;
     char *fields[SUBMIT_MAX];
     size_t field_len[SUBMIT_MAX];
@@ -79,6 +82,9 @@ struct Upload {
 };
 
 #define fail(u, ...) submit_fail(&(u)->err, __VA_ARGS__)
+
+#define UPLOAD_WBUF      (128 * 1024)
+#define UPLOAD_WRITEBACK (16 * 1024 * 1024)
 
 /* The upload's outcome is known (an error, or a repeated key): the rest is not stored. */
 static bool settled(const Upload *u)
@@ -167,9 +173,47 @@ static int file_open(Upload *u, const char *filename)
     return 0;
 }
 
+/* Writes the buffered bytes; every UPLOAD_WRITEBACK bytes the kernel is asked to start writing
+ * them out (without waiting), so the fsync at the end of a large upload finds little left. */
+static int file_flush(Upload *u)
+{
+    int r = u->wlen ? fd_write_all(u->file_fd, u->wbuf, u->wlen) : 0;
+
+    if (r < 0)
+        return r;
+    u->written += u->wlen;
+    u->wlen = 0;
+    if (u->written - u->started >= UPLOAD_WRITEBACK) {
+        sync_file_range(u->file_fd, (off_t)u->started, (off_t)(u->written - u->started),
+                        SYNC_FILE_RANGE_WRITE);
+        u->started = u->written;
+    }
+    return 0;
+}
+
+/* libmicrohttpd hands the body over in pieces of its connection buffer (tens of KiB): they are
+ * gathered into UPLOAD_WBUF-sized writes. */
+static int file_append(Upload *u, const char *data, size_t size)
+{
+    int r = 0;
+
+    if (!u->wbuf && !(u->wbuf = malloc(UPLOAD_WBUF)))
+        return -ENOMEM;
+    while (r == 0 && size > 0) {
+        size_t n = UPLOAD_WBUF - u->wlen < size ? UPLOAD_WBUF - u->wlen : size;
+        memcpy(u->wbuf + u->wlen, data, n);
+        u->wlen += n;
+        data += n;
+        size -= n;
+        if (u->wlen == UPLOAD_WBUF)
+            r = file_flush(u);
+    }
+    return r;
+}
+
 static int file_write(Upload *u, const char *data, size_t size)
 {
-    int r = fd_write_all(u->file_fd, data, size);
+    int r = file_append(u, data, size);
 
     if (r == -ENOSPC)
         return fail(u, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage",
@@ -434,6 +478,8 @@ static int publish(Upload *u, Task *t)
     int r;
 
     if (u->file_fd >= 0) {
+        if ((r = file_flush(u)) < 0)
+            return r;
         if (fsync(u->file_fd) < 0)
             return -errno;
         close(u->file_fd);
@@ -524,6 +570,9 @@ static void discard(Upload *u)
     if (u->dir_fd >= 0)
         close(u->dir_fd);
     u->file_fd = u->dir_fd = -1;
+    free(u->wbuf);
+    u->wbuf = NULL;
+    u->wlen = 0;
     if (!u->published && u->tmp[0])
         rm_rf_at(u->rest->request_fd, u->tmp);
     u->tmp[0] = '\0';
