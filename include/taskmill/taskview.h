@@ -14,6 +14,8 @@
 int task_view(int data_fd, Stage s, const char *id, json_t **ret);
 /* The same from the job's directory fd (e.g. from jobdir_find_open). */
 int task_view_at(int job_fd, Stage s, json_t **ret);
+/* The same, with the request's owner (a copy, NULL when it has none) from the same read. */
+int task_view_owner_at(int job_fd, Stage s, char **ret_owner, json_t **ret);
 
 /* An RFC 3339 time, or null for 0. */
 json_t *view_time(int64_t ns);

@@ -8,6 +8,8 @@
 #include "taskmill/taskview.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -164,21 +166,39 @@ static json_t *view_build(Stage s, const ViewFiles *f)
     return v;
 }
 
-int task_view_at(int fd, Stage s, json_t **ret)
+/* Only the files a job in stage s can hold are read: a job in request/ has nothing but its
+ * request.json, result.json is only in done/, error.json only in failed/, progress.json only
+ * matters in in_progress/, callback.json is only written once a job finished. */
+int task_view_owner_at(int fd, Stage s, char **ret_owner, json_t **ret)
 {
+    bool finished = s == STAGE_DONE || s == STAGE_FAILED;
     ViewFiles f = {0};
+    const char *owner;
     json_t *v;
     int r = json_read_at(fd, "request.json", &f.req);
 
     if (r < 0)
         return r;
-    json_read_at(fd, "claim.json", &f.claim);
-    json_read_at(fd, "progress.json", &f.progress);
-    json_read_at(fd, "result.json", &f.result);
-    json_read_at(fd, "error.json", &f.error);
-    json_read_at(fd, "history.json", &f.history);
-    json_read_at(fd, "callback.json", &f.callback);
+    if (s != STAGE_REQUEST) {
+        json_read_at(fd, "claim.json", &f.claim);
+        json_read_at(fd, "history.json", &f.history);
+    }
+    if (s == STAGE_IN_PROGRESS)
+        json_read_at(fd, "progress.json", &f.progress);
+    if (s == STAGE_DONE)
+        json_read_at(fd, "result.json", &f.result);
+    if (s == STAGE_FAILED)
+        json_read_at(fd, "error.json", &f.error);
+    if (finished)
+        json_read_at(fd, "callback.json", &f.callback);
     v = view_build(s, &f);
+    owner = json_string_value(json_object_get(f.req, "owner"));
+    if (v && ret_owner && owner && !(*ret_owner = strdup(owner))) {
+        json_decref(v);
+        v = NULL;
+    } else if (v && ret_owner && !owner) {
+        *ret_owner = NULL;
+    }
     json_decref(f.req);
     json_decref(f.claim);
     json_decref(f.progress);
@@ -190,6 +210,11 @@ int task_view_at(int fd, Stage s, json_t **ret)
         return -EBADMSG;
     *ret = v;
     return 0;
+}
+
+int task_view_at(int fd, Stage s, json_t **ret)
+{
+    return task_view_owner_at(fd, s, NULL, ret);
 }
 
 int task_view(int data_fd, Stage s, const char *id, json_t **ret)

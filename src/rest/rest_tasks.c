@@ -87,16 +87,23 @@ static int find_visible(Rest *rest, const Auth *a, const char *id, Stage *ret_st
     return 0;
 }
 
+/* One read of the job's files gives both the view and the owner it is shown to. */
 enum MHD_Result tasks_get(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id)
 {
-    json_t *view;
+    json_t *view = NULL;
+    char *owner = NULL;
     Stage s;
-    int fd, r = find_visible(rest, a, id, &s, NULL, &fd);
+    int fd, r = jobdir_find_open(rest->data_fd, id, &s, &fd);
 
     if (r == 0) {
-        r = task_view_at(fd, s, &view);
+        r = task_view_owner_at(fd, s, &owner, &view);
         close(fd);
     }
+    if (r == 0 && !auth_sees(a, owner)) {
+        json_decref(view);
+        r = -ENOENT;
+    }
+    free(owner);
     if (r < 0)
         return not_found(c, id);
     return http_json(c, MHD_HTTP_OK, view);
