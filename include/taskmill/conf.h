@@ -91,6 +91,8 @@ typedef struct Conf {
 /* Loads path (or the built-in defaults when path is NULL). On error returns -errno or -EINVAL
  * and writes "FILE:LINE: key 'k': problem" into err. */
 int conf_load(const char *path, Conf *ret, char *err, size_t errlen);
+/* The CPUs this process may run on (its affinity mask, e.g. a systemd CPUAffinity=). */
+int conf_cpus(void);
 void conf_free(Conf *c);
 
 /* Splits c->listen into host and port. */

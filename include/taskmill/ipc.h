@@ -82,6 +82,7 @@ int ipc_unpack(json_t *msg, char *err, size_t errlen, const char *fmt, ...);
 typedef struct WorkAssign {
     const char *id, *task_type, *kind;
     int timeout; /* seconds the attempt may run */
+    int waiting; /* jobs still waiting in the queue: a pool sizes its encoders' threads by it */
 } WorkAssign;
 json_t *ipc_work_assign(int64_t rid, const WorkAssign *w);
 /* 0, or -EINVAL with the problem in err (a field missing or mistyped, the id not a task id). */

@@ -3,16 +3,19 @@
  * The keys are one table: section, name, type, bounds, and where the value goes. A bad value,
  * an unknown key or a malformed line stops the load with "FILE:LINE: [section] key: reason".
  * Built-in defaults apply to every key the file leaves out. */
+#define _GNU_SOURCE
 #include "taskmill/conf.h"
 
 #include <errno.h>
 #include <ini.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "taskmill/net.h"
 #include "taskmill/tasktype.h"
@@ -60,7 +63,7 @@ static const ConfKey conf_keys[] = {
     K("rest", "allow_open", KEY_BOOL, 0, 1, allow_open),
     K("rest", "max_tasks_per_token", KEY_INT, 1, 10000000, max_tasks_per_token),
     K("rest", "max_bytes_per_token", KEY_U64, 0, INT64_MAX, max_bytes_per_token),
-    K("convert", "workers", KEY_INT, 1, 64, workers),
+    K("convert", "workers", KEY_INT, 0, 64, workers),
     K("convert", "crf", KEY_INT, 0, 51, crf),
     K("convert", "preset", KEY_PRESET, 0, 0, preset),
     K("convert", "threads", KEY_INT, 0, 256, threads),
@@ -132,7 +135,7 @@ static void conf_defaults(Conf *c)
         .max_connections_per_ip = 32,
         .max_header_bytes = 32768,
         .min_free_bytes = UINT64_C(1) << 30,
-        .workers = 1,
+        .workers = 0,
         .crf = 28,
         .preset = strdup("medium"),
         .threads = 0,
@@ -348,6 +351,17 @@ static const char *check_paths(const Conf *c)
     return NULL;
 }
 
+int conf_cpus(void)
+{
+    cpu_set_t set;
+    long n;
+
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
 int conf_load(const char *path, Conf *ret, char *err, size_t errlen)
 {
     Conf c;
@@ -372,6 +386,8 @@ int conf_load(const char *path, Conf *ret, char *err, size_t errlen)
         }
     }
     c.n_client_folders = list_len(c.client_folders);
+    if (c.workers == 0) /* one per core */
+        c.workers = conf_cpus() < 64 ? conf_cpus() : 64;
     if (tasktype_conf_finish(&c, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: %s", path ? path : "built-in defaults", why);
         conf_free(&c);

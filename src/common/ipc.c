@@ -360,16 +360,16 @@ int ipc_unpack(json_t *msg, char *err, size_t errlen, const char *fmt, ...)
 json_t *ipc_work_assign(int64_t rid, const WorkAssign *w)
 {
     return ipc_msg("work.assign", rid,
-                   json_pack("{s:s, s:s, s:s, s:i}", "id", w->id, "task_type", w->task_type, "kind",
-                             w->kind, "timeout", w->timeout));
+                   json_pack("{s:s, s:s, s:s, s:i, s:i}", "id", w->id, "task_type", w->task_type,
+                             "kind", w->kind, "timeout", w->timeout, "waiting", w->waiting));
 }
 
 int ipc_work_assign_unpack(json_t *msg, WorkAssign *ret, char *err, size_t errlen)
 {
     WorkAssign w = {0};
 
-    if (ipc_unpack(msg, err, errlen, "{s:s, s:s, s:s, s:i}", "id", &w.id, "task_type", &w.task_type,
-                   "kind", &w.kind, "timeout", &w.timeout) < 0)
+    if (ipc_unpack(msg, err, errlen, "{s:s, s:s, s:s, s:i, s:i}", "id", &w.id, "task_type",
+                   &w.task_type, "kind", &w.kind, "timeout", &w.timeout, "waiting", &w.waiting) < 0)
         return -EINVAL;
     if (!task_id_valid(w.id)) {
         snprintf(err, errlen, "id is not a task id");

@@ -230,11 +230,29 @@ static Slot *slot_of(Pool *p, const char *id)
 
 /* --- the queue's messages --------------------------------------------------------------------- */
 
+/* x265 threads for the job about to start in slot mine: [convert] threads when set; else the
+ * cores shared among the encoders expected to run at once - those running, this one, and the
+ * waiting jobs the free slots will take. A job alone gets 0 (x265 uses every core); on two
+ * cores a batch runs two encoders of one pool thread each, which beats one encoder with two
+ * (bench/README.md, P2). */
+static int job_threads(const Pool *p, const Slot *mine, int waiting)
+{
+    int expected = 1 + (waiting > 0 ? waiting : 0), cpus = conf_cpus();
+
+    if (p->conf->threads > 0)
+        return p->conf->threads;
+    for (int i = 0; i < p->n_slots; i++)
+        expected += &p->slots[i] != mine && p->slots[i].pid != 0;
+    if (expected > p->n_slots)
+        expected = p->n_slots;
+    return expected <= 1 ? 0 : cpus / expected > 1 ? cpus / expected : 1;
+}
+
 static void on_assign(void *ctx, void *peer, json_t *msg)
 {
     Pool *p = ctx;
     WorkAssign w;
-    int r;
+    int r, threads;
     char err[256];
     Slot *s = NULL;
 
@@ -260,7 +278,8 @@ static void on_assign(void *ctx, void *peer, json_t *msg)
         w.timeout > 0
             ? s->started_ns + (int64_t)(w.timeout + job_timeout_grace(w.kind)) * 1000000000
             : 0;
-    r = job_spawn(p->conf, p->data_fd, w.id, &s->pid);
+    threads = job_threads(p, s, w.waiting);
+    r = job_spawn(p->conf, p->data_fd, w.id, threads, &s->pid);
     if (r < 0) {
         log_task(LOG_ERR, w.id, "cannot start a worker: %s", strerror(-r));
         *s = (Slot){0};
@@ -268,7 +287,8 @@ static void on_assign(void *ctx, void *peer, json_t *msg)
         return;
     }
     p->last_start_ns = s->started_ns;
-    log_task(LOG_INFO, w.id, "started kind=%s type=%s pid=%d", w.kind, w.task_type, (int)s->pid);
+    log_task(LOG_INFO, w.id, "started kind=%s type=%s pid=%d threads=%d", w.kind, w.task_type,
+             (int)s->pid, threads);
     claim_free_slots(p); /* the start may have opened a cooldown or filled the load gate */
     update_status(p);
 }

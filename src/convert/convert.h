@@ -54,8 +54,9 @@ json_t *job_kinds(void);
 #define JOB_TIMEOUT_GRACE_S 5
 int job_timeout_grace(const char *kind);
 
-/* Forks the child for job id (in data/in_progress/<id>); returns its pid. */
-int job_spawn(const Conf *c, int data_fd, const char *id, pid_t *ret_pid);
+/* Forks the child for job id (in data/in_progress/<id>); returns its pid. threads replaces
+ * [convert] threads for this job (0: x265 decides). */
+int job_spawn(const Conf *c, int data_fd, const char *id, int threads, pid_t *ret_pid);
 
 /* convert_jail.c: what a conversion child may do. */
 typedef struct JailSpec {

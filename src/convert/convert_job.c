@@ -121,14 +121,17 @@ static int job_main(const Conf *c, int data_fd, const char *id)
     return r;
 }
 
-int job_spawn(const Conf *c, int data_fd, const char *id, pid_t *ret_pid)
+int job_spawn(const Conf *c, int data_fd, const char *id, int threads, pid_t *ret_pid)
 {
     pid_t pid = fork();
 
     if (pid < 0)
         return -errno;
-    if (pid == 0)
-        _exit(job_main(c, data_fd, id));
+    if (pid == 0) {
+        Conf mine = *c; /* the child's own copy: its pointers stay the pool's, read-only */
+        mine.threads = threads;
+        _exit(job_main(&mine, data_fd, id));
+    }
     *ret_pid = pid;
     return 0;
 }

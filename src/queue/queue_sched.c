@@ -417,11 +417,12 @@ static bool dispatch_one(Queue *q)
         return true;
     }
     ipc_send_new((*cp)->peer->fd,
-                 ipc_work_assign((*cp)->rid, &(WorkAssign){.id = job.id,
-                                                           .task_type = job.type,
-                                                           .kind = tt->kind->name,
-                                                           .timeout = job.timeout ? job.timeout
-                                                                                  : tt->timeout}));
+                 ipc_work_assign((*cp)->rid,
+                                 &(WorkAssign){.id = job.id,
+                                               .task_type = job.type,
+                                               .kind = tt->kind->name,
+                                               .timeout = job.timeout ? job.timeout : tt->timeout,
+                                               .waiting = (int)q->n_pending}));
     log_task(LOG_INFO, job.id, "moved from=pending to=in_progress worker=%d type=%s priority=%d",
              (*cp)->peer->fd, job.type, job.priority);
     index_note(q, STAGE_IN_PROGRESS, job.id);

@@ -2,7 +2,8 @@
 # test_load.sh - what may start, and when: the load gate holds a task while an artificial CPU
 # load runs (busy loops raising the real /proc/pressure/cpu) and lets it start once the load is
 # gone, saying why in /v1/workers and /v1/status; the cooldown spaces starts; a type's
-# max_parallel. ctest runs it alone (RUN_SERIAL): another test's load would blur the pressure.
+# max_parallel; the cores shared among conversions when tasks wait. ctest runs it alone
+# (RUN_SERIAL): another test's load would blur the pressure.
 . "$(dirname "$0")/lib.sh"
 
 if [ ! -r /proc/pressure/cpu ]; then
@@ -83,3 +84,24 @@ for i in "${cool[@]}"; do wait_state "$i" done 30 || true; done
 starts=$(for i in "${cool[@]}"; do epoch "$(api GET "/v1/tasks/$i" | jq -r .started_at)"; done | sort -n | tr '\n' ' ')
 check "cooldown 2: three starts at least 2 s apart ($starts)" awk -v s="$starts" \
     'BEGIN { n = split(s, t, " "); for (i = 2; i <= n; i++) if (t[i] - t[i-1] < 1.95) exit 1 }'
+
+# --- the cores shared: a video alone lets x265 use every core (threads=0); when tasks wait,
+# each of the two conversions gets cores / 2 pool threads (at least 1) ---
+tm_stop convert
+write_conf "[convert]" "workers = 2" "${types[@]}"
+tm_start convert
+make_mp4 "$FIX/share.mp4" 2 320x240
+api POST /v1/admin/drain >/dev/null
+for _ in 1 2 3; do submit "$FIX/share.mp4"; done >"$W/share"
+mapfile -t share <"$W/share"
+api POST /v1/admin/resume >/dev/null
+for i in "${share[@]}"; do wait_state "$i" done 60 || true; done
+cores=$(nproc)
+half=$((cores / 2 > 1 ? cores / 2 : 1))
+first_two=$(grep -E "started kind=video" "$TM_LOG/convert.log" | grep -E "$(IFS='|'; echo "${share[*]}")" |
+    head -n 2 | sed 's/.*threads=//' | tr '\n' ' ')
+check "three waiting videos: the first two ran with $half thread(s) each ($first_two)" test "$first_two" = "$half $half "
+alone=$(submit "$FIX/share.mp4")
+wait_state "$alone" done 60 || true
+check "a video alone: threads=0 (x265 takes every core)" \
+    grep -q "$alone: started kind=video .* threads=0" "$TM_LOG/convert.log"

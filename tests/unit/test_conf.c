@@ -21,7 +21,7 @@ static void test_defaults(void)
 
     CHECK(conf_load(NULL, &c, err, sizeof(err)) == 0);
     CHECK_STR(c.listen, "127.0.0.1:8080");
-    CHECK(c.workers == 1 && c.crf == 28);
+    CHECK(c.workers == conf_cpus() && c.crf == 28); /* workers = 0: one per core */
     CHECK_STR(c.preset, "medium");
     conf_free(&c);
 }
