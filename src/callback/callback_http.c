@@ -135,8 +135,12 @@ void http_lost(Callback *cb)
         }
 }
 
+/* Claims go first: a job handed back must not be handed straight back to a free slot of this
+ * stopping pool (another interruption, counted against the task). */
 void http_stop_all(Callback *cb)
 {
+    if (cb->claims > 0 && callback_send(cb, "work.unclaim", NULL) == 0)
+        cb->claims = 0;
     for (int i = 0; i < cb->n_slots; i++) {
         HttpSlot *s = &cb->slots[i];
         if (!s->id[0])

@@ -517,6 +517,10 @@ static int convert_stop(Daemon *d)
     Pool *p = daemon_userdata(d);
 
     p->stop_ns = now_ns();
+    /* Claims go first: a job handed back must not be handed straight back to a free slot of
+     * this stopping pool (another interruption, counted against the task). */
+    if (p->claims > 0 && p->queue_fd >= 0 && pool_send(p, "work.unclaim", NULL) == 0)
+        p->claims = 0;
     for (int i = 0; i < p->n_slots; i++)
         if (p->slots[i].pid > 0)
             kill(p->slots[i].pid, SIGTERM);

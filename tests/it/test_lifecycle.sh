@@ -67,7 +67,7 @@ check "encoding: partial output present" test -e "$ROOT/data/in_progress/$id/out
 tm_stop convert
 check "after SIGTERM the task is pending" test -d "$ROOT/data/pending/$id"
 check "after SIGTERM the partial is gone" test -z "$(find "$ROOT/data" -name '*.partial')"
-check "interruptions are counted apart from attempts" \
+check "interruptions are counted apart from attempts ($(jq -c '[.attempts, .interruptions]' "$ROOT/data/pending/$id/claim.json"))" \
     test "$(jq -c '[.attempts, .interruptions]' "$ROOT/data/pending/$id/claim.json")" = "[0,1]"
 check "the convert log says it handed the job back" grep -q "$id: interrupted" "$TM_LOG/convert.log"
 
