@@ -14,6 +14,7 @@
 #include "convert_media.h"
 #include "taskmill/clock.h"
 #include "taskmill/files.h"
+#include "taskmill/log.h"
 
 typedef struct ProgressCtx {
     int64_t last_ns;
@@ -49,6 +50,7 @@ int video_run(const Conf *c, const TaskType *tt, const Task *t, volatile sig_ato
 {
     const char *ext, *fmt = plan_format_for(t->file_name, &ext);
     char out[64], partial[80], name[300];
+    int64_t t0, t1 = 0, t2;
     ProgressCtx pctx = {.cancel = cancel};
     ConvertError err = {0};
     ConvertOptions opt = {
@@ -63,8 +65,9 @@ int video_run(const Conf *c, const TaskType *tt, const Task *t, volatile sig_ato
     (void)tt;
     snprintf(out, sizeof(out), "output%s", ext);
     snprintf(partial, sizeof(partial), "%s.partial", out);
+    t0 = now_ns();
     if (transcode_run(t->input_name, partial, &opt, on_progress, &pctx, &err) < 0 ||
-        verify_output(t->input_name, partial, &err) < 0) {
+        (t1 = now_ns(), verify_output(t->input_name, partial, &err)) < 0) {
         unlink(partial);
         if (!strcmp(err.code, "canceled") || *cancel)
             return JOB_EXIT_INTERRUPTED;
@@ -72,10 +75,16 @@ int video_run(const Conf *c, const TaskType *tt, const Task *t, volatile sig_ato
         return !strcmp(err.code, "io_error") ? JOB_EXIT_RETRY : JOB_EXIT_FAILED;
     }
     result_name(t->file_name, ext, name, sizeof(name));
+    t2 = now_ns();
     if (job_publish(partial, out, name, NULL) < 0) {
         unlink(partial);
         job_error("io_error", "cannot store the converted file");
         return JOB_EXIT_RETRY;
     }
+    /* Where a job's wall time goes (bench/run reads it): the encode, the check of the output,
+     * and its sha256, fsync and rename. */
+    log_task(LOG_INFO, t->id, "phases encode=%.3f verify=%.3f store=%.3f threads=%d",
+             (double)(t1 - t0) / 1e9, (double)(t2 - t1) / 1e9, (double)(now_ns() - t2) / 1e9,
+             c->threads);
     return JOB_EXIT_DONE;
 }
