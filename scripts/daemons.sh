@@ -1,7 +1,9 @@
 # scripts/daemons.sh - start and stop the five daemons outside systemd, in the right order.
 # Sourced by scripts/run and the integration tests. Needs: TM_BIN (build dir), TM_CONF (config
 # file), TM_LOG (folder for NAME.log). Each daemon runs in its own session (setsid) so a Ctrl-C
-# in the terminal reaches only this script, which then stops them in order.
+# in the terminal reaches only this script, which then stops them in order. TM_START_TIMEOUT
+# (seconds, default 10) is how long tm_start waits for one daemon to say it started (bench/run
+# raises it for its start-ups with many stored tasks).
 
 TM_ORDER_START=(init queue convert callback rest)
 TM_ORDER_STOP=(rest callback convert queue init)
@@ -9,13 +11,13 @@ declare -A TM_PID
 
 # tm_start NAME: starts taskmill-NAME and waits until it says it started (after READY=1).
 tm_start() {
-    local name=$1 log="$TM_LOG/$1.log" i
+    local name=$1 log="$TM_LOG/$1.log" i limit=${TM_START_TIMEOUT:-10}
     : >>"$log"
     local before
     before=$(grep -c ': started (config' "$log" || true)
     setsid "$TM_BIN/taskmill-$name" --config "$TM_CONF" 2>>"$log" &
     TM_PID[$name]=$!
-    for i in $(seq 1 200); do
+    for i in $(seq 1 $((limit * 20))); do
         if [ "$(grep -c ': started (config' "$log" || true)" -gt "$before" ]; then
             return 0
         fi
@@ -26,7 +28,7 @@ tm_start() {
         fi
         sleep 0.05
     done
-    echo "taskmill-$name did not become ready in 10 s" >&2
+    echo "taskmill-$name did not become ready in $limit s" >&2
     return 1
 }
 
