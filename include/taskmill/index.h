@@ -34,8 +34,8 @@ int index_keep_open(Index **ix, const char *root);
  * readable request.json), and a removed job's row. */
 int index_refresh(Index *ix, int data_fd, Stage s, const char *id);
 int index_forget(Index *ix, const char *id);
-/* Writer: the whole index in line with the folders, in one transaction; *ret_changed rows
- * were read, rewritten or dropped. */
+/* Writer: the whole index in line with the folders (committed every few thousand jobs read,
+ * telling systemd the start goes on); *ret_changed rows were read, rewritten or dropped. */
 int index_rebuild(Index *ix, int data_fd, unsigned *ret_changed);
 
 /* A list query: rows ordered by (created_ns, id) after the cursor. NULL strings and

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <systemd/sd-daemon.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,8 @@
 #include "taskmill/index.h"
 #include "taskmill/log.h"
 
-#define INDEX_VERSION 1 /* PRAGMA user_version: another value, and the writer rebuilds */
+#define INDEX_VERSION       1    /* PRAGMA user_version: another value, and the writer rebuilds */
+#define INDEX_REBUILD_CHUNK 5000 /* jobs read between two commits of a rebuild */
 
 struct Index {
     sqlite3 *db;
@@ -345,9 +347,24 @@ typedef struct Rebuild {
     Stage stage;
     Known *v;
     size_t n, cap;
-    unsigned changed;
+    unsigned changed, read;
     int error;
 } Rebuild;
+
+/* A long rebuild (many jobs added behind the index's back: an upgrade, an admin's copy) is
+ * committed in chunks, so a start that is killed halfway keeps what it read, and tells systemd
+ * it is still starting (EXTEND_TIMEOUT_USEC; STATUS= for systemctl status). */
+static void rebuild_chunk(Rebuild *rb)
+{
+    if (exec(rb->ix, "COMMIT") < 0 || exec(rb->ix, "BEGIN IMMEDIATE") < 0) {
+        if (!rb->error)
+            rb->error = -EIO;
+        return;
+    }
+    sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=rebuilding the task index: %u jobs read",
+               60000000ULL, rb->read);
+    log_info("rebuilding the task index: %u jobs read", rb->read);
+}
 
 static int known_cmp(const void *a, const void *b)
 {
@@ -405,6 +422,8 @@ static int rebuild_one(const char *id, void *userdata)
     if (r < 0 && !rb->error)
         rb->error = r;
     rb->changed += !k || k->stage != (signed char)rb->stage;
+    if (++rb->read % INDEX_REBUILD_CHUNK == 0)
+        rebuild_chunk(rb);
     return 0;
 }
 
