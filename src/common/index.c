@@ -141,7 +141,7 @@ static int open_at(const char *path, bool writer, Index **ret)
 static void remove_files(const char *path)
 {
     static const char *const ext[] = {"", "-wal", "-shm"};
-    char name[4096];
+    char name[sizeof(((Index *)0)->path) + 8];
 
     for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
         snprintf(name, sizeof(name), "%s%s", path, ext[i]);
@@ -319,7 +319,7 @@ int index_forget(Index *ix, const char *id)
 int index_refresh(Index *ix, int data_fd, Stage s, const char *id)
 {
     json_t *req = NULL;
-    Facts f;
+    Facts f = {0};
     int fd, r = jobdir_open(data_fd, s, id, &fd);
 
     if (r == 0) {
