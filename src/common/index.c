@@ -398,7 +398,8 @@ static int known_load(Rebuild *rb)
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return fail(rb->ix, "select");
-    qsort(rb->v, rb->n, sizeof(*rb->v), known_cmp); /* strcmp's order, whatever SQL's is */
+    if (rb->n) /* qsort and bsearch want an array, even of nothing */
+        qsort(rb->v, rb->n, sizeof(*rb->v), known_cmp); /* strcmp's order, whatever SQL's is */
     return 0;
 }
 
@@ -411,7 +412,7 @@ static int rebuild_one(const char *id, void *userdata)
     int r;
 
     memcpy(key.id, id, sizeof(key.id));
-    k = bsearch(&key, rb->v, rb->n, sizeof(*rb->v), known_cmp);
+    k = rb->n ? bsearch(&key, rb->v, rb->n, sizeof(*rb->v), known_cmp) : NULL;
     if (k) {
         bool same = k->stage == (signed char)rb->stage && !k->seen;
         k->seen = true;

@@ -219,5 +219,6 @@ int main(void)
     test_damage();
     close(data_fd);
     rm_rf_at(AT_FDCWD, d);
+    free(d);
     return check_done("test_index");
 }
