@@ -186,11 +186,14 @@ static const char *split_choices(TypeParam *p, const char *list)
         return "out of memory";
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         char **v = realloc(p->choices, (n + 2) * sizeof(*v));
+        if (v) { /* the old array is gone once realloc succeeded, whatever follows */
+            p->choices = v;
+            p->choices[n] = NULL;
+        }
         if (!v || !utf8_valid(t) || !*t) {
             free(copy);
             return "enum: needs a list of names, like enum:a,b";
         }
-        p->choices = v;
         p->choices[n++] = strdup(t);
         p->choices[n] = NULL;
     }

@@ -112,6 +112,9 @@ static void test_refused(void)
     expect_refused("[type.x]\nkind = exec\ncommand = /bin/true\nparam.n = int:1..5 default 9\n",
                    "default");
     expect_refused("[type.x]\nkind = exec\ncommand = /bin/true\nparam.e = enum:\n", "param.e");
+    /* A bad second choice: the first one's array must still be freed (a fuzzer found it). */
+    expect_refused("[type.x]\nkind = exec\ncommand = /bin/true\nparam.e = enum:a,\xff\n",
+                   "param.e");
     expect_refused("[type.x]\nkind = exec\ncommand = /bin/true\nparam.s = text\n", "param.s");
     expect_refused("[type.x]\nkind = exec\ncommand = /bin/true\nretry_exit_codes = 0\n",
                    "retry_exit_codes");
