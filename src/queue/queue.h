@@ -63,6 +63,7 @@ typedef struct Queue {
     Peer *peers;
     Pending *pending;
     size_t n_pending, cap_pending;
+    size_t n_timed; /* pending jobs with a not_before (run_at, a back-off): 0 spares the scans */
     Running *running;
     Waiter *claims, **claims_tail; /* work.claims in arrival order */
     unsigned n_done, n_failed;

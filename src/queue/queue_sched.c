@@ -51,6 +51,7 @@ static int pending_add(Queue *q, const Pending *job)
         q->pending = p;
         q->cap_pending = cap;
     }
+    q->n_timed += job->not_before_ns > 0;
     q->pending[q->n_pending++] = *job;
     return 0;
 }
@@ -97,15 +98,16 @@ static bool startable(const Queue *q, const Pending *job, const Peer *p, int64_t
            (!tt->max_parallel || running_of_type(q, job->type) < (unsigned)tt->max_parallel);
 }
 
-/* A linear scan: a claim costs O(pending), microseconds for a hundred thousand jobs, and the
- * order stays obviously right. */
+/* A linear scan: a claim costs O(pending) comparisons of priority and age, and the order stays
+ * obviously right. The dearer question, whether a job may start (its type, kind and limits), is
+ * asked only of a job that would come before the best one found so far. */
 static ssize_t pending_best(const Queue *q, const Peer *p, int64_t now)
 {
     ssize_t best = -1;
 
     for (size_t i = 0; i < q->n_pending; i++)
-        if (startable(q, &q->pending[i], p, now) &&
-            (best < 0 || pending_before(&q->pending[i], &q->pending[best])))
+        if ((best < 0 || pending_before(&q->pending[i], &q->pending[best])) &&
+            startable(q, &q->pending[i], p, now))
             best = (ssize_t)i;
     return best;
 }
@@ -115,7 +117,7 @@ unsigned sched_scheduled(const Queue *q)
     int64_t now = now_ns();
     unsigned n = 0;
 
-    for (size_t i = 0; i < q->n_pending; i++)
+    for (size_t i = 0; q->n_timed > 0 && i < q->n_pending; i++) /* none timed: nothing waits */
         n += q->pending[i].not_before_ns > now;
     return n;
 }
@@ -125,7 +127,7 @@ void sched_arm(Queue *q)
     struct itimerspec its = {{0, 0}, {0, 0}};
     int64_t now = now_ns(), earliest = INT64_MAX;
 
-    for (size_t i = 0; i < q->n_pending; i++)
+    for (size_t i = 0; q->n_timed > 0 && i < q->n_pending; i++)
         if (q->pending[i].not_before_ns > now && q->pending[i].not_before_ns < earliest)
             earliest = q->pending[i].not_before_ns;
     if (earliest != INT64_MAX)
@@ -136,6 +138,7 @@ void sched_arm(Queue *q)
 
 static void pending_del(Queue *q, size_t i)
 {
+    q->n_timed -= q->pending[i].not_before_ns > 0;
     q->pending[i] = q->pending[--q->n_pending];
 }
 
@@ -702,7 +705,7 @@ void sched_free(Queue *q)
         running_del(q, q->running);
     free(q->pending);
     q->pending = NULL;
-    q->n_pending = q->cap_pending = 0;
+    q->n_pending = q->cap_pending = q->n_timed = 0;
 }
 
 /* A finished job older than [queue] result_ttl goes. The index says which (its finished_ns
