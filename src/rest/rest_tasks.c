@@ -56,10 +56,8 @@ static int owner_of_broken(int fd, Task *ret)
 }
 
 /* The task's request.json, when a is allowed to see the task; another token's task is "not
- * found", exactly like a task that does not exist. With ret_fd, the job's directory fd is
- * handed over (the caller closes it). */
-static int find_visible(Rest *rest, const Auth *a, const char *id, Stage *ret_stage, Task *ret,
-                        int *ret_fd)
+ * found", exactly like a task that does not exist. */
+static int find_visible(Rest *rest, const Auth *a, const char *id, Stage *ret_stage, Task *ret)
 {
     char err[128];
     Task t;
@@ -74,10 +72,7 @@ static int find_visible(Rest *rest, const Auth *a, const char *id, Stage *ret_st
         task_free(&t);
         r = -ENOENT;
     }
-    if (r < 0 || !ret_fd)
-        close(fd);
-    else
-        *ret_fd = fd;
+    close(fd);
     if (r < 0)
         return r;
     if (ret)
@@ -240,7 +235,7 @@ enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const Auth *a
     Stage s;
     int fd, r;
 
-    if (find_visible(rest, a, id, &s, NULL, NULL) < 0)
+    if (find_visible(rest, a, id, &s, NULL) < 0)
         return not_found(c, id);
     if (s != STAGE_DONE)
         return http_error(c, MHD_HTTP_CONFLICT, "not_done", "task %s is %s, not done", id,
@@ -279,7 +274,7 @@ enum MHD_Result tasks_delete(Rest *rest, struct MHD_Connection *c, const Auth *a
     Stage s;
     int r;
 
-    if (find_visible(rest, a, id, &s, &t, NULL) < 0)
+    if (find_visible(rest, a, id, &s, &t) < 0)
         return not_found(c, id);
     r = rest_queue_call(rest, "job.delete", json_pack("{s:s}", "id", id), 30000, &reply);
     if (r == 0 && t.idempotency_key && !strcmp(ipc_type(reply), "ok"))
@@ -308,7 +303,7 @@ enum MHD_Result tasks_retry(Rest *rest, struct MHD_Connection *c, const Auth *a,
     Stage s;
     int r;
 
-    if (find_visible(rest, a, id, &s, NULL, NULL) < 0)
+    if (find_visible(rest, a, id, &s, NULL) < 0)
         return not_found(c, id);
     r = rest_queue_call(rest, "job.retry", json_pack("{s:s}", "id", id), 10000, &reply);
     if (r < 0)
