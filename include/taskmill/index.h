@@ -35,8 +35,13 @@ int index_keep_open(Index **ix, const char *root);
 int index_refresh(Index *ix, int data_fd, Stage s, const char *id);
 int index_forget(Index *ix, const char *id);
 /* Writer: the whole index in line with the folders (committed every few thousand jobs read,
- * telling systemd the start goes on); *ret_changed rows were read, rewritten or dropped. */
-int index_rebuild(Index *ix, int data_fd, unsigned *ret_changed);
+ * telling systemd the start goes on). It walks every stage folder anyway, so it says how many
+ * jobs each holds (the queue's done and failed counts come from here). */
+typedef struct IndexRebuilt {
+    unsigned changed;                /* rows read again, rewritten or dropped */
+    unsigned jobs[STAGE_FAILED + 1]; /* job folders per stage */
+} IndexRebuilt;
+int index_rebuild(Index *ix, int data_fd, IndexRebuilt *ret);
 
 /* A list query: rows ordered by (created_ns, id) after the cursor. NULL strings and
  * STAGE_INVALID match anything; timing (pending/ only) is 1 for due, 2 for scheduled. */

@@ -347,7 +347,8 @@ typedef struct Rebuild {
     Stage stage;
     Known *v;
     size_t n, cap;
-    unsigned changed, read;
+    unsigned read;
+    IndexRebuilt got;
     int error;
 } Rebuild;
 
@@ -411,6 +412,7 @@ static int rebuild_one(const char *id, void *userdata)
     Known key = {0}, *k;
     int r;
 
+    rb->got.jobs[rb->stage]++;
     memcpy(key.id, id, sizeof(key.id));
     k = rb->n ? bsearch(&key, rb->v, rb->n, sizeof(*rb->v), known_cmp) : NULL;
     if (k) {
@@ -422,13 +424,13 @@ static int rebuild_one(const char *id, void *userdata)
     r = index_refresh(rb->ix, rb->data_fd, rb->stage, id);
     if (r < 0 && !rb->error)
         rb->error = r;
-    rb->changed += !k || k->stage != (signed char)rb->stage;
+    rb->got.changed += !k || k->stage != (signed char)rb->stage;
     if (++rb->read % INDEX_REBUILD_CHUNK == 0)
         rebuild_chunk(rb);
     return 0;
 }
 
-int index_rebuild(Index *ix, int data_fd, unsigned *ret_changed)
+int index_rebuild(Index *ix, int data_fd, IndexRebuilt *ret)
 {
     Rebuild rb = {.ix = ix, .data_fd = data_fd};
     int r = exec(ix, "BEGIN IMMEDIATE");
@@ -441,14 +443,14 @@ int index_rebuild(Index *ix, int data_fd, unsigned *ret_changed)
     for (size_t i = 0; r == 0 && i < rb.n; i++)
         if (!rb.v[i].seen) {
             r = index_forget(ix, rb.v[i].id);
-            rb.changed++;
+            rb.got.changed++;
         }
     free(rb.v);
     if (r == 0)
         r = exec(ix, "COMMIT");
     if (r < 0)
         exec(ix, "ROLLBACK");
-    *ret_changed = rb.changed;
+    *ret = rb.got;
     return r;
 }
 

@@ -301,21 +301,29 @@ static int count_one(const char *id, void *userdata)
 
 int sched_scan(Queue *q)
 {
-    unsigned changed = 0;
+    IndexRebuilt got = {0};
     int r;
 
     /* Nobody works on anything before the queue starts: whatever is in in_progress/ was
      * interrupted, and whatever complete upload sits in request/ was never announced. */
     if ((r = recover_run(q->data_fd, 0, on_recover, q, NULL)) < 0 ||
-        (r = jobdir_each(q->data_fd, STAGE_PENDING, scan_pending, q)) < 0 ||
-        (r = jobdir_each(q->data_fd, STAGE_DONE, count_one, &q->n_done)) < 0 ||
-        (r = jobdir_each(q->data_fd, STAGE_FAILED, count_one, &q->n_failed)) < 0)
+        (r = jobdir_each(q->data_fd, STAGE_PENDING, scan_pending, q)) < 0)
         return r;
-    if (q->index && (r = index_rebuild(q->index, q->data_fd, &changed)) < 0)
+    /* The rebuild walks done/ and failed/ and counts them; only without it are they walked
+     * again here. */
+    if (q->index && (r = index_rebuild(q->index, q->data_fd, &got)) == 0) {
+        q->n_done = got.jobs[STAGE_DONE];
+        q->n_failed = got.jobs[STAGE_FAILED];
+    } else if (q->index) {
         log_err("task index not rebuilt (lists may miss tasks until the next start): %s",
                 strerror(-r));
+    }
+    if ((!q->index || r < 0) &&
+        ((r = jobdir_each(q->data_fd, STAGE_DONE, count_one, &q->n_done)) < 0 ||
+         (r = jobdir_each(q->data_fd, STAGE_FAILED, count_one, &q->n_failed)) < 0))
+        return r;
     log_info("queue rebuilt from disk: %zu pending, %u done, %u failed; index: %u rows mended",
-             q->n_pending, q->n_done, q->n_failed, changed);
+             q->n_pending, q->n_done, q->n_failed, got.changed);
     return 0;
 }
 

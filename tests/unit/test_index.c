@@ -89,7 +89,7 @@ static int collect(const IndexRow *row, void *userdata)
 static void test_rebuild_and_queries(void)
 {
     Index *w, *r;
-    unsigned changed;
+    IndexRebuilt got;
     char out[256] = "";
     unsigned unfinished;
     uint64_t bytes;
@@ -103,8 +103,13 @@ static void test_rebuild_and_queries(void)
 
     CHECK(index_open(root, false, &r) == -ENOENT); /* readers wait for the queue */
     CHECK(index_open(root, true, &w) == 0);
-    CHECK(index_rebuild(w, data_fd, &changed) == 0);
-    CHECK_INT(changed, 6);
+    CHECK(index_rebuild(w, data_fd, &got) == 0);
+    CHECK_INT(got.changed, 6);
+    CHECK_INT(got.jobs[STAGE_REQUEST], 1); /* the folders it walked, per stage */
+    CHECK_INT(got.jobs[STAGE_PENDING], 2);
+    CHECK_INT(got.jobs[STAGE_IN_PROGRESS], 1);
+    CHECK_INT(got.jobs[STAGE_DONE], 1);
+    CHECK_INT(got.jobs[STAGE_FAILED], 1);
     CHECK(index_open(root, false, &r) == 0);
 
     CHECK_STR(list(r, (IndexQuery){.stage = STAGE_INVALID}), "1 2 3 4 5 6");
@@ -148,12 +153,12 @@ static void test_rebuild_and_queries(void)
     CHECK(jobdir_move(data_fd, idn(3), STAGE_IN_PROGRESS, STAGE_PENDING) == 0);
     job(STAGE_DONE, 7, "carol", NULL, NULL, 0);
     CHECK(rm_rf_at(data_fd, "pending/00000000-0000-4000-8000-000000000001") == 0);
-    CHECK(index_rebuild(w, data_fd, &changed) == 0);
-    CHECK_INT(changed, 3);
+    CHECK(index_rebuild(w, data_fd, &got) == 0);
+    CHECK_INT(got.changed, 3);
     CHECK_STR(list(r, (IndexQuery){.stage = STAGE_PENDING}), "2 3");
     CHECK_STR(list(r, (IndexQuery){.stage = STAGE_INVALID}), "2 3 4 5 6 7");
-    CHECK(index_rebuild(w, data_fd, &changed) == 0);
-    CHECK_INT(changed, 0);
+    CHECK(index_rebuild(w, data_fd, &got) == 0);
+    CHECK_INT(got.changed, 0);
 
     /* An unfinished job's due time can change without a move (a back-off written before a
      * crash): the rebuild reads unfinished jobs again whatever their row says. */
@@ -161,7 +166,7 @@ static void test_rebuild_and_queries(void)
     CHECK(claim_retry(fd, INT64_MAX / 2) == 0);
     close(fd);
     CHECK_STR(list(r, (IndexQuery){.stage = STAGE_PENDING, .timing = 2, .now_ns = 1}), "2");
-    CHECK(index_rebuild(w, data_fd, &changed) == 0);
+    CHECK(index_rebuild(w, data_fd, &got) == 0);
     CHECK_STR(list(r, (IndexQuery){.stage = STAGE_PENDING, .timing = 2, .now_ns = 1}), "2 3");
 
     /* A refresh of a job whose folder is gone forgets it. */
@@ -177,7 +182,7 @@ static void test_damage(void)
 {
     char path[512];
     Index *w, *r;
-    unsigned changed;
+    IndexRebuilt got;
     int fd;
 
     CHECK(index_open(root, false, &r) == 0); /* rest, open while the queue replaces it */
@@ -187,8 +192,8 @@ static void test_damage(void)
     snprintf(path, sizeof(path), "%s/data/index/tasks.db", root);
     job(STAGE_DONE, 8, NULL, NULL, NULL, 0);
     CHECK(index_open(root, true, &w) == 0);
-    CHECK(index_rebuild(w, data_fd, &changed) == 0);
-    CHECK_INT(changed, 6);
+    CHECK(index_rebuild(w, data_fd, &got) == 0);
+    CHECK_INT(got.changed, 6);
     index_close(w);
     CHECK(index_keep_open(&r, root) == 0);
     CHECK_STR(list(r, (IndexQuery){.stage = STAGE_INVALID}), "2 3 4 5 7 8");
@@ -200,8 +205,8 @@ static void test_damage(void)
     snprintf(path, sizeof(path), "%s/data/index/tasks.db-wal", root);
     unlink(path);
     CHECK(index_open(root, true, &w) == 0);
-    CHECK(index_rebuild(w, data_fd, &changed) == 0);
-    CHECK_INT(changed, 6);
+    CHECK(index_rebuild(w, data_fd, &got) == 0);
+    CHECK_INT(got.changed, 6);
     /* The queue stopped: a reader still opens the index read-only (the WAL files stay). */
     index_close(w);
     CHECK(index_open(root, false, &r) == 0);
