@@ -333,129 +333,6 @@ int index_refresh(Index *ix, int data_fd, Stage s, const char *id)
     return r;
 }
 
-/* --- the rebuild ----------------------------------------------------------------------------- */
-
-typedef struct Known {
-    char id[TASK_ID_LEN + 1];
-    signed char stage;
-    bool seen;
-} Known;
-
-typedef struct Rebuild {
-    Index *ix;
-    int data_fd;
-    Stage stage;
-    Known *v;
-    size_t n, cap;
-    unsigned read;
-    IndexRebuilt got;
-    int error;
-} Rebuild;
-
-/* A long rebuild (many jobs added behind the index's back: an upgrade, an admin's copy) is
- * committed in chunks, so a start that is killed halfway keeps what it read, and tells systemd
- * it is still starting (EXTEND_TIMEOUT_USEC; STATUS= for systemctl status). */
-static void rebuild_chunk(Rebuild *rb)
-{
-    if (exec(rb->ix, "COMMIT") < 0 || exec(rb->ix, "BEGIN IMMEDIATE") < 0) {
-        if (!rb->error)
-            rb->error = -EIO;
-        return;
-    }
-    sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=rebuilding the task index: %u jobs read",
-               60000000ULL, rb->read);
-    log_info("rebuilding the task index: %u jobs read", rb->read);
-}
-
-static int known_cmp(const void *a, const void *b)
-{
-    return strcmp(((const Known *)a)->id, ((const Known *)b)->id);
-}
-
-static int known_load(Rebuild *rb)
-{
-    sqlite3_stmt *st;
-    int rc;
-
-    if (sqlite3_prepare_v2(rb->ix->db, "SELECT id, stage FROM tasks ORDER BY id", -1, &st, NULL) !=
-        SQLITE_OK)
-        return fail(rb->ix, "select");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (rb->n == rb->cap) {
-            size_t cap = rb->cap ? rb->cap * 2 : 4096;
-            Known *v = realloc(rb->v, cap * sizeof(*v));
-            if (!v) {
-                sqlite3_finalize(st);
-                return -ENOMEM;
-            }
-            rb->v = v;
-            rb->cap = cap;
-        }
-        snprintf(rb->v[rb->n].id, sizeof(rb->v[rb->n].id), "%s", sqlite3_column_text(st, 0));
-        rb->v[rb->n].stage = (signed char)sqlite3_column_int(st, 1);
-        rb->v[rb->n].seen = false;
-        rb->n++;
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return fail(rb->ix, "select");
-    if (rb->n) /* qsort and bsearch want an array, even of nothing */
-        qsort(rb->v, rb->n, sizeof(*rb->v), known_cmp); /* strcmp's order, whatever SQL's is */
-    return 0;
-}
-
-/* Unfinished jobs are always read again (few, and their due time can change without a move);
- * a finished one only when its row says another stage or is missing. */
-static int rebuild_one(const char *id, void *userdata)
-{
-    Rebuild *rb = userdata;
-    Known key = {0}, *k;
-    int r;
-
-    rb->got.jobs[rb->stage]++;
-    memcpy(key.id, id, sizeof(key.id));
-    k = rb->n ? bsearch(&key, rb->v, rb->n, sizeof(*rb->v), known_cmp) : NULL;
-    if (k) {
-        bool same = k->stage == (signed char)rb->stage && !k->seen;
-        k->seen = true;
-        if (same && rb->stage >= STAGE_DONE)
-            return 0;
-    }
-    r = index_refresh(rb->ix, rb->data_fd, rb->stage, id);
-    if (r < 0 && !rb->error)
-        rb->error = r;
-    rb->got.changed += !k || k->stage != (signed char)rb->stage;
-    if (++rb->read % INDEX_REBUILD_CHUNK == 0)
-        rebuild_chunk(rb);
-    return 0;
-}
-
-int index_rebuild(Index *ix, int data_fd, IndexRebuilt *ret)
-{
-    Rebuild rb = {.ix = ix, .data_fd = data_fd};
-    int r = exec(ix, "BEGIN IMMEDIATE");
-
-    if (r == 0)
-        r = known_load(&rb);
-    for (rb.stage = STAGE_REQUEST; r == 0 && rb.stage <= STAGE_FAILED; rb.stage++)
-        if ((r = jobdir_each(data_fd, rb.stage, rebuild_one, &rb)) == 0)
-            r = rb.error;
-    for (size_t i = 0; r == 0 && i < rb.n; i++)
-        if (!rb.v[i].seen) {
-            r = index_forget(ix, rb.v[i].id);
-            rb.got.changed++;
-        }
-    free(rb.v);
-    if (r == 0)
-        r = exec(ix, "COMMIT");
-    if (r < 0)
-        exec(ix, "ROLLBACK");
-    *ret = rb.got;
-    return r;
-}
-
-/* --- readers ------------------------------------------------------------------------------- */
-
 typedef struct Rows {
     IndexRow *v;
     size_t n, cap;
@@ -488,6 +365,109 @@ static int collect(Index *ix, sqlite3_stmt *st, Rows *rows)
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : fail(ix, "select");
 }
+
+/* --- the rebuild ----------------------------------------------------------------------------- */
+
+typedef struct Rebuild {
+    Index *ix;
+    int data_fd;
+    Stage stage;
+    Rows known;          /* the rows before the rebuild, by id */
+    unsigned char *seen; /* known.v[i] has a folder */
+    unsigned read;
+    IndexRebuilt got;
+    int error;
+} Rebuild;
+
+/* A long rebuild (many jobs added behind the index's back: an upgrade, an admin's copy) is
+ * committed in chunks, so a start that is killed halfway keeps what it read, and tells systemd
+ * it is still starting (EXTEND_TIMEOUT_USEC; STATUS= for systemctl status). */
+static void rebuild_chunk(Rebuild *rb)
+{
+    if (exec(rb->ix, "COMMIT") < 0 || exec(rb->ix, "BEGIN IMMEDIATE") < 0) {
+        if (!rb->error)
+            rb->error = -EIO;
+        return;
+    }
+    sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=rebuilding the task index: %u jobs read",
+               60000000ULL, rb->read);
+    log_info("rebuilding the task index: %u jobs read", rb->read);
+}
+
+static int row_cmp(const void *a, const void *b)
+{
+    return strcmp(((const IndexRow *)a)->id, ((const IndexRow *)b)->id);
+}
+
+static int known_load(Rebuild *rb)
+{
+    sqlite3_stmt *st;
+    int r;
+
+    if (sqlite3_prepare_v2(rb->ix->db, "SELECT id, stage, created_ns FROM tasks", -1, &st, NULL) !=
+        SQLITE_OK)
+        return fail(rb->ix, "select");
+    if ((r = collect(rb->ix, st, &rb->known)) < 0)
+        return r;
+    if (!(rb->seen = calloc(rb->known.n + 1, 1)))
+        return -ENOMEM;
+    if (rb->known.n) /* qsort and bsearch want an array, even of nothing */
+        qsort(rb->known.v, rb->known.n, sizeof(*rb->known.v), row_cmp);
+    return 0;
+}
+
+/* Unfinished jobs are always read again (few, and their due time can change without a move);
+ * a finished one only when its row says another stage or is missing. */
+static int rebuild_one(const char *id, void *userdata)
+{
+    Rebuild *rb = userdata;
+    IndexRow key = {0}, *k;
+    int r;
+
+    rb->got.jobs[rb->stage]++;
+    memcpy(key.id, id, sizeof(key.id));
+    k = rb->known.n ? bsearch(&key, rb->known.v, rb->known.n, sizeof(*k), row_cmp) : NULL;
+    if (k) {
+        bool same = k->stage == rb->stage && !rb->seen[k - rb->known.v];
+        rb->seen[k - rb->known.v] = 1;
+        if (same && rb->stage >= STAGE_DONE)
+            return 0;
+    }
+    r = index_refresh(rb->ix, rb->data_fd, rb->stage, id);
+    if (r < 0 && !rb->error)
+        rb->error = r;
+    rb->got.changed += !k || k->stage != rb->stage;
+    if (++rb->read % INDEX_REBUILD_CHUNK == 0)
+        rebuild_chunk(rb);
+    return 0;
+}
+
+int index_rebuild(Index *ix, int data_fd, IndexRebuilt *ret)
+{
+    Rebuild rb = {.ix = ix, .data_fd = data_fd};
+    int r = exec(ix, "BEGIN IMMEDIATE");
+
+    if (r == 0)
+        r = known_load(&rb);
+    for (rb.stage = STAGE_REQUEST; r == 0 && rb.stage <= STAGE_FAILED; rb.stage++)
+        if ((r = jobdir_each(data_fd, rb.stage, rebuild_one, &rb)) == 0)
+            r = rb.error;
+    for (size_t i = 0; r == 0 && i < rb.known.n; i++)
+        if (!rb.seen[i]) {
+            r = index_forget(ix, rb.known.v[i].id);
+            rb.got.changed++;
+        }
+    free(rb.known.v);
+    free(rb.seen);
+    if (r == 0)
+        r = exec(ix, "COMMIT");
+    if (r < 0)
+        exec(ix, "ROLLBACK");
+    *ret = rb.got;
+    return r;
+}
+
+/* --- readers ------------------------------------------------------------------------------- */
 
 int index_list(Index *ix, const IndexQuery *q, IndexRow **ret, size_t *ret_n)
 {
