@@ -664,6 +664,7 @@ int sched_delete(Queue *q, Peer *p, int64_t rid, const char *id)
         if (!run->deleting) /* the first request stops the converter; later ones wait too */
             ipc_send_new(run->peer->fd, ipc_msg("work.cancel", 0, json_pack("{s:s}", "id", id)));
         run->deleting = true;
+        log_task(LOG_INFO, id, "delete requested while it runs: waits for its worker to stop");
         return 1;
     }
     r = jobdir_find(q->data_fd, id, &s);
