@@ -25,6 +25,9 @@ int mkdir_p(const char *path, int mode);
 
 /* A small JSON object in a file: read (1 MiB at most, must be an object), or written with
  * file_write_atomic. */
+/* The SHA-256 of the whole file (read with pread from offset 0) as 64 lower-case hex digits. */
+#define SHA256_HEX_LEN 64
+int file_sha256(int fd, char ret_hex[SHA256_HEX_LEN + 1]);
 int json_read_at(int dir_fd, const char *name, json_t **ret);
 int json_write_at(int dir_fd, const char *name, json_t *j);
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "taskmill/conf.h"
+#include "taskmill/files.h"
 
 /* Exit codes of the taskmill command. */
 enum {
@@ -23,8 +24,7 @@ enum {
     CLIENT_EXIT_TIMEOUT = 3, /* wait --timeout ran out */
 };
 
-#define SHA256_HEX_LEN 64
-#define ARRAY_SIZE(a)  (sizeof(a) / sizeof((a)[0]))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 typedef struct Api Api;
 
@@ -68,6 +68,10 @@ int api_post_json(Api *h, const char *url, const char *body, long *ret_status, j
 /* Streams form->path from disk as multipart/form-data; the file is never loaded in memory. */
 int api_post_task(Api *h, const char *url, const ApiTaskForm *form, long *ret_status,
                   json_t **ret_json);
+
+/* PUTs the file at path as the body, with "X-Taskmill-Sha256: <sha256>" (a node's result). */
+int api_put_file(Api *h, const char *url, const char *path, const char *sha256, long *ret_status,
+                 json_t **ret_json);
 
 /* GETs url into fd, an O_APPEND file already holding offset bytes, asking for "Range: bytes=
  * offset-" when offset > 0. On 206 the bytes are appended (the Content-Range must start at

@@ -463,6 +463,47 @@ int api_post_task(Api *h, const char *url, const ApiTaskForm *form, long *ret_st
     return r;
 }
 
+int api_put_file(Api *h, const char *url, const char *path, const char *sha256, long *ret_status,
+                 json_t **ret_json)
+{
+    struct curl_slist *l = NULL, *t;
+    char line[128];
+    struct stat st;
+    FILE *f = fopen(path, "rbe");
+    int r = 0;
+
+    if (!f || fstat(fileno(f), &st) < 0) {
+        r = -errno;
+        snprintf(h->error, sizeof(h->error), "cannot open %s: %s", path, strerror(errno));
+        if (f)
+            fclose(f);
+        return r;
+    }
+    for (struct curl_slist *i = h->headers; i && r == 0; i = i->next)
+        if ((t = curl_slist_append(l, i->data)))
+            l = t;
+        else
+            r = -ENOMEM;
+    snprintf(line, sizeof(line), "X-Taskmill-Sha256: %s", sha256);
+    if (r == 0 && (t = curl_slist_append(l, line)))
+        l = t;
+    else
+        r = -ENOMEM;
+    if (r == 0) {
+        http_prepare(h, url);
+        curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, l);
+        curl_easy_setopt(h->curl, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(h->curl, CURLOPT_READDATA, f);
+        curl_easy_setopt(h->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
+        r = http_exchange(h, ret_status, ret_json);
+        curl_easy_setopt(h->curl, CURLOPT_UPLOAD, 0L);
+        curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, h->headers);
+    }
+    curl_slist_free_all(l);
+    fclose(f);
+    return r;
+}
+
 /* Header lines arrive unterminated; the status line of each answer resets what we saw. */
 static size_t dl_header(char *p, size_t size, size_t n, void *userdata)
 {
@@ -565,34 +606,6 @@ int api_download(Api *h, const char *url, int fd, uint64_t offset, long *ret_sta
     return 0;
 }
 
-static int sha256_fd(int fd, char ret_hex[SHA256_HEX_LEN + 1])
-{
-    unsigned char buf[1 << 16], md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    off_t pos = 0;
-    ssize_t n;
-    int r = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? 0 : -ENOMEM;
-
-    while (r == 0 && (n = pread(fd, buf, sizeof(buf), pos)) != 0) {
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            r = -errno;
-        else if (!EVP_DigestUpdate(ctx, buf, (size_t)n))
-            r = -EIO;
-        pos += n > 0 ? n : 0;
-    }
-    if (r == 0 && (!EVP_DigestFinal_ex(ctx, md, &mdlen) || mdlen * 2 != SHA256_HEX_LEN))
-        r = -EIO;
-    EVP_MD_CTX_free(ctx);
-    if (r < 0)
-        return r;
-    for (unsigned int i = 0; i < mdlen; i++)
-        snprintf(ret_hex + 2 * i, 3, "%02x", md[i]);
-    return 0;
-}
-
 /* Opens (creating) the partial file for appending; a partial longer than the result cannot be
  * a prefix of it and starts over. A symbolic link planted at the partial's name is refused: the
  * sync client may run as root in folders that others can write. */
@@ -664,7 +677,7 @@ static int partial_check(Api *h, const char *partial, uint64_t size, const char 
         snprintf(h->error, sizeof(h->error), "%s has %llu bytes, the result has %llu", partial,
                  (unsigned long long)st.st_size, (unsigned long long)size);
         r = -EBADMSG;
-    } else if ((r = sha256_fd(fd, hex)) < 0) {
+    } else if ((r = file_sha256(fd, hex)) < 0) {
         snprintf(h->error, sizeof(h->error), "%s: cannot hash: %s", partial, strerror(-r));
     } else if (strcasecmp(hex, sha256)) {
         snprintf(h->error, sizeof(h->error), "sha256 mismatch: %s is %s, the server says %.64s",

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 int mkdir_p(const char *path, int mode)
 {
     char buf[4096];
@@ -200,4 +202,32 @@ int json_write_at(int dir_fd, const char *name, json_t *j)
     r = file_write_atomic(dir_fd, name, s, strlen(s));
     free(s);
     return r;
+}
+
+int file_sha256(int fd, char ret_hex[SHA256_HEX_LEN + 1])
+{
+    unsigned char buf[1 << 16], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    off_t pos = 0;
+    ssize_t n;
+    int r = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? 0 : -ENOMEM;
+
+    while (r == 0 && (n = pread(fd, buf, sizeof(buf), pos)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            r = -errno;
+        else if (!EVP_DigestUpdate(ctx, buf, (size_t)n))
+            r = -EIO;
+        pos += n > 0 ? n : 0;
+    }
+    if (r == 0 && (!EVP_DigestFinal_ex(ctx, md, &mdlen) || mdlen * 2 != SHA256_HEX_LEN))
+        r = -EIO;
+    EVP_MD_CTX_free(ctx);
+    if (r < 0)
+        return r;
+    for (unsigned int i = 0; i < mdlen; i++)
+        snprintf(ret_hex + 2 * i, 3, "%02x", md[i]);
+    return 0;
 }
