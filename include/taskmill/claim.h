@@ -26,6 +26,11 @@ int claim_read(int job_fd, JobClaim *ret);
 int claim_start(int job_fd, JobClaim *ret);
 /* The attempt in flight ended with a verdict (done, failed, crashed). */
 int claim_end(int job_fd);
+/* The attempt in flight was interrupted and another began at once in the same pool (a cluster
+ * node went silent and the task went to another node): interruptions + 1, the attempt count
+ * unchanged, started now. Unlike claim_start nothing is removed: the new attempt's files are
+ * being written already. */
+int claim_restart(int job_fd);
 /* The attempt failed in a way worth another try (error.json says how): its error is kept as the
  * last error, and the next attempt waits until next_ns. */
 int claim_retry(int job_fd, int64_t next_ns);

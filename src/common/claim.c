@@ -117,6 +117,19 @@ int claim_interrupt(int job_fd)
     return claim_write(job_fd, &c);
 }
 
+int claim_restart(int job_fd)
+{
+    JobClaim c;
+    int r = claim_read(job_fd, &c);
+
+    if (r < 0)
+        return r;
+    c.interruptions++;
+    c.active = true;
+    c.started_ns = now_ns();
+    return claim_write(job_fd, &c);
+}
+
 int claim_retry(int job_fd, int64_t next_ns)
 {
     json_t *e = NULL;

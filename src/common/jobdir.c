@@ -242,7 +242,7 @@ int jobdir_each(int data_fd, Stage s, JobdirEachFn fn, void *userdata)
 }
 
 /* What an attempt writes: temporaries and partials, outputs (output*, stdout.txt, the exec
- * kind's tmp/), progress, result and error. */
+ * kind's tmp/), progress, result and error, and the cluster node it ran on (node.json). */
 static bool is_attempt_output(const char *name)
 {
     size_t n = strlen(name);
@@ -250,7 +250,7 @@ static bool is_attempt_output(const char *name)
     return !strncmp(name, ".tmp", 4) || (n > 8 && !strcmp(name + n - 8, ".partial")) ||
            !strncmp(name, "output", 6) || !strcmp(name, "stdout.txt") || !strcmp(name, "tmp") ||
            !strcmp(name, "progress.json") || !strcmp(name, "result.json") ||
-           !strcmp(name, "error.json");
+           !strcmp(name, "error.json") || !strcmp(name, "node.json");
 }
 
 int jobdir_reset(int job_fd)

@@ -159,6 +159,7 @@ static json_t *view_build(Stage s, const ViewFiles *f)
     json_object_set(v, "batch", json_object_get(f->req, "batch") ?: json_null());
     json_object_set_new(v, "run_at", view_time(ns_field(f->req, "run_at_ns")));
     json_object_set(v, "timeout", json_object_get(f->req, "timeout") ?: json_null());
+    json_object_set_new(v, "interruptions", json_integer(ns_field(f->claim, "interruptions")));
     json_object_set_new(v, "last_error", view_last_error(f->claim));
     json_object_set_new(v, "next_attempt_at", view_time(next > now_ns() ? next : 0));
     json_object_set_new(v, "history", view_history(f->history));

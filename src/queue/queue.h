@@ -79,6 +79,9 @@ int sched_submit(Queue *q, const char *id, char *err, size_t errlen);
  * worker's record of the attempt (may be NULL). */
 int sched_finish(Queue *q, Peer *p, const char *id, const char *outcome, json_t *attempt);
 int sched_release(Queue *q, Peer *p, const char *id);
+/* The attempt in flight ended without a verdict and the pool began another at once (a cluster
+ * node vanished and its task went to another node): an interruption, and a new attempt. */
+int sched_restart(Queue *q, Peer *p, const char *id);
 /* 0: deleted now; 1: a running job was asked to stop, reply follows; <0: error */
 int sched_delete(Queue *q, Peer *p, int64_t rid, const char *id);
 /* A failed task back to pending, with its kept input: 0, -ENOENT, -EBUSY (not failed),

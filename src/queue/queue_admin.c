@@ -56,7 +56,8 @@ json_t *admin_workers(Queue *q)
         json_array_foreach(p->slots, i, slot)
         {
             json_t *s = json_deep_copy(slot);
-            json_object_set_new(s, "host", json_string(p->host));
+            if (!json_is_string(json_object_get(s, "host"))) /* a cluster node's names itself */
+                json_object_set_new(s, "host", json_string(p->host));
             if (q->draining &&
                 !strcmp(json_string_value(json_object_get(s, "state")) ?: "", "idle"))
                 json_object_set_new(s, "state", json_string("draining"));

@@ -224,6 +224,21 @@ static void on_released(void *ctx, void *peer, json_t *msg)
           r < 0 ? ipc_reply_error(msg, "not_found", "job is not yours") : ipc_reply_ok(msg, NULL));
 }
 
+static void on_restarted(void *ctx, void *peer, json_t *msg)
+{
+    Queue *q = ctx;
+    Peer *p = peer;
+    const char *id;
+    int r;
+
+    if (!unpack_id(p, msg, &id, NULL))
+        return;
+    r = sched_restart(q, p, id);
+    reply(p, r == -ENOENT ? ipc_reply_error(msg, "not_found", "job is not yours")
+             : r < 0      ? ipc_reply_error(msg, "io_error", "claim.json could not be written")
+                          : ipc_reply_ok(msg, NULL));
+}
+
 static unsigned count_role(const Queue *q, IpcRole role)
 {
     unsigned n = 0;
@@ -269,6 +284,9 @@ static void on_workers_report(void *ctx, void *peer, json_t *msg)
     }
     json_decref(p->slots);
     p->slots = json_deep_copy(slots);
+    /* A cluster bridge's slots are its nodes' and change as nodes come and go. */
+    if (json_array_size(p->kinds) > 0)
+        p->workers = (int)json_array_size(slots);
 }
 
 static void on_workers_get(void *ctx, void *peer, json_t *msg)
@@ -388,6 +406,7 @@ static const IpcHandler handlers[] = {
     {"work.unclaim", C | B, on_unclaim},
     {"work.done", C | B, on_done},
     {"work.released", C | B, on_released},
+    {"work.restarted", C, on_restarted},
     {"ok", C | B, on_answer},
     {"error", C | B, on_answer},
 };

@@ -648,6 +648,19 @@ int sched_release(Queue *q, Peer *p, const char *id)
     return 0;
 }
 
+int sched_restart(Queue *q, Peer *p, const char *id)
+{
+    Running *run = running_find(q, id);
+    int r;
+
+    if (!run || run->peer != p)
+        return -ENOENT;
+    r = claim_apply(q, run->id, claim_restart);
+    log_task(r < 0 ? LOG_ERR : LOG_NOTICE, run->id, "interrupted, a new attempt began%s%s",
+             r < 0 ? ": " : "", r < 0 ? strerror(-r) : "");
+    return r;
+}
+
 int sched_delete(Queue *q, Peer *p, int64_t rid, const char *id)
 {
     Running *run = running_find(q, id);

@@ -101,8 +101,9 @@ static void test_move(int data_fd)
  * keeps what the job is: its request, its input, its claim, its callback record. */
 static void test_reset(int data_fd)
 {
-    static const char *const attempt[] = {"output.mkv.partial", "output.mkv",  "progress.json",
-                                          ".tmp.result.json",   "result.json", "error.json"};
+    static const char *const attempt[] = {
+        "output.mkv.partial", "output.mkv", "progress.json", ".tmp.result.json",     "result.json",
+        "error.json",         "node.json",  "output.node-2", "output.node-3.partial"};
     static const char after[] = "callback.json\nclaim.json\ninput.mp4\nrequest.json\n";
     char out[1024] = "";
     int fd;
@@ -113,7 +114,7 @@ static void test_reset(int data_fd)
         touch(fd, attempt[i]);
     touch(fd, "claim.json");
     touch(fd, "callback.json");
-    CHECK_INT(jobdir_reset(fd), 6);
+    CHECK_INT(jobdir_reset(fd), 9);
     for (size_t i = 0; i < sizeof(attempt) / sizeof(attempt[0]); i++)
         CHECK_MSG(faccessat(fd, attempt[i], F_OK, AT_SYMLINK_NOFOLLOW) < 0, "%s survived the reset",
                   attempt[i]);
@@ -190,6 +191,12 @@ static void test_claim_counts(int data_fd)
     CHECK(claim_read(fd, &c) == 0 && c.attempts == 1 && c.interruptions == 2 && !c.active);
     CHECK(claim_start(fd, &c) == 0 && c.attempts == 2 && c.active);
     CHECK(faccessat(fd, "error.json", F_OK, 0) < 0); /* a new attempt starts from nothing */
+    /* a cluster node went silent and another took the task over at once: an interruption,
+     * the same attempt count, still active, and the new attempt's files stay */
+    CHECK(file_write_atomic(fd, "node.json", "{}", 2) == 0);
+    CHECK(claim_restart(fd) == 0 && claim_read(fd, &c) == 0);
+    CHECK(c.attempts == 2 && c.interruptions == 3 && c.active);
+    CHECK(faccessat(fd, "node.json", F_OK, 0) == 0);
     CHECK(claim_end(fd) == 0 && claim_read(fd, &c) == 0 && c.attempts == 2 && !c.active);
     close(fd);
     CHECK(jobdir_remove(data_fd, STAGE_IN_PROGRESS, ID3) == 0);
