@@ -32,7 +32,7 @@ typedef struct Rest {
 /* Who is asking: a token's name and role, or the open API (no tokens configured). */
 typedef struct Auth {
     char name[64];
-    bool admin, open;
+    bool admin, node, open;
 } Auth;
 
 /* rest_conn.c: open connections, their limits and the header deadline. */
@@ -54,6 +54,7 @@ void conn_request_ends(void *handle);
 unsigned conn_tick(void);
 
 typedef struct Upload Upload;
+typedef struct NodePut NodePut;
 typedef struct Route Route;
 
 /* The per-request state MHD keeps in *con_cls. */
@@ -64,6 +65,7 @@ typedef struct Req {
     unsigned refusal;   /* an HTTP status decided before the body: 404, 405, 400 */
     char arg[128];      /* the task id in the path */
     Upload *upload;     /* POST /v1/tasks */
+    NodePut *put;       /* PUT /v1/node/tasks/<id>/output */
     uint64_t discarded; /* bytes of a body nobody wants */
     bool body_wanted;   /* an endpoint with a JSON body */
     char *body;         /* that body, NUL-terminated */
@@ -207,6 +209,21 @@ int tasks_range_parse(const char *h, uint64_t size, Range *ret);
 /* A list cursor, "<created_ns>.<id>" of the last task of the previous page; NULL is none (0,
  * nothing set); -EINVAL for anything we did not give out. */
 int tasks_cursor_parse(const char *s, int64_t *ret_ns, char ret_id[37]);
+
+/* rest_node.c: a conversion node's endpoints (a token of role node, or the open API). */
+enum MHD_Result node_whoami(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
+enum MHD_Result node_input(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
+/* PUT of a node's result, streamed like an upload: 0 read the body, 1 answered before it (the
+ * answer is sent by node_put_finish), <0 error. */
+int node_put_begin(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id,
+                   NodePut **ret);
+enum MHD_Result node_put_feed(NodePut *p, const char *data, size_t *size);
+enum MHD_Result node_put_finish(NodePut *p, struct MHD_Connection *c);
+void node_put_free(NodePut *p);
+/* A file of the task (its input, its result) with single-range Range support, from the open
+ * fd (closed here); name for Content-Disposition, sha256 (or NULL) for the ETag. */
+enum MHD_Result tasks_send_file(struct MHD_Connection *c, int fd, const char *name,
+                                const char *sha256);
 
 /* rest_admin.c: the operator's endpoints (a token of role admin, or the open API); the route
  * table's signature, the token and the path argument unused. */

@@ -1,6 +1,7 @@
 /* rest_auth.c - who may do what: bearer tokens from a root-only token file.
  *
- * The file holds one token per line: "NAME ROLE SHA256-HEX" (ROLE is user or admin); only the
+ * The file holds one token per line: "NAME ROLE SHA256-HEX" (ROLE is user, admin or node: a
+ * conversion node, which may only fetch inputs and upload results, docs/cluster.md); only the
  * hash of a token is stored. A presented token is hashed and compared with every entry in
  * constant time. A user token sees and touches only the tasks it created (others are 404);
  * an admin token sees all. With no token file on a loopback listener the API is open. */
@@ -18,7 +19,7 @@
 
 typedef struct Token {
     char name[64];
-    bool admin;
+    bool admin, node;
     unsigned char hash[32];
 } Token;
 
@@ -40,12 +41,14 @@ static int parse_line(const char *line, Token *t, char *err, size_t errlen)
     char name[64], role[16], hex[80];
 
     if (sscanf(line, "%63s %15s %79s", name, role, hex) != 3 ||
-        (strcmp(role, "user") && strcmp(role, "admin")) || hex_decode(hex, t->hash) < 0) {
-        snprintf(err, errlen, "expected 'NAME user|admin SHA256-HEX'");
+        (strcmp(role, "user") && strcmp(role, "admin") && strcmp(role, "node")) ||
+        hex_decode(hex, t->hash) < 0) {
+        snprintf(err, errlen, "expected 'NAME user|admin|node SHA256-HEX'");
         return -EINVAL;
     }
     snprintf(t->name, sizeof(t->name), "%s", name);
     t->admin = !strcmp(role, "admin");
+    t->node = !strcmp(role, "node");
     return 0;
 }
 
@@ -128,7 +131,7 @@ int auth_check(const char *header, Auth *ret)
             match = &tokens[i];
     if (!match)
         return -EACCES;
-    *ret = (Auth){.admin = match->admin};
+    *ret = (Auth){.admin = match->admin, .node = match->node};
     snprintf(ret->name, sizeof(ret->name), "%s", match->name);
     return 0;
 }

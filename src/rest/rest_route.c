@@ -37,6 +37,7 @@ typedef enum Access {
     ACCESS_TOKEN,  /* any valid token (or the open API) */
     ACCESS_PUBLIC, /* no token needed */
     ACCESS_ADMIN,  /* a token of role admin (or the open API) */
+    ACCESS_NODE,   /* a token of role node (or the open API): docs/cluster.md */
 } Access;
 
 struct Route {
@@ -44,6 +45,7 @@ struct Route {
     RouteFn fn;                           /* NULL for the upload and for body_fn routes */
     Access access;
     BodyFn body_fn; /* takes a JSON body of at most JSON_BODY_MAX bytes */
+    bool node_put;  /* a node's result, streamed to disk (rest_node.c) */
 };
 
 static enum MHD_Result on_task_types(Rest *rest, struct MHD_Connection *c, const Auth *a,
@@ -76,26 +78,31 @@ static enum MHD_Result on_health(Rest *rest, struct MHD_Connection *c, const Aut
 #define T ACCESS_TOKEN
 #define P ACCESS_PUBLIC
 #define A ACCESS_ADMIN
+#define N ACCESS_NODE
 
 static const Route routes[] = {
-    {"GET", "/v1/task-types", NULL, on_task_types, T, NULL},
-    {"GET", "/v1/tasks", NULL, on_list, T, NULL},
-    {"POST", "/v1/tasks", NULL, NULL, T, NULL},
-    {"GET", "/v1/status", NULL, on_status, T, NULL},
-    {"GET", "/healthz", NULL, on_health, P, NULL},
-    {"GET", "/v1/tasks/", "/result", tasks_result, T, NULL},
-    {"POST", "/v1/tasks/", "/retry", tasks_retry, T, NULL},
-    {"GET", "/v1/tasks/", "", tasks_get, T, NULL},
-    {"DELETE", "/v1/tasks/", "", tasks_delete, T, NULL},
-    {"POST", "/v1/batches", NULL, NULL, T, batches_create},
-    {"POST", "/v1/batches/", "/close", batches_close, T, NULL},
-    {"GET", "/v1/batches/", "", batches_get, T, NULL},
-    {"GET", "/v1/workers", NULL, admin_workers, A, NULL},
-    {"GET", "/v1/workers/history", NULL, admin_history, A, NULL},
-    {"POST", "/v1/admin/drain", NULL, admin_drain, A, NULL},
-    {"POST", "/v1/admin/resume", NULL, admin_resume, A, NULL},
-    {"GET", "/v1/admin/check", NULL, admin_check, A, NULL},
+    {"GET", "/v1/task-types", NULL, on_task_types, T, NULL, false},
+    {"GET", "/v1/tasks", NULL, on_list, T, NULL, false},
+    {"POST", "/v1/tasks", NULL, NULL, T, NULL, false},
+    {"GET", "/v1/status", NULL, on_status, T, NULL, false},
+    {"GET", "/healthz", NULL, on_health, P, NULL, false},
+    {"GET", "/v1/tasks/", "/result", tasks_result, T, NULL, false},
+    {"POST", "/v1/tasks/", "/retry", tasks_retry, T, NULL, false},
+    {"GET", "/v1/tasks/", "", tasks_get, T, NULL, false},
+    {"DELETE", "/v1/tasks/", "", tasks_delete, T, NULL, false},
+    {"POST", "/v1/batches", NULL, NULL, T, batches_create, false},
+    {"POST", "/v1/batches/", "/close", batches_close, T, NULL, false},
+    {"GET", "/v1/batches/", "", batches_get, T, NULL, false},
+    {"GET", "/v1/workers", NULL, admin_workers, A, NULL, false},
+    {"GET", "/v1/workers/history", NULL, admin_history, A, NULL, false},
+    {"POST", "/v1/admin/drain", NULL, admin_drain, A, NULL, false},
+    {"POST", "/v1/admin/resume", NULL, admin_resume, A, NULL, false},
+    {"GET", "/v1/admin/check", NULL, admin_check, A, NULL, false},
+    {"GET", "/v1/node", NULL, node_whoami, N, NULL, false},
+    {"GET", "/v1/node/tasks/", "/input", node_input, N, NULL, false},
+    {"PUT", "/v1/node/tasks/", "/output", NULL, N, NULL, true},
 };
+#undef N
 #undef T
 #undef P
 #undef A
@@ -194,6 +201,17 @@ static enum MHD_Result request_begins(Rest *r, Req *req, struct MHD_Connection *
     if (!req->refusal && req->route->access == ACCESS_ADMIN && !req->auth.admin && !req->auth.open)
         return http_error_close(c, MHD_HTTP_FORBIDDEN, "admin_only",
                                 "this endpoint needs a token of role admin");
+    if (!req->refusal && req->route->access == ACCESS_NODE && !req->auth.node && !req->auth.open)
+        return http_error_close(c, MHD_HTTP_FORBIDDEN, "node_only",
+                                "this endpoint needs a token of role node");
+    if (!req->refusal && req->route->access != ACCESS_NODE && req->route->access != ACCESS_PUBLIC &&
+        req->auth.node)
+        return http_error_close(c, MHD_HTTP_FORBIDDEN, "node_token",
+                                "a node token may only fetch inputs and upload results");
+    if (!req->refusal && req->route->node_put) {
+        q = node_put_begin(r, c, &req->auth, req->arg, &req->put);
+        return q < 0 ? MHD_NO : q > 0 ? node_put_finish(req->put, c) : MHD_YES;
+    }
     if (!req->refusal && req->route->body_fn) {
         if (body_coming(c, &len) && len > JSON_BODY_MAX && len != UINT64_MAX)
             return http_error_close(c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
@@ -253,6 +271,9 @@ enum MHD_Result route_request(void *cls, struct MHD_Connection *c, const char *u
     if (req->upload)
         return *data_size > 0 ? upload_feed(req->upload, data, data_size)
                               : upload_finish(req->upload, c);
+    if (req->put)
+        return *data_size > 0 ? node_put_feed(req->put, data, data_size)
+                              : node_put_finish(req->put, c);
     if (req->body_wanted && *data_size > 0)
         return body_feed(req, data, data_size);
     if (req->body_wanted) {
@@ -282,6 +303,8 @@ void route_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     conn_request_ends(req->conn);
     if (req->upload)
         upload_free(req->upload);
+    if (req->put)
+        node_put_free(req->put);
     free(req->body);
     free(req);
     *con_cls = NULL;

@@ -197,9 +197,8 @@ static int result_open(Rest *rest, const char *id, json_t **ret_result, int *ret
 }
 
 static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t size, const Range *rg,
-                                  json_t *result)
+                                  const char *name, const char *sha256)
 {
-    const char *name = json_string_value(json_object_get(result, "file_name"));
     uint64_t len = rg->last - rg->first + 1;
     struct MHD_Response *resp;
     char buf[1024];
@@ -215,8 +214,10 @@ static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t siz
     disposition(name ? name : "result", buf, sizeof(buf));
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, buf);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
-    snprintf(buf, sizeof(buf), "\"%.64s\"", json_string_value(json_object_get(result, "sha256")));
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, buf);
+    if (sha256) {
+        snprintf(buf, sizeof(buf), "\"%.64s\"", sha256);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, buf);
+    }
     if (rg->partial) {
         snprintf(buf, sizeof(buf), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, rg->first, rg->last,
                  size);
@@ -227,11 +228,38 @@ static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t siz
     return ret;
 }
 
-enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id)
+enum MHD_Result tasks_send_file(struct MHD_Connection *c, int fd, const char *name,
+                                const char *sha256)
 {
-    json_t *result;
     struct stat st;
     Range rg;
+    int r;
+
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", "cannot read the file");
+    }
+    r = tasks_range_parse(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE),
+                          (uint64_t)st.st_size, &rg);
+    if (r == -EINVAL)
+        r = tasks_range_parse(NULL, (uint64_t)st.st_size, &rg);
+    if (r == -ERANGE) {
+        char buf[64];
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        snprintf(buf, sizeof(buf), "bytes */%" PRIu64, (uint64_t)st.st_size);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, buf);
+        close(fd);
+        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    return send_range(c, fd, (uint64_t)st.st_size, &rg, name, sha256);
+}
+
+enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id)
+{
+    enum MHD_Result ret;
+    json_t *result;
     Stage s;
     int fd, r;
 
@@ -245,23 +273,8 @@ enum MHD_Result tasks_result(Rest *rest, struct MHD_Connection *c, const Auth *a
     if (r < 0)
         return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
                           "the result of task %s cannot be read: %s", id, strerror(-r));
-    fstat(fd, &st);
-    r = tasks_range_parse(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE),
-                          (uint64_t)st.st_size, &rg);
-    if (r == -EINVAL)
-        r = tasks_range_parse(NULL, (uint64_t)st.st_size, &rg);
-    if (r == -ERANGE) {
-        char buf[64];
-        struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
-        snprintf(buf, sizeof(buf), "bytes */%" PRIu64, (uint64_t)st.st_size);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, buf);
-        close(fd);
-        json_decref(result);
-        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
-        MHD_destroy_response(resp);
-        return ret;
-    }
-    enum MHD_Result ret = send_range(c, fd, (uint64_t)st.st_size, &rg, result);
+    ret = tasks_send_file(c, fd, json_string_value(json_object_get(result, "file_name")),
+                          json_string_value(json_object_get(result, "sha256")));
     json_decref(result);
     return ret;
 }
