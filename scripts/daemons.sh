@@ -6,7 +6,7 @@
 # raises it for its start-ups with many stored tasks).
 
 TM_ORDER_START=(init queue convert callback rest)
-TM_ORDER_STOP=(rest callback convert queue init)
+TM_ORDER_STOP=(rest cluster callback convert queue init) # cluster: only when a test started it
 declare -A TM_PID
 
 # tm_start NAME: starts taskmill-NAME and waits until it says it started (after READY=1).

@@ -82,6 +82,20 @@ typedef struct Conf {
     int client_priority;
     int client_crf;      /* -1 = the server's default */
     char *client_preset; /* NULL = the server's default */
+    /* [cluster] (the server) and [node] (a conversion node): NATS JetStream, docs/cluster.md.
+     * The nats_* keys are read from either section: the connection both sides make. */
+    char *nats_url; /* NULL: no cluster (the single box) */
+    char *nats_user, *nats_password;
+    char *nats_creds;                          /* a .creds file (JWT + nkey seed) */
+    char *nats_nkey_seed;                      /* an nkey seed file */
+    char *nats_ca, *nats_cert, *nats_cert_key; /* TLS: trusted CAs; a client certificate */
+    int cluster_ack_wait;                      /* seconds a node may stay silent on a task */
+    int cluster_max_deliver;                   /* deliveries of one task before it fails */
+    int cluster_start_timeout; /* seconds a published task may wait for a node to take it */
+    char *node_server;         /* the server's base URL */
+    char *node_token;          /* a token of role node */
+    int node_workers;          /* conversions at once on the node (0: one per core) */
+    char *node_host;           /* the node's name in the workers' view (default: hostname) */
     /* [ctl]: taskmillctl */
     char *ctl_token; /* an admin token, or NULL */
     /* [type.NAME] sections and the built-in video type (tasktype.h) */

@@ -111,6 +111,29 @@ static const ConfKey conf_keys[] = {
     K("client", "priority", KEY_INT, 0, 1000, client_priority),
     K("client", "crf", KEY_INT, 0, 51, client_crf),
     K("client", "preset", KEY_PRESET, 0, 0, client_preset),
+    K("cluster", "nats_url", KEY_STR, 0, 0, nats_url),
+    K("cluster", "nats_user", KEY_STR, 0, 0, nats_user),
+    K("cluster", "nats_password", KEY_STR, 0, 0, nats_password),
+    K("cluster", "nats_creds", KEY_STR, 0, 0, nats_creds),
+    K("cluster", "nats_nkey_seed", KEY_STR, 0, 0, nats_nkey_seed),
+    K("cluster", "nats_ca", KEY_STR, 0, 0, nats_ca),
+    K("cluster", "nats_cert", KEY_STR, 0, 0, nats_cert),
+    K("cluster", "nats_key", KEY_STR, 0, 0, nats_cert_key),
+    K("node", "nats_url", KEY_STR, 0, 0, nats_url),
+    K("node", "nats_user", KEY_STR, 0, 0, nats_user),
+    K("node", "nats_password", KEY_STR, 0, 0, nats_password),
+    K("node", "nats_creds", KEY_STR, 0, 0, nats_creds),
+    K("node", "nats_nkey_seed", KEY_STR, 0, 0, nats_nkey_seed),
+    K("node", "nats_ca", KEY_STR, 0, 0, nats_ca),
+    K("node", "nats_cert", KEY_STR, 0, 0, nats_cert),
+    K("node", "nats_key", KEY_STR, 0, 0, nats_cert_key),
+    K("cluster", "ack_wait", KEY_INT, 2, 86400, cluster_ack_wait),
+    K("cluster", "max_deliver", KEY_INT, 1, 100, cluster_max_deliver),
+    K("cluster", "start_timeout", KEY_INT, 1, 86400, cluster_start_timeout),
+    K("node", "server", KEY_STR, 0, 0, node_server),
+    K("node", "token", KEY_STR, 0, 0, node_token),
+    K("node", "workers", KEY_INT, 0, 64, node_workers),
+    K("node", "host", KEY_STR, 0, 0, node_host),
     K("ctl", "token", KEY_STR, 0, 0, ctl_token),
 };
 
@@ -142,6 +165,9 @@ static void conf_defaults(Conf *c)
         .keep_input = false,
         .max_attempts = 3,
         .stall_timeout = 300,
+        .cluster_ack_wait = 60,
+        .cluster_max_deliver = 3,
+        .cluster_start_timeout = 60,
         .max_memory_bytes = UINT64_C(8) << 30,
         .max_cpu_seconds = 86400,
         .max_processes = 256,
@@ -427,6 +453,17 @@ void conf_free(Conf *c)
     free(c->client_preset);
     free(c->load_source);
     free(c->ctl_token);
+    free(c->nats_url);
+    free(c->nats_user);
+    free(c->nats_password);
+    free(c->nats_creds);
+    free(c->nats_nkey_seed);
+    free(c->nats_ca);
+    free(c->nats_cert);
+    free(c->nats_cert_key);
+    free(c->node_server);
+    free(c->node_token);
+    free(c->node_host);
     tasktype_conf_free(c);
     *c = (Conf){0};
 }

@@ -111,6 +111,8 @@ static void test_keys_cover_conf(void)
             }
     for (size_t i = 0; i < n; i++) {
         size_t at = (end + f[i].size - 1) / f[i].size * f[i].size; /* aligned like its size */
+        if (i > 0 && f[i].offset == f[i - 1].offset)
+            continue; /* a key read in two sections ([cluster] and [node] nats_*) */
         CHECK_MSG(f[i].offset == at,
                   "Conf has %zu bytes before '%s' (offset %zu) that no key of conf.c's table holds",
                   f[i].offset - end, f[i].name, f[i].offset);

@@ -1,0 +1,700 @@
+/* node.c - taskmill-node: a conversion node that takes video tasks from the server's JetStream
+ * stream (docs/cluster.md).
+ *
+ * At start the node asks the server who its token is (GET /v1/node: a token of role node, or
+ * it refuses to run), connects to NATS and binds to the durable consumer the bridge made. A
+ * puller thread fetches one message at a time while a slot is free; everything else happens in
+ * the daemon's loop. For each message the node asks the bridge whether this delivery may run
+ * (taskmill.start): a message the bridge no longer holds is acked away, an older delivery is
+ * left alone. An accepted task gets a folder of its own, ROOT/node/in_progress/<id>/ (the id is
+ * checked to be a UUID; the server's file names are checked as it checks them), and a runner
+ * process (node_job.c). While it runs the node sends in-progress acks every third of the
+ * consumer's AckWait and reports its slots every second. When the runner ends the verdict goes
+ * to the bridge (taskmill.finish) and only an accepted verdict acks the message; a refused one
+ * is dropped. SIGTERM stops the runners and hands their messages back at once (nak). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../client/client.h"
+#include "../convert/convert.h"
+#include "node.h"
+#include "taskmill/clock.h"
+#include "taskmill/daemon.h"
+#include "taskmill/files.h"
+#include "taskmill/jobdir.h"
+#include "taskmill/log.h"
+#include "taskmill/natslink.h"
+#include "taskmill/tasktype.h"
+
+#define FINISH_GIVE_UP_S 600 /* a verdict the bridge never answered is dropped after this */
+
+typedef struct Slot {
+    pid_t pid;    /* the runner, 0 when none */
+    natsMsg *msg; /* the task's message: acked, naked or dropped at the end */
+    char id[TASK_ID_LEN + 1], type[72];
+    uint64_t seq;
+    int64_t delivery;
+    int64_t started_ns, acked_ns;
+    bool cancelled; /* the task was deleted: no verdict, no ack */
+    json_t *finish; /* a verdict the bridge has not answered yet */
+    int64_t finish_since_ns;
+} Slot;
+
+typedef struct Node {
+    Daemon *daemon;
+    const Conf *conf;
+    int work_fd; /* ROOT/node */
+    NatsLink *nats;
+    natsSubscription *pull;
+    int64_t ack_wait_ns;
+    Slot *slots;
+    int n_slots;
+    char host[64], name[64];
+    /* shared with the puller thread */
+    pthread_t puller;
+    bool puller_started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int free_slots, in_flight; /* a fetch is worth it while free_slots > in_flight */
+    bool quit;
+} Node;
+
+static Node node;
+
+static bool slot_busy(const Slot *s)
+{
+    return s->pid > 0 || s->finish;
+}
+
+static int busy_count(const Node *n)
+{
+    int k = 0;
+
+    for (int i = 0; i < n->n_slots; i++)
+        k += slot_busy(&n->slots[i]);
+    return k;
+}
+
+/* Tells the puller how many messages it may fetch. */
+static void update_free(Node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    n->free_slots = daemon_stopping(n->daemon) ? 0 : n->n_slots - busy_count(n);
+    pthread_cond_signal(&n->cond);
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* --- the puller thread ---------------------------------------------------------------------------
+ */
+
+static void *puller_main(void *arg)
+{
+    Node *n = arg;
+
+    for (;;) {
+        natsMsgList list = {0};
+        jsErrCode code = 0;
+        natsStatus s;
+
+        pthread_mutex_lock(&n->lock);
+        while (!n->quit && n->free_slots <= n->in_flight) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&n->cond, &n->lock, &until);
+        }
+        bool quit = n->quit;
+        pthread_mutex_unlock(&n->lock);
+        if (quit)
+            return NULL;
+        s = natsSubscription_Fetch(&list, n->pull, 1, 2000, &code);
+        if (s == NATS_TIMEOUT)
+            continue;
+        if (s != NATS_OK) {
+            sleep(1); /* NATS away: libnats reconnects meanwhile */
+            continue;
+        }
+        for (int i = 0; i < list.Count; i++) {
+            pthread_mutex_lock(&n->lock);
+            n->in_flight++;
+            pthread_mutex_unlock(&n->lock);
+            natslink_push(n->nats, list.Msgs[i]);
+            list.Msgs[i] = NULL;
+        }
+        natsMsgList_Destroy(&list);
+    }
+}
+
+/* Binds to the bridge's consumer once it exists, and starts the puller. */
+static void pull_setup(Node *n)
+{
+    jsSubOptions so;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode code = 0;
+
+    if (n->pull || !natslink_up(n->nats))
+        return;
+    jsSubOptions_Init(&so);
+    so.Stream = NATS_STREAM;
+    so.Consumer = NATS_CONSUMER;
+    if (js_PullSubscribe(&n->pull, natslink_js(n->nats), NATS_WORK_SUBJECT, NULL, NULL, &so,
+                         &code) != NATS_OK) {
+        n->pull = NULL;
+        log_notice("the stream %s is not there yet (error %d); is taskmill-cluster running?",
+                   NATS_STREAM, (int)code);
+        return;
+    }
+    if (js_GetConsumerInfo(&ci, natslink_js(n->nats), NATS_STREAM, NATS_CONSUMER, NULL, &code) ==
+            NATS_OK &&
+        ci->Config)
+        n->ack_wait_ns = ci->Config->AckWait;
+    jsConsumerInfo_Destroy(ci);
+    if (n->ack_wait_ns <= 0)
+        n->ack_wait_ns = 30 * INT64_C(1000000000);
+    if (pthread_create(&n->puller, NULL, puller_main, n) == 0)
+        n->puller_started = true;
+    log_info("taking tasks from %s with %d slots (ack_wait %" PRId64 " s)", NATS_STREAM, n->n_slots,
+             n->ack_wait_ns / 1000000000);
+    update_free(n);
+}
+
+/* --- slots ---------------------------------------------------------------------------------------
+ */
+
+static void child_usage(pid_t pid, double *ret_cpu, uint64_t *ret_rss)
+{
+    char path[64], buf[1024], *p;
+    unsigned long utime = 0, stime = 0;
+    long rss = 0;
+    size_t len;
+    FILE *f;
+
+    *ret_cpu = 0;
+    *ret_rss = 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (!(f = fopen(path, "re")))
+        return;
+    len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    if ((p = strrchr(buf, ')')) &&
+        sscanf(p + 2,
+               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d "
+               "%*u %*u %ld",
+               &utime, &stime, &rss) == 3) {
+        *ret_cpu = (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+        *ret_rss = (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+    }
+}
+
+static int slot_dir(Node *n, const Slot *s)
+{
+    int fd;
+
+    return jobdir_open(n->work_fd, STAGE_IN_PROGRESS, s->id, &fd) == 0 ? fd : -1;
+}
+
+static json_t *slot_json(Node *n, int i)
+{
+    Slot *s = &n->slots[i];
+    json_t *progress = NULL;
+    char since[40], *text = NULL;
+    size_t len;
+    uint64_t rss = 0;
+    double cpu = 0;
+    pid_t conv = 0;
+    int fd;
+
+    if (!slot_busy(s))
+        return json_pack("{s:i, s:s, s:n, s:n, s:n, s:n, s:n}", "slot", i, "state", "idle", "pid",
+                         "task_id", "task_type", "since", "progress");
+    if ((fd = slot_dir(n, s)) >= 0) {
+        json_read_at(fd, "progress.json", &progress);
+        if (file_read_all(fd, ".converter.pid", 32, &text, &len) == 0)
+            conv = atoi(text);
+        free(text);
+        close(fd);
+    }
+    if (conv > 0 && s->pid > 0)
+        child_usage(conv, &cpu, &rss);
+    format_time(s->started_ns, since, sizeof(since));
+    return json_pack("{s:i, s:s, s:i, s:s, s:s, s:s, s:f, s:I, s:f, s:I, s:o}", "slot", i, "state",
+                     "busy", "pid", (int)(conv > 0 ? conv : s->pid), "task_id", s->id, "task_type",
+                     s->type, "since", since, "progress",
+                     json_number_value(json_object_get(progress, "percent")), "rss_bytes",
+                     (json_int_t)rss, "cpu_seconds", cpu, "delivery", (json_int_t)s->delivery,
+                     "progress_detail", progress ? progress : json_null());
+}
+
+static void report(Node *n)
+{
+    json_t *slots = json_array();
+
+    for (int i = 0; i < n->n_slots; i++)
+        json_array_append_new(slots, slot_json(n, i));
+    natslink_publish(
+        n->nats, NATS_REPORT,
+        json_pack("{s:s, s:s, s:o}", "host", n->host, "node", n->name, "slots", slots));
+    daemon_status(n->daemon, "%d working, %d idle%s", busy_count(n), n->n_slots - busy_count(n),
+                  natslink_up(n->nats) ? "" : ", NATS unreachable");
+}
+
+/* The slot is free again: its folder goes, its message is let go. */
+static void slot_clear(Node *n, Slot *s)
+{
+    char path[64];
+
+    snprintf(path, sizeof(path), "in_progress/%s", s->id);
+    if (s->id[0])
+        rm_rf_at(n->work_fd, path);
+    natsMsg_Destroy(s->msg);
+    json_decref(s->finish);
+    *s = (Slot){0};
+    update_free(n);
+}
+
+/* --- a new message -------------------------------------------------------------------------------
+ */
+
+/* x265 threads: [convert] threads when set; the cores shared by the slots otherwise. */
+static int job_threads(const Node *n)
+{
+    int cpus = conf_cpus();
+
+    if (n->conf->threads > 0)
+        return n->conf->threads;
+    return n->n_slots <= 1 ? 0 : cpus / n->n_slots > 1 ? cpus / n->n_slots : 1;
+}
+
+/* The task's folder with its request.json, checked as the server checks its own. */
+static int make_folder(Node *n, const char *id, json_t *request, char *err, size_t errlen)
+{
+    char path[64];
+    Task t;
+    int fd, r;
+
+    if ((r = task_from_request_json(request, &t, err, errlen)) < 0)
+        return r;
+    if (strcmp(t.id, id)) {
+        snprintf(err, errlen, "the request is for another task");
+        task_free(&t);
+        return -EINVAL;
+    }
+    snprintf(path, sizeof(path), "in_progress/%s", id);
+    rm_rf_at(n->work_fd, path);
+    if (mkdirat(n->work_fd, path, 0750) < 0 ||
+        (fd = openat(n->work_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        snprintf(err, errlen, "cannot make %s: %s", path, strerror(errno));
+        task_free(&t);
+        return -errno;
+    }
+    r = task_save(fd, &t);
+    close(fd);
+    task_free(&t);
+    if (r < 0)
+        snprintf(err, errlen, "cannot write request.json: %s", strerror(-r));
+    return r;
+}
+
+/* May this delivery run? 1 yes, 0 no (the message was dealt with), -1 no answer. */
+static int ask_start(Node *n, Slot *s, int slot)
+{
+    json_t *a = natslink_request(n->nats, NATS_START,
+                                 json_pack("{s:s, s:I, s:I, s:s, s:s, s:i}", "id", s->id, "seq",
+                                           (json_int_t)s->seq, "delivery", (json_int_t)s->delivery,
+                                           "node", n->name, "host", n->host, "slot", slot),
+                                 5000);
+    const char *reason = json_string_value(json_object_get(a, "reason"));
+    int r = !a ? -1 : json_is_true(json_object_get(a, "ok")) ? 1 : 0;
+
+    if (r == 0 && reason && !strcmp(reason, "not_held")) {
+        /* a task the server no longer holds (finished, deleted, taken back): clear it away */
+        log_task(LOG_INFO, s->id, "dropped: the server no longer holds this task");
+        natsMsg_AckSync(s->msg, NULL, NULL);
+    } else if (r == 0) {
+        log_task(LOG_INFO, s->id, "not started: delivery %" PRId64 " is %s", s->delivery,
+                 reason ? reason : "refused");
+    }
+    json_decref(a);
+    return r;
+}
+
+static void send_verdict(Node *n, Slot *s, const char *outcome, json_t *result, json_t *error,
+                         json_t *attempt);
+
+static void take_work(Node *n, natsMsg *m)
+{
+    jsMsgMetaData *meta = NULL;
+    json_t *j = natslink_json(m), *input, *request;
+    const char *id = json_string_value(json_object_get(j, "id"));
+    const TaskType *tt;
+    char err[256];
+    Slot *s = NULL;
+    int slot = 0, r;
+
+    pthread_mutex_lock(&n->lock);
+    n->in_flight = n->in_flight > 0 ? n->in_flight - 1 : 0;
+    pthread_mutex_unlock(&n->lock);
+    for (int i = 0; i < n->n_slots && !s; i++)
+        if (!slot_busy(&n->slots[i]))
+            s = &n->slots[slot = i];
+    if (!s || daemon_stopping(n->daemon)) {
+        natsMsg_Nak(m, NULL); /* no room after all: another node may take it */
+        natsMsg_Destroy(m);
+        json_decref(j);
+        return;
+    }
+    if (!j || !id || !task_id_valid(id) || natsMsg_GetMetaData(&meta, m) != NATS_OK) {
+        log_warning("a message in the stream is not a task; dropping it");
+        natsMsg_Term(m, NULL);
+        natsMsg_Destroy(m);
+        json_decref(j);
+        return;
+    }
+    *s = (Slot){.msg = m,
+                .seq = meta->Sequence.Stream,
+                .delivery = (int64_t)meta->NumDelivered,
+                .started_ns = now_ns()};
+    s->acked_ns = s->started_ns;
+    jsMsgMetaData_Destroy(meta);
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    request = json_object_get(j, "request");
+    input = json_object_get(j, "input");
+    snprintf(s->type, sizeof(s->type), "%s",
+             json_string_value(json_object_get(request, "task_type")) ?: "");
+    if ((r = ask_start(n, s, slot)) <= 0) {
+        if (r < 0)
+            natsMsg_Nak(m, NULL); /* the bridge did not answer: let it come again */
+        s->id[0] = '\0';
+        slot_clear(n, s);
+        json_decref(j);
+        return;
+    }
+    log_task(LOG_INFO, id, "took delivery=%" PRId64 " type=%s", s->delivery, s->type);
+    tt = tasktype_find(n->conf, s->type);
+    err[0] = '\0';
+    if (!tt || tt->kind != &kind_video)
+        snprintf(err, sizeof(err), "task type '%s' is not a video type this node runs", s->type);
+    else if (make_folder(n, id, request, err, sizeof(err)) == 0 && (s->pid = fork()) == 0)
+        _exit(node_job_run(n->conf, n->work_fd, id, s->delivery,
+                           json_string_value(json_object_get(input, "sha256")),
+                           (uint64_t)json_integer_value(json_object_get(input, "size")),
+                           job_threads(n)));
+    if (s->pid < 0 || err[0]) {
+        s->pid = 0;
+        log_task(LOG_WARNING, id, "cannot run it here: %s", err[0] ? err : strerror(errno));
+        send_verdict(n, s, "failed", NULL,
+                     json_pack("{s:s, s:s}", "code", tt ? "node_error" : "unknown_task_type",
+                               "message", err[0] ? err : "the node cannot start a process"),
+                     json_pack("{s:i, s:i, s:s}", "slot", slot, "pid", 0, "host", n->host));
+    }
+    json_decref(j);
+    update_free(n);
+}
+
+static void on_cancel(Node *n, natsMsg *m)
+{
+    json_t *j = natslink_json(m);
+    const char *id = json_string_value(json_object_get(j, "id"));
+
+    for (int i = 0; id && i < n->n_slots; i++) {
+        Slot *s = &n->slots[i];
+        if (!slot_busy(s) || strcmp(s->id, id))
+            continue;
+        log_task(LOG_INFO, id, "stopping: the server took the task back");
+        s->cancelled = true;
+        if (s->pid > 0)
+            kill(s->pid, SIGTERM);
+        else
+            slot_clear(n, s);
+    }
+    json_decref(j);
+}
+
+static int on_nats(Daemon *d, int fd, uint32_t events, void *userdata)
+{
+    Node *n = userdata;
+    natsMsg *m;
+
+    (void)d, (void)fd, (void)events;
+    while ((m = natslink_next(n->nats))) {
+        if (!strcmp(natsMsg_GetSubject(m), NATS_CANCEL)) {
+            on_cancel(n, m);
+            natsMsg_Destroy(m);
+        } else {
+            take_work(n, m); /* owns m */
+        }
+    }
+    return 0;
+}
+
+/* --- verdicts ------------------------------------------------------------------------------------
+ */
+
+/* Sends the slot's verdict to the bridge; an accepted one acks the message. 1 settled (the
+ * slot may clear), 0 no answer yet (try again later). */
+static int finish_try(Node *n, Slot *s)
+{
+    json_t *a = natslink_request(n->nats, NATS_FINISH, json_incref(s->finish), 5000);
+    const char *reason = json_string_value(json_object_get(a, "reason"));
+
+    if (!a)
+        return now_ns() - s->finish_since_ns > (int64_t)FINISH_GIVE_UP_S * 1000000000 ? 1 : 0;
+    if (json_is_true(json_object_get(a, "ok")))
+        natsMsg_AckSync(s->msg, NULL, NULL);
+    else
+        log_task(LOG_NOTICE, s->id,
+                 "discarded: the server refused the result of delivery %" PRId64 " (%s)",
+                 s->delivery, reason ? reason : "?");
+    json_decref(a);
+    return 1;
+}
+
+static void send_verdict(Node *n, Slot *s, const char *outcome, json_t *result, json_t *error,
+                         json_t *attempt)
+{
+    s->finish = json_pack("{s:s, s:I, s:I, s:s, s:o, s:o?, s:o?}", "id", s->id, "seq",
+                          (json_int_t)s->seq, "delivery", (json_int_t)s->delivery, "outcome",
+                          outcome, "attempt", attempt, "result", result, "error", error);
+    s->finish_since_ns = now_ns();
+    if (finish_try(n, s))
+        slot_clear(n, s);
+}
+
+static json_t *attempt_json(Node *n, const Slot *s, int slot, const struct rusage *ru)
+{
+    char started[40], finished[40];
+    int64_t now = now_ns();
+    double cpu = (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) +
+                 (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e6;
+
+    format_time(s->started_ns, started, sizeof(started));
+    format_time(now, finished, sizeof(finished));
+    return json_pack("{s:i, s:i, s:s, s:s, s:s, s:s, s:f, s:f, s:I}", "slot", slot, "pid",
+                     (int)s->pid, "host", n->host, "task_type", s->type, "started_at", started,
+                     "finished_at", finished, "wall_seconds", (double)(now - s->started_ns) / 1e9,
+                     "cpu_seconds", cpu, "max_rss_bytes", (json_int_t)ru->ru_maxrss * 1024);
+}
+
+/* A runner ended: the verdict from its exit status and the files it left. */
+static void runner_ended(Node *n, Slot *s, int slot, int status, const struct rusage *ru)
+{
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    json_t *result = NULL, *error = NULL;
+    const char *outcome;
+    int fd = slot_dir(n, s);
+
+    if (s->cancelled || code == JOB_EXIT_INTERRUPTED || code == NODE_EXIT_STALE) {
+        if (code == NODE_EXIT_STALE)
+            log_task(LOG_NOTICE, s->id, "discarded: delivery %" PRId64 " no longer runs the task",
+                     s->delivery);
+        else if (!s->cancelled)
+            natsMsg_Nak(s->msg, NULL); /* stopped here: another node may take it at once */
+        if (fd >= 0)
+            close(fd);
+        slot_clear(n, s);
+        return;
+    }
+    outcome = code == JOB_EXIT_DONE     ? "done"
+              : code == JOB_EXIT_FAILED ? "failed"
+              : code == JOB_EXIT_RETRY  ? "retry"
+                                        : "crashed";
+    if (fd >= 0)
+        json_read_at(fd, code == JOB_EXIT_DONE ? "result.json" : "error.json",
+                     code == JOB_EXIT_DONE ? &result : &error);
+    if (fd >= 0)
+        close(fd);
+    if (!strcmp(outcome, "crashed") && !error)
+        error = json_pack("{s:s, s:s}", "code", "worker_crashed", "message",
+                          "the node's runner process died");
+    log_task(LOG_INFO, s->id, "finished outcome=%s", outcome);
+    s->pid = 0;
+    send_verdict(n, s, outcome, result, error, attempt_json(n, s, slot, ru));
+}
+
+static void on_child(Daemon *d)
+{
+    Node *n = daemon_userdata(d);
+    struct rusage ru;
+    int status;
+    pid_t pid;
+
+    while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0)
+        for (int i = 0; i < n->n_slots; i++)
+            if (n->slots[i].pid == pid)
+                runner_ended(n, &n->slots[i], i, status, &ru);
+    if (daemon_stopping(d) && busy_count(n) == 0)
+        daemon_quit(d, EXIT_SUCCESS);
+}
+
+/* --- the loop ------------------------------------------------------------------------------------
+ */
+
+static void on_tick(Daemon *d)
+{
+    Node *n = daemon_userdata(d);
+    int64_t now = now_ns();
+
+    pull_setup(n);
+    for (int i = 0; i < n->n_slots; i++) {
+        Slot *s = &n->slots[i];
+        if (!slot_busy(s) || !s->msg)
+            continue;
+        if (now - s->acked_ns >= n->ack_wait_ns / 3 && natsMsg_InProgress(s->msg, NULL) == NATS_OK)
+            s->acked_ns = now;
+        if (s->finish && s->pid == 0 && finish_try(n, s))
+            slot_clear(n, s);
+    }
+    report(n);
+    if (daemon_stopping(d) && busy_count(n) == 0)
+        daemon_quit(d, EXIT_SUCCESS);
+}
+
+static int node_stop(Daemon *d)
+{
+    Node *n = daemon_userdata(d);
+
+    update_free(n);
+    for (int i = 0; i < n->n_slots; i++) {
+        Slot *s = &n->slots[i];
+        if (s->pid > 0)
+            kill(s->pid, SIGTERM);
+        else if (s->finish && !finish_try(n, s))
+            log_task(LOG_WARNING, s->id,
+                     "the bridge never answered; the verdict is lost and "
+                     "the task will run again");
+        if (s->finish && s->pid == 0)
+            slot_clear(n, s);
+    }
+    return busy_count(n) > 0;
+}
+
+/* Who the token is, from the server: the name node.json will carry. */
+static int whoami(Node *n)
+{
+    char url[1024];
+    long status = 0;
+    json_t *j = NULL;
+    Api *h = NULL;
+    int r;
+
+    snprintf(url, sizeof(url), "%s/v1/node", n->conf->node_server);
+    if ((r = api_new(&h)) < 0 || (r = api_set_token(h, n->conf->node_token)) < 0) {
+        api_free(h);
+        return r;
+    }
+    r = api_get_json(h, url, &status, &j);
+    if (r < 0)
+        log_err("cannot reach the server at %s: %s", n->conf->node_server, api_strerror(h));
+    else if (status != 200 || !json_is_string(json_object_get(j, "name")))
+        log_err("the server refused the node token (HTTP %ld %s): it must be a token of role "
+                "node in the server's tokens file",
+                status, json_string_value(json_object_get(j, "code")) ?: "");
+    else
+        snprintf(n->name, sizeof(n->name), "%s", json_string_value(json_object_get(j, "name")));
+    json_decref(j);
+    api_free(h);
+    return r < 0 ? r : n->name[0] ? 0 : -EACCES;
+}
+
+static int open_work_dir(Node *n)
+{
+    char path[4096];
+    int r;
+
+    snprintf(path, sizeof(path), "%s/node/in_progress", n->conf->root);
+    if ((r = mkdir_p(path, 0750)) < 0)
+        return r;
+    snprintf(path, sizeof(path), "%s/node", n->conf->root);
+    n->work_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (n->work_fd < 0)
+        return -errno;
+    /* What a killed node left: those deliveries are redelivered by JetStream anyway. */
+    rm_rf_at(n->work_fd, "in_progress");
+    return mkdirat(n->work_fd, "in_progress", 0750) < 0 ? -errno : 0;
+}
+
+static int node_init(Daemon *d, const Conf *c)
+{
+    Node *n = &node;
+    char err[512];
+    int r;
+
+    *n = (Node){.daemon = d, .conf = c, .work_fd = -1};
+    pthread_mutex_init(&n->lock, NULL);
+    pthread_cond_init(&n->cond, NULL);
+    daemon_set_userdata(d, n);
+    if (!c->node_server || !c->node_token || !c->nats_url) {
+        log_err("%s needs [node] server, token and nats_url", c->path ? c->path : "the config");
+        return -ECANCELED;
+    }
+    n->n_slots = c->node_workers > 0 ? c->node_workers : conf_cpus();
+    if (c->node_host)
+        snprintf(n->host, sizeof(n->host), "%s", c->node_host);
+    else if (gethostname(n->host, sizeof(n->host)) < 0)
+        snprintf(n->host, sizeof(n->host), "node");
+    if (!(n->slots = calloc((size_t)n->n_slots, sizeof(*n->slots))))
+        return -ENOMEM;
+    if ((r = open_work_dir(n)) < 0) {
+        log_err("cannot use %s/node: %s", c->root, strerror(-r));
+        return -ECANCELED;
+    }
+    if (whoami(n) < 0)
+        return -ECANCELED;
+    if (natslink_open(c, n->host, &n->nats, err, sizeof(err)) < 0 ||
+        natslink_subscribe(n->nats, NATS_CANCEL, err, sizeof(err)) < 0 ||
+        daemon_watch(d, natslink_fd(n->nats), EPOLLIN, on_nats, n) < 0) {
+        log_err("%s", err);
+        return -ECANCELED;
+    }
+    log_info("node %s (token %s) with %d slots for %s", n->host, n->name, n->n_slots,
+             c->node_server);
+    pull_setup(n);
+    return 0;
+}
+
+static void node_shutdown(Daemon *d)
+{
+    Node *n = daemon_userdata(d);
+
+    pthread_mutex_lock(&n->lock);
+    n->quit = true;
+    pthread_cond_signal(&n->cond);
+    pthread_mutex_unlock(&n->lock);
+    if (n->puller_started)
+        pthread_join(n->puller, NULL);
+    for (int i = 0; i < n->n_slots; i++)
+        natsMsg_Destroy(n->slots[i].msg);
+    natsSubscription_Destroy(n->pull);
+    natslink_close(n->nats);
+    free(n->slots);
+    if (n->work_fd >= 0)
+        close(n->work_fd);
+}
+
+int main(int argc, char **argv)
+{
+    static const DaemonSpec spec = {
+        .name = "node",
+        .summary = "A conversion node: takes video tasks from a taskmill server through NATS "
+                   "JetStream.",
+        .init = node_init,
+        .stop = node_stop,
+        .shutdown = node_shutdown,
+        .on_child = on_child,
+        .on_tick = on_tick,
+        .reload_types = true,
+    };
+    return daemon_main(argc, argv, &spec);
+}
