@@ -587,6 +587,7 @@ static int whoami(Node *n)
     long status = 0;
     json_t *j = NULL;
     Api *h = NULL;
+    bool ok;
     int r;
 
     snprintf(url, sizeof(url), "%s/v1/node", n->conf->node_server);
@@ -601,11 +602,12 @@ static int whoami(Node *n)
         log_err("the server refused the node token (HTTP %ld %s): it must be a token of role "
                 "node in the server's tokens file",
                 status, json_string_value(json_object_get(j, "code")) ?: "");
-    else
+    else /* "" from a server without tokens (loopback only), where every request may all */
         snprintf(n->name, sizeof(n->name), "%s", json_string_value(json_object_get(j, "name")));
+    ok = r == 0 && status == 200 && json_is_string(json_object_get(j, "name"));
     json_decref(j);
     api_free(h);
-    return r < 0 ? r : n->name[0] ? 0 : -EACCES;
+    return r < 0 ? r : ok ? 0 : -EACCES;
 }
 
 static int open_work_dir(Node *n)

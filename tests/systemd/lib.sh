@@ -57,9 +57,16 @@ listen = 127.0.0.1:8080
 [convert]
 preset = ${SD_PRESET:-ultrafast}
 $(printf '%s\n' "${SD_EXTRA_CONF[@]:-}")
+[cluster]
+nats_url = nats://127.0.0.1:4222
+[node]
+server = http://127.0.0.1:8080
+token = unused-without-tokens
+workers = 1
+host = sd-node
 EOC
     chmod 644 "$T/taskmill.conf"
-    for u in init queue convert callback rest; do
+    for u in init queue convert callback rest cluster node; do
         sed -e "s|@SBINDIR@|$BUILD_IN|" -e "s|@SYSCONFDIR@/taskmill/taskmill.conf|$T/taskmill.conf|" \
             "$TASKMILL_SRC/systemd/taskmill-$u.service.in" >"$UNITS/taskmill-$u.service"
         sed -i "s|$T/taskmill.conf|/run/taskmill-test.conf|" "$UNITS/taskmill-$u.service"

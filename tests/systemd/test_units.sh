@@ -3,7 +3,8 @@
 # stop the converter in the middle of an encode (partial gone, task pending, not failed),
 # start it again (the task completes), follow one task in the journal by TASK_ID=, run the
 # client PC's taskmill-client.service until a video's result is beside it and start its timer,
-# and stop the target (every daemon exits cleanly). Also systemd-analyze verify on every unit,
+# have a conversion node (taskmill-cluster, taskmill-node, nats-server) convert a clip, and stop
+# the target (every daemon exits cleanly). Also systemd-analyze verify on every unit,
 # the sandbox of docs/systemd.md as systemd reports it (systemctl show, value by value), and what
 # the running daemons really got (/proc/PID/status, their namespaces and mounts).
 # Before lib.sh, whose EXIT trap would turn the skip into a failure.
@@ -15,7 +16,7 @@ fi
 
 sd_boot
 # Verified inside, where the units' paths exist.
-for u in taskmill-{init,queue,convert,callback,rest,client}.service taskmill-client.timer \
+for u in taskmill-{init,queue,convert,callback,rest,client,cluster,node}.service taskmill-client.timer \
     taskmill.target; do
     out=$(sd systemd-analyze verify "/run/systemd/system/$u" 2>&1 | grep -v -e 'tm-boot' || true)
     check "systemd-analyze verify $u is clean" test -z "$out"
@@ -303,6 +304,36 @@ check "the client's journal tells what it did" grep -q "holiday.hevc.mp4" <<<"$c
 sd_ctl start taskmill-client.timer
 check "taskmill-client.timer is active" sd_ctl is-active --quiet taskmill-client.timer
 check "and has a next run" test -n "$(sd_ctl show -P NextElapseUSecRealtime taskmill-client.timer)"
+
+# Conversion nodes (docs/cluster.md) under their units: nats-server (a transient unit),
+# taskmill-cluster and a taskmill-node on this same machine; with the local pool stopped the
+# node converts a clip, in its own sandbox, and both stop cleanly.
+sd sh -c 'printf "listen: 127.0.0.1:4222\njetstream { store_dir: /var/lib/tm-nats }\n" >/run/tm-nats.conf'
+sd systemd-run --unit=tm-nats --property=Type=exec nats-server -c /run/tm-nats.conf >/dev/null
+for _ in $(seq 100); do sd bash -c 'exec 3<>/dev/tcp/127.0.0.1/4222' 2>/dev/null && break; sleep 0.1; done
+sd_ctl stop taskmill-convert.service
+sd_ctl start taskmill-cluster.service taskmill-node.service || true # the checks say which failed
+for d in cluster node; do
+    check "taskmill-$d is active" sd_ctl is-active --quiet "taskmill-$d.service"
+done
+ffmpeg -v error -y -f lavfi -i testsrc2=size=320x240:rate=25 -t 2 -c:v libx264 -preset ultrafast \
+    "$T/remote.mp4"
+nid=$(sd_curl -F task_type=convert_video_to_libx265 -F "file_data=@$T_IN/remote.mp4" \
+    http://127.0.0.1:8080/v1/tasks | jq -r .id)
+for _ in $(seq 300); do
+    s=$(sd_curl "http://127.0.0.1:8080/v1/tasks/$nid" | jq -r .state)
+    [ "$s" = done ] || [ "$s" = failed ] && break
+    sleep 0.2
+done
+check "the node converted a clip under its unit ($s)" test "$s" = done
+check "  on the node (history host: $(sd_curl "http://127.0.0.1:8080/v1/tasks/$nid" | jq -r '.history[0].host'))" \
+    test "$(sd_curl "http://127.0.0.1:8080/v1/tasks/$nid" | jq -r '.history[0].host')" = sd-node
+sd_ctl stop taskmill-node.service taskmill-cluster.service
+for d in node cluster; do
+    check "taskmill-$d stopped with Result=success" test "$(sd_ctl show -P Result "taskmill-$d.service")" = success
+done
+sd_ctl stop tm-nats.service
+sd_ctl start taskmill-convert.service
 
 sd_ctl stop taskmill.target
 for d in rest callback convert queue init; do
