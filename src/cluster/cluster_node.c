@@ -179,6 +179,7 @@ static void on_finish(Bridge *b, natsMsg *m, json_t *j)
     json_int_t seq = 0, delivery = 0;
     json_t *attempt = NULL;
     Remote *r;
+    Node *n;
     int q;
 
     if (json_unpack(j, "{s:s, s:I, s:I, s:s, s:o}", "id", &id, "seq", &seq, "delivery", &delivery,
@@ -209,6 +210,8 @@ static void on_finish(Bridge *b, natsMsg *m, json_t *j)
     log_task(LOG_INFO, id, "finished on %s outcome=%s", r->host, outcome);
     bridge_report(b, "work.done",
                   json_pack("{s:s, s:s, s:O}", "id", id, "outcome", outcome, "attempt", attempt));
+    if ((n = node_find(b, r->host)))
+        n->idle++; /* its slot is free now: the next task need not wait for its report */
     remote_unpublish(b, r);
     remote_drop(b, r);
     natslink_reply(b->nats, m, json_pack("{s:b}", "ok", 1));
