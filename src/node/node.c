@@ -374,8 +374,12 @@ static void take_work(Node *n, natsMsg *m)
     snprintf(s->type, sizeof(s->type), "%s",
              json_string_value(json_object_get(request, "task_type")) ?: "");
     if ((r = ask_start(n, s, slot)) <= 0) {
-        if (r < 0)
-            natsMsg_Nak(m, NULL); /* the bridge did not answer: let it come again */
+        if (r < 0) {
+            log_task(LOG_NOTICE, id,
+                     "the bridge did not answer the start of delivery %" PRId64 "; handing it back",
+                     s->delivery);
+            natsMsg_Nak(m, NULL); /* let it come again, here or elsewhere */
+        }
         s->id[0] = '\0';
         slot_clear(n, s);
         json_decref(j);

@@ -222,6 +222,11 @@ js_idle() {
 node_work_left() { find "$T/$1/node/in_progress" -mindepth 1 -maxdepth 1 2>/dev/null || true; }
 nodes_clean() { [ -z "$(node_work_left nodeA)$(node_work_left nodeB)" ]; }
 
+# node_idle HOST: GET /v1/workers shows an idle slot of HOST.
+node_idle() {
+    [ -n "$(jget /v1/workers ".workers[] | select(.host == \"$1\" and .state == \"idle\") | .slot")" ]
+}
+
 # late_refused ID NODE: the server refused NODE's late result for ID, by either side's log.
 late_refused() {
     grep -qF "$1: refused a result from $2" "$TM_LOG/cluster.log" ||
@@ -320,8 +325,10 @@ scenario_partition() {
     check "  and its sha256 is unchanged" test "$(jq -r .result.sha256 "$W/task.json")" = "$sha"
     check "the other long clips are done" wait_done 120 "${IDS[@]}"
     check "  each with one output and one done attempt" results_ok "${IDS[@]}"
-    submit_held "$FIX/short.mp4" 3
-    check "three more clips are done" wait_done 60 "${IDS[@]}"
+    # Its slot frees once the late upload was refused, and it reports itself idle again.
+    check "nodeA, healed, shows an idle slot" wait_for 30 node_idle nodeA
+    submit_held "$FIX/short.mp4" 6
+    check "six more clips are done" wait_done 90 "${IDS[@]}"
     for id in "${IDS[@]}"; do hosts+=" $(done_hosts "$id")"; done
     check "nodeA, healed, takes work again (hosts:$hosts)" grep -qw nodeA <<<"$hosts"
 }
