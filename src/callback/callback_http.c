@@ -341,8 +341,8 @@ static int slot_start(Callback *cb, HttpSlot *s, int timeout, char *why, size_t 
         if (r < 0)
             snprintf(why, len, "cannot start the request: %s", strerror(-r));
         else
-            log_task(LOG_INFO, s->id, "started kind=http type=%s %s url='%s'", tt->name, tt->method,
-                     rq.url);
+            log_event(LOG_INFO, s->id, tt->name, "in_progress",
+                      "started kind=http type=%s %s url='%s'", tt->name, tt->method, rq.url);
     }
     request_free(&rq);
     task_free(&t);

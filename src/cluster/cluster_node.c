@@ -120,7 +120,8 @@ static void on_start(Bridge *b, natsMsg *m, json_t *j)
     }
     if ((n = node_find(b, host)) && n->idle > 0)
         n->idle--; /* until its next report says so itself */
-    log_task(LOG_INFO, id, "started on %s delivery=%" PRId64, host, r->delivery);
+    log_event(LOG_INFO, id, r->type, "in_progress", "started on %s delivery=%" PRId64, host,
+              r->delivery);
     natslink_reply(b->nats, m, json_pack("{s:b}", "ok", 1));
     bridge_claim(b);
 }
@@ -207,7 +208,7 @@ static void on_finish(Bridge *b, natsMsg *m, json_t *j)
     }
     json_object_set_new(attempt, "host", json_string(r->host));
     json_object_set_new(attempt, "task_type", json_string(r->type));
-    log_task(LOG_INFO, id, "finished on %s outcome=%s", r->host, outcome);
+    log_event(LOG_INFO, id, r->type, NULL, "finished on %s outcome=%s", r->host, outcome);
     bridge_report(b, "work.done",
                   json_pack("{s:s, s:s, s:O}", "id", id, "outcome", outcome, "attempt", attempt));
     if ((n = node_find(b, r->host)))

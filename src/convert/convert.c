@@ -287,8 +287,9 @@ static void on_assign(void *ctx, void *peer, json_t *msg)
         return;
     }
     p->last_start_ns = s->started_ns;
-    log_task(LOG_INFO, w.id, "started kind=%s type=%s pid=%d threads=%d", w.kind, w.task_type,
-             (int)s->pid, threads);
+    log_event(LOG_INFO, w.id, w.task_type, "in_progress",
+              "started kind=%s type=%s pid=%d threads=%d", w.kind, w.task_type, (int)s->pid,
+              threads);
     claim_free_slots(p); /* the start may have opened a cooldown or filled the load gate */
     update_status(p);
 }
@@ -431,10 +432,10 @@ static void report_exit(Pool *p, Slot *s, int slot, int status, const struct rus
         job_write_error(p->data_fd, s->id, "worker_crashed", msg);
     }
     attempt = attempt_json(p, s, slot, ru);
-    log_task(outcome == OUTCOME_DONE ? LOG_INFO : LOG_WARNING, s->id,
-             "finished outcome=%s wall=%.2fs cpu=%.2fs max_rss=%ldKiB", outcome_names[outcome],
-             json_real_value(json_object_get(attempt, "wall_seconds")),
-             json_real_value(json_object_get(attempt, "cpu_seconds")), ru->ru_maxrss);
+    log_event(outcome == OUTCOME_DONE ? LOG_INFO : LOG_WARNING, s->id, s->type, NULL,
+              "finished outcome=%s wall=%.2fs cpu=%.2fs max_rss=%ldKiB", outcome_names[outcome],
+              json_real_value(json_object_get(attempt, "wall_seconds")),
+              json_real_value(json_object_get(attempt, "cpu_seconds")), ru->ru_maxrss);
     pool_report(p, "work.done",
                 json_pack("{s:s, s:s, s:o}", "id", s->id, "outcome", outcome_names[outcome],
                           "attempt", attempt));

@@ -327,6 +327,17 @@ int sched_scan(Queue *q)
     return 0;
 }
 
+/* A job now in pending/ (submitted, retried): its event, scheduled when it waits for a time. */
+static void log_moved(Queue *q, const char *id, const char *from)
+{
+    ssize_t i = pending_find(q, id);
+    const Pending *p = i >= 0 ? &q->pending[i] : NULL;
+
+    log_event(LOG_INFO, id, p ? p->type : NULL,
+              p && p->not_before_ns > now_ns() ? "scheduled" : "pending",
+              "%smoved from=%s to=pending", strcmp(from, "failed") ? "" : "retried: ", from);
+}
+
 int sched_submit(Queue *q, const char *id, char *err, size_t errlen)
 {
     int fd, r = jobdir_open(q->data_fd, STAGE_REQUEST, id, &fd);
@@ -354,7 +365,7 @@ int sched_submit(Queue *q, const char *id, char *err, size_t errlen)
         snprintf(err, errlen, "cannot move to pending: %s", strerror(-r));
         return r;
     }
-    log_task(LOG_INFO, id, "moved from=request to=pending");
+    log_moved(q, id, "request");
     sched_dispatch(q);
     return 0;
 }
@@ -434,8 +445,9 @@ static bool dispatch_one(Queue *q)
                                                .kind = tt->kind->name,
                                                .timeout = job.timeout ? job.timeout : tt->timeout,
                                                .waiting = (int)q->n_pending}));
-    log_task(LOG_INFO, job.id, "moved from=pending to=in_progress worker=%d type=%s priority=%d",
-             (*cp)->peer->fd, job.type, job.priority);
+    log_event(LOG_INFO, job.id, job.type, "in_progress",
+              "moved from=pending to=in_progress worker=%d type=%s priority=%d", (*cp)->peer->fd,
+              job.type, job.priority);
     index_note(q, STAGE_IN_PROGRESS, job.id);
     claim_take(q, cp);
     return true;
@@ -499,8 +511,8 @@ static void finish_move(Queue *q, Running *run, Stage to)
         q->n_done++;
     else
         q->n_failed++;
-    log_task(to == STAGE_DONE ? LOG_INFO : LOG_WARNING, run->id, "moved from=in_progress to=%s",
-             stage_dir(to));
+    log_event(to == STAGE_DONE ? LOG_INFO : LOG_WARNING, run->id, run->type, stage_state(to),
+              "moved from=in_progress to=%s", stage_dir(to));
     proto_notify_finished(q, run->id, stage_state(to));
 }
 
@@ -549,9 +561,10 @@ static void retry_or_fail(Queue *q, Running *run, const char *outcome)
         claim_retry(fd, next);
         close(fd);
     }
-    log_task(LOG_WARNING, run->id, "%s on attempt %lld of %d, next in %llds",
-             !strcmp(outcome, "crashed") ? "worker crashed" : "transient failure",
-             (long long)attempts, max, (long long)((next - now_ns()) / 1000000000));
+    log_event(LOG_WARNING, run->id, run->type, "scheduled",
+              "%s on attempt %lld of %d, next in %llds",
+              !strcmp(outcome, "crashed") ? "worker crashed" : "transient failure",
+              (long long)attempts, max, (long long)((next - now_ns()) / 1000000000));
     job_requeue(q, run->id, STAGE_IN_PROGRESS);
 }
 
@@ -602,8 +615,8 @@ int sched_retry(Queue *q, const char *id)
         return r;
     q->n_failed--;
     index_note(q, STAGE_PENDING, id);
-    log_task(LOG_INFO, id, "retried: moved from=failed to=pending");
     r = pending_load(q, id);
+    log_moved(q, id, "failed");
     sched_dispatch(q);
     return r;
 }
@@ -626,14 +639,15 @@ static void release_one(Queue *q, Running *run)
         r = jobdir_remove(q->data_fd, STAGE_IN_PROGRESS, run->id);
         if (r == 0)
             index_drop(q, run->id);
-        log_task(LOG_INFO, run->id, "deleted while running%s", r < 0 ? " (removal failed)" : "");
+        log_event(LOG_INFO, run->id, run->type, "deleted", "deleted while running%s",
+                  r < 0 ? " (removal failed)" : "");
         answer_waiters(run, r);
         return;
     }
     claim_apply(q, run->id, claim_interrupt);
     r = job_requeue(q, run->id, STAGE_IN_PROGRESS);
-    log_task(r < 0 ? LOG_ERR : LOG_NOTICE, run->id, "interrupted, %s",
-             r < 0 ? strerror(-r) : "moved from=in_progress to=pending");
+    log_event(r < 0 ? LOG_ERR : LOG_NOTICE, run->id, run->type, r < 0 ? NULL : "pending",
+              "interrupted, %s", r < 0 ? strerror(-r) : "moved from=in_progress to=pending");
 }
 
 int sched_release(Queue *q, Peer *p, const char *id)
@@ -692,7 +706,7 @@ int sched_delete(Queue *q, Peer *p, int64_t rid, const char *id)
         q->n_done--;
     else if (r == 0 && s == STAGE_FAILED)
         q->n_failed--;
-    log_task(LOG_INFO, id, "deleted from=%s", stage_dir(s));
+    log_event(LOG_INFO, id, NULL, "deleted", "deleted from=%s", stage_dir(s));
     sched_update_status(q);
     return r;
 }
@@ -743,7 +757,8 @@ static int expire_one(const IndexRow *row, void *userdata)
         q->n_done--;
     else
         q->n_failed--;
-    log_task(LOG_INFO, row->id, "expired from=%s after [queue] result_ttl", stage_dir(row->stage));
+    log_event(LOG_INFO, row->id, NULL, "expired", "expired from=%s after [queue] result_ttl",
+              stage_dir(row->stage));
     return 0;
 }
 

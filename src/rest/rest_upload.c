@@ -537,8 +537,9 @@ static void complete(Upload *u)
              r == -ENOSPC ? "insufficient_storage" : "io_error", "cannot store the upload: %s",
              strerror(-r));
     if (u->published) /* a published job the queue must hear of, even after an error */
-        log_task(LOG_INFO, u->id, "received file_name='%s' type=%s size=%" PRIu64 " priority=%d",
-                 t.file_name ? t.file_name : "", t.task_type, t.size, t.priority);
+        log_event(LOG_INFO, u->id, t.task_type, "received",
+                  "received file_name='%s' type=%s size=%" PRIu64 " priority=%d",
+                  t.file_name ? t.file_name : "", t.task_type, t.size, t.priority);
     task_free(&t);
 }
 

@@ -255,6 +255,15 @@ idents=$(sd journalctl --no-pager -o json TASK_ID="$id" | jq -r .SYSLOG_IDENTIFI
 check "journalctl TASK_ID= shows rest, queue and convert ($idents)" \
     bash -c "grep -q taskmill-rest <<<'$idents' && grep -q taskmill-queue <<<'$idents' && grep -q taskmill-convert <<<'$idents'"
 check "the task's journal tells it was interrupted" grep -q interrupted <<<"$story"
+# Its events carry TASK_TYPE= and TASK_STATE= as well: the states it went through, in order of
+# time, and each event of the right type.
+states=$(sd journalctl --no-pager -o json TASK_ID="$id" | jq -r 'select(.TASK_STATE) | .TASK_STATE' | tr '\n' ' ')
+types=$(sd journalctl --no-pager -o json TASK_ID="$id" | jq -r 'select(.TASK_STATE) | .TASK_TYPE' | sort -u | tr '\n' ' ')
+check "its events' TASK_STATE: received pending in_progress (x2) pending done ($states)" \
+    test "$states" = "received pending in_progress in_progress pending in_progress in_progress done "
+check "  each with TASK_TYPE=convert_video_to_libx265 ($types)" test "$types" = "convert_video_to_libx265 "
+check "journalctl TASK_STATE=done TASK_ID= finds its last move" \
+    grep -q "moved from=in_progress to=done" <<<"$(sd journalctl --no-pager -o cat TASK_STATE=done TASK_ID="$id")"
 
 # systemctl reload: a task type added to the config runs, in the real sandbox, without a restart.
 pids_before=$(for d in rest queue convert callback; do sd_ctl show -P MainPID "taskmill-$d.service"; done | tr '\n' ' ')
