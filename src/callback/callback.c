@@ -123,7 +123,7 @@ static void job_settle(Callback *cb, CallbackJob *j, const char *key)
     if (!record_save(cb, j))
         return;
     if (!j->batch)
-        callback_send(cb, "callback.settled", json_pack("{s:s}", "id", j->id));
+        callback_send(cb, "callback.settled", json_pack("{s:s, s:s}", "id", j->id, "result", key));
     jobs_drop(cb, j);
 }
 

@@ -92,13 +92,16 @@ static int queue_init(Daemon *d, const Conf *c)
     Queue *q = &queue;
     int r;
 
-    *q = (Queue){.daemon = d,
+    *q = (Queue){.finished = json_object(),
+                 .daemon = d,
                  .conf = c,
                  .data_fd = -1,
                  .listen_fd = -1,
                  .lock_fd = -1,
                  .wake_fd = -1,
                  .history_lines = (size_t)-1};
+    hist_init(&q->conversion, metrics_conversion_le, metrics_conversion_n);
+    hist_init(&q->wait, metrics_wait_le, metrics_wait_n);
     q->claims_tail = &q->claims;
     daemon_set_userdata(d, q);
     r = jobdir_open_data(c->root, true, &q->data_fd);
@@ -154,6 +157,7 @@ static void queue_shutdown(Daemon *d)
     if (q->wake_fd >= 0)
         close(q->wake_fd);
     sched_free(q);
+    json_decref(q->finished);
     index_close(q->index);
     if (q->listen_fd >= 0)
         close(q->listen_fd);

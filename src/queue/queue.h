@@ -15,6 +15,7 @@
 #include "taskmill/index.h"
 #include "taskmill/ipc.h"
 #include "taskmill/jobdir.h"
+#include "taskmill/metrics.h"
 #include "taskmill/task.h"
 
 typedef struct Peer {
@@ -69,6 +70,10 @@ typedef struct Queue {
     unsigned n_done, n_failed;
     bool draining;        /* no new work starts (data/.draining) */
     size_t history_lines; /* lines in data/history.jsonl; (size_t)-1 until counted */
+    /* for GET /metrics (metrics.get), since this start */
+    json_t *finished;           /* {type: {done: N, failed: N}} */
+    Histogram conversion, wait; /* attempts' wall seconds; pending -> in progress */
+    uint64_t callbacks[2];      /* delivered, gave up */
     unsigned ticks;
 } Queue;
 

@@ -270,6 +270,21 @@ static void on_status(void *ctx, void *peer, json_t *msg)
     reply(p, ipc_reply_ok(msg, st));
 }
 
+/* What the queue counted since its start, for rest's GET /metrics. */
+static void on_metrics(void *ctx, void *peer, json_t *msg)
+{
+    Queue *q = ctx;
+    Peer *p = peer;
+
+    if (!no_fields(p, msg))
+        return;
+    reply(p, ipc_reply_ok(msg, json_pack("{s:O, s:o, s:o, s:{s:I, s:I}}", "finished", q->finished,
+                                         "conversion", hist_json(&q->conversion), "wait",
+                                         hist_json(&q->wait), "callbacks", "delivered",
+                                         (json_int_t)q->callbacks[0], "gave_up",
+                                         (json_int_t)q->callbacks[1])));
+}
+
 /* A pool's slots as it sees them: kept until the next report, shown by workers.get. */
 static void on_workers_report(void *ctx, void *peer, json_t *msg)
 {
@@ -362,15 +377,18 @@ static void on_check(void *ctx, void *peer, json_t *msg)
 static void on_callback_settled(void *ctx, void *peer, json_t *msg)
 {
     Queue *q = ctx;
-    const char *id;
+    const char *id, *result = NULL;
     char err[256];
     Stage s;
 
     (void)peer;
-    if (ipc_unpack(msg, err, sizeof(err), "{s:s}", "id", &id) < 0 || !task_id_valid(id)) {
+    if (ipc_unpack(msg, err, sizeof(err), "{s:s, s?s}", "id", &id, "result", &result) < 0 ||
+        !task_id_valid(id)) {
         log_warning("callback.settled without a task id");
         return;
     }
+    if (result)
+        q->callbacks[strcmp(result, "delivered") ? 1 : 0]++;
     if (q->index && jobdir_find(q->data_fd, id, &s) == 0 && (s == STAGE_DONE || s == STAGE_FAILED))
         index_refresh(q->index, q->data_fd, s, id);
 }
@@ -393,6 +411,7 @@ enum { R = IPC_ROLE_REST, C = IPC_ROLE_CONVERT, B = IPC_ROLE_CALLBACK, N = IPC_R
 static const IpcHandler handlers[] = {
     {"workers.report", C | B, on_workers_report},
     {"workers.get", R, on_workers_get},
+    {"metrics.get", R, on_metrics},
     {"job.retry", R, on_retry},
     {"batch.closed", R, on_batch_closed},
     {"admin.drain", R, on_drain},

@@ -445,6 +445,10 @@ static bool dispatch_one(Queue *q)
                                                .kind = tt->kind->name,
                                                .timeout = job.timeout ? job.timeout : tt->timeout,
                                                .waiting = (int)q->n_pending}));
+    hist_observe(&q->wait,
+                 (double)(now_ns() - (job.not_before_ns > job.created_ns ? job.not_before_ns
+                                                                         : job.created_ns)) /
+                     1e9);
     log_event(LOG_INFO, job.id, job.type, "in_progress",
               "moved from=pending to=in_progress worker=%d type=%s priority=%d", (*cp)->peer->fd,
               job.type, job.priority);
@@ -494,6 +498,17 @@ static void drop_input(Queue *q, Stage s, const char *id)
     close(fd);
 }
 
+/* taskmill_tasks_finished_total{type, outcome} */
+static void count_finished(Queue *q, const char *type, const char *outcome)
+{
+    json_t *by_type = json_object_get(q->finished, type);
+
+    if (!by_type && json_object_set_new(q->finished, type, json_object()) == 0)
+        by_type = json_object_get(q->finished, type);
+    json_object_set_new(by_type, outcome,
+                        json_integer(json_integer_value(json_object_get(by_type, outcome)) + 1));
+}
+
 static void finish_move(Queue *q, Running *run, Stage to)
 {
     int r;
@@ -511,6 +526,7 @@ static void finish_move(Queue *q, Running *run, Stage to)
         q->n_done++;
     else
         q->n_failed++;
+    count_finished(q, run->type, stage_state(to));
     log_event(to == STAGE_DONE ? LOG_INFO : LOG_WARNING, run->id, run->type, stage_state(to),
               "moved from=in_progress to=%s", stage_dir(to));
     proto_notify_finished(q, run->id, stage_state(to));
@@ -577,6 +593,9 @@ int sched_finish(Queue *q, Peer *p, const char *id, const char *outcome, json_t 
     if (run->deleting) /* deleted while it ran: the result is not wanted */
         return sched_release(q, p, id);
     if (attempt) {
+        if (json_is_number(json_object_get(attempt, "wall_seconds")))
+            hist_observe(&q->conversion,
+                         json_number_value(json_object_get(attempt, "wall_seconds")));
         json_object_set_new(attempt, "outcome", json_string(outcome));
         admin_history_add(q, STAGE_IN_PROGRESS, id, attempt);
     }

@@ -134,6 +134,7 @@ static int rest_init(Daemon *d, const Conf *c)
 
     rest = (Rest){.conf = c, .data_fd = -1, .request_fd = -1, .keys_fd = -1, .batches_fd = -1};
     daemon_set_userdata(d, &rest);
+    metrics_init();
     r = jobdir_open_data(c->root, true, &rest.data_fd);
     if (r < 0) {
         log_err("cannot open %s/data: %s", c->root, strerror(-r));
@@ -187,6 +188,7 @@ static void rest_shutdown(Daemon *d)
     if (r->batches_fd >= 0)
         close(r->batches_fd);
     auth_free();
+    metrics_free();
     free(r->tls_cert);
     free(r->tls_key);
     index_close(r->index);

@@ -70,6 +70,7 @@ typedef struct Req {
     bool body_wanted;   /* an endpoint with a JSON body */
     char *body;         /* that body, NUL-terminated */
     size_t body_len;    /* its length (past JSON_BODY_MAX: counted, not kept) */
+    int64_t begun_ns;   /* when its headers were in (the duration in /metrics) */
 } Req;
 
 /* rest_route.c: the request's life in libmicrohttpd (MHD_AccessHandlerCallback etc.). */
@@ -224,6 +225,17 @@ void node_put_free(NodePut *p);
  * fd (closed here); name for Content-Disposition, sha256 (or NULL) for the ETag. */
 enum MHD_Result tasks_send_file(struct MHD_Connection *c, int fd, const char *name,
                                 const char *sha256);
+
+/* rest_metrics.c: GET /metrics (Prometheus text format) and what rest counts for it. */
+void metrics_init(void);
+void metrics_free(void);
+void metrics_answer(unsigned status);           /* every answer queued */
+void metrics_request(double seconds);           /* a request's headers to its end */
+void metrics_bytes(uint64_t up, uint64_t down); /* bytes stored, bytes of files served */
+void metrics_submitted(const char *type);       /* a task accepted */
+enum MHD_Result metrics_get(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
+/* MHD_queue_response, counted for /metrics: every answer goes through it. */
+enum MHD_Result http_queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *resp);
 
 /* rest_admin.c: the operator's endpoints (a token of role admin, or the open API); the route
  * table's signature, the token and the path argument unused. */

@@ -14,6 +14,12 @@
 
 #define JSON_TYPE "application/json; charset=utf-8"
 
+enum MHD_Result http_queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *resp)
+{
+    metrics_answer(status);
+    return MHD_queue_response(c, status, resp);
+}
+
 enum MHD_Result http_json(struct MHD_Connection *c, unsigned status, json_t *body)
 {
     return http_json_with(c, status, body, NULL);
@@ -40,7 +46,7 @@ enum MHD_Result http_json_with(struct MHD_Connection *c, unsigned status, json_t
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, JSON_TYPE);
     if (location)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
-    ret = MHD_queue_response(c, status, resp);
+    ret = http_queue(c, status, resp);
     MHD_destroy_response(resp);
     return ret;
 }
@@ -79,7 +85,7 @@ static enum MHD_Result json_with(struct MHD_Connection *c, unsigned status, json
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, JSON_TYPE);
     MHD_add_response_header(resp, header, value);
-    ret = MHD_queue_response(c, status, resp);
+    ret = http_queue(c, status, resp);
     MHD_destroy_response(resp);
     return ret;
 }
@@ -104,7 +110,7 @@ enum MHD_Result http_error_close(struct MHD_Connection *c, unsigned status, cons
 enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
-    enum MHD_Result ret = MHD_queue_response(c, status, resp);
+    enum MHD_Result ret = http_queue(c, status, resp);
 
     MHD_destroy_response(resp);
     return ret;

@@ -182,6 +182,7 @@ enum MHD_Result node_put_feed(NodePut *p, const char *data, size_t *size)
 
     *size = 0;
     p->got += n;
+    metrics_bytes(n, 0);
     if (p->status)
         return MHD_YES; /* read and dropped: the answer at the end says why */
     if (p->got > p->expect)

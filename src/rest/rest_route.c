@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "rest.h"
+#include "taskmill/clock.h"
 #include "taskmill/task.h"
 #include "taskmill/tasktype.h"
 
@@ -98,6 +99,7 @@ static const Route routes[] = {
     {"POST", "/v1/admin/drain", NULL, admin_drain, A, NULL, false},
     {"POST", "/v1/admin/resume", NULL, admin_resume, A, NULL, false},
     {"GET", "/v1/admin/check", NULL, admin_check, A, NULL, false},
+    {"GET", "/metrics", NULL, metrics_get, A, NULL, false},
     {"GET", "/v1/node", NULL, node_whoami, N, NULL, false},
     {"GET", "/v1/node/tasks/", "/input", node_input, N, NULL, false},
     {"PUT", "/v1/node/tasks/", "/output", NULL, N, NULL, true},
@@ -266,6 +268,7 @@ enum MHD_Result route_request(void *cls, struct MHD_Connection *c, const char *u
         if (!req)
             return MHD_NO;
         *con_cls = req;
+        req->begun_ns = now_ns();
         return request_begins(r, req, c, url, method);
     }
     if (req->upload)
@@ -301,6 +304,7 @@ void route_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!req)
         return;
     conn_request_ends(req->conn);
+    metrics_request((double)(now_ns() - req->begun_ns) / 1e9);
     if (req->upload)
         upload_free(req->upload);
     if (req->put)

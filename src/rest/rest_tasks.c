@@ -223,7 +223,9 @@ static enum MHD_Result send_range(struct MHD_Connection *c, int fd, uint64_t siz
                  size);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, buf);
     }
-    ret = MHD_queue_response(c, rg->partial ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+    ret = http_queue(c, rg->partial ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+    if (ret == MHD_YES)
+        metrics_bytes(0, size ? len : 0);
     MHD_destroy_response(resp); /* closes fd once sent */
     return ret;
 }
@@ -249,7 +251,7 @@ enum MHD_Result tasks_send_file(struct MHD_Connection *c, int fd, const char *na
         snprintf(buf, sizeof(buf), "bytes */%" PRIu64, (uint64_t)st.st_size);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, buf);
         close(fd);
-        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
+        enum MHD_Result ret = http_queue(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
         MHD_destroy_response(resp);
         return ret;
     }

@@ -380,6 +380,7 @@ enum MHD_Result upload_feed(Upload *u, const char *data, size_t *size)
     size_t n = *size;
     int r;
 
+    metrics_bytes(n, 0);
     *size = 0;
     u->body += n;
     /* The limit holds whatever happened before: a refused upload is not read for ever. MHD
@@ -536,10 +537,12 @@ static void complete(Upload *u)
         fail(u, r == -ENOSPC ? MHD_HTTP_INSUFFICIENT_STORAGE : MHD_HTTP_INTERNAL_SERVER_ERROR,
              r == -ENOSPC ? "insufficient_storage" : "io_error", "cannot store the upload: %s",
              strerror(-r));
-    if (u->published) /* a published job the queue must hear of, even after an error */
+    if (u->published) { /* a published job the queue must hear of, even after an error */
+        metrics_submitted(t.task_type);
         log_event(LOG_INFO, u->id, t.task_type, "received",
                   "received file_name='%s' type=%s size=%" PRIu64 " priority=%d",
                   t.file_name ? t.file_name : "", t.task_type, t.size, t.priority);
+    }
     task_free(&t);
 }
 
