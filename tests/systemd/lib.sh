@@ -79,11 +79,11 @@ folder = /var/lib/videos
 settle_seconds = 0
 EOC
     chmod 644 "$T/client.conf"
-    for u in service timer; do
-        sed -e "s|/usr/local/bin/taskmill|$BUILD_IN/taskmill|" \
-            -e "s|/etc/taskmill/client.conf|/run/taskmill-client-test.conf|" \
-            "$TASKMILL_SRC/systemd/taskmill-client.$u" >"$UNITS/taskmill-client.$u"
-    done
+    sed -e "s|@BINDIR@|$BUILD_IN|" -e "s|@DOCDIR@|/usr/share/doc/taskmill|" \
+        -e "s|/etc/taskmill/client.conf|/run/taskmill-client-test.conf|" \
+        "$TASKMILL_SRC/systemd/taskmill-client.service.in" >"$UNITS/taskmill-client.service"
+    sed -e "s|/etc/taskmill/client.conf|/run/taskmill-client-test.conf|" \
+        "$TASKMILL_SRC/systemd/taskmill-client.timer" >"$UNITS/taskmill-client.timer"
     # A sanitizer build: LeakSanitizer stops the world with ptrace, which the units' syscall
     # filter forbids; leaks are checked by the integration tests outside systemd instead.
     if grep -q '^TASKMILL_SANITIZE:BOOL=ON' "$TASKMILL_BUILD/CMakeCache.txt" 2>/dev/null; then
