@@ -53,7 +53,7 @@ unshare --pid --fork --mount-proc --mount --net bash -c "
     for d in /tmp /var/tmp /var/log; do mount -t tmpfs tmpfs \$d; done
     dpkg -i $T_IN/pkg/taskmill_*.deb $T_IN/pkg/taskmill-client_*.deb >$T_IN/dpkg.log 2>&1
     mkdir -p /run/systemd/system
-    cp -P $UNITS/* /run/systemd/system/
+    cp -P $T_IN/units/* /run/systemd/system/
     exec /lib/systemd/systemd --system --unit=tm-boot.target
 " </dev/null >"$T/systemd.out" 2>&1 &
 UNSHARE_PID=$!
