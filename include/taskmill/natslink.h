@@ -43,6 +43,9 @@ int natslink_subscribe(NatsLink *l, const char *subject, char *err, size_t errle
 natsMsg *natslink_next(NatsLink *l);
 /* Connected now. */
 bool natslink_up(NatsLink *l);
+/* libnats closed the connection for good (it refused our credentials or certificate, say):
+ * true, with its last error in why. The daemon then exits non-zero and systemd restarts it. */
+bool natslink_gave_up(NatsLink *l, char *why, size_t len);
 /* Connected now; *ret_reconnected is set once after each reconnection (then cleared). */
 bool natslink_connected(NatsLink *l, bool *ret_reconnected);
 /* Hands a message from another thread to the loop (a node's puller thread). */

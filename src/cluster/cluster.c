@@ -314,9 +314,15 @@ static int queue_connect(Bridge *b)
 static int on_nats(Daemon *d, int fd, uint32_t events, void *userdata)
 {
     Bridge *b = userdata;
+    char why[256];
     natsMsg *m;
 
-    (void)d, (void)fd, (void)events;
+    (void)fd, (void)events;
+    if (natslink_gave_up(b->nats, why, sizeof(why))) {
+        log_err("NATS closed the connection for good (%s); exiting", why);
+        daemon_quit(d, EXIT_FAILURE);
+        return 0;
+    }
     while ((m = natslink_next(b->nats))) {
         nodes_on_message(b, m);
         natsMsg_Destroy(m);

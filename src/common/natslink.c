@@ -30,6 +30,8 @@ struct NatsLink {
     pthread_mutex_t lock;
     Queued *head, **tail;
     bool reconnected;
+    bool closing, closed; /* we close it; libnats gave up on it (e.g. refused credentials) */
+    char why[256];        /* the last error when it gave up */
 };
 
 static void wake(NatsLink *l)
@@ -69,6 +71,22 @@ static void on_reconnected(natsConnection *nc, void *closure)
     (void)nc;
     pthread_mutex_lock(&l->lock);
     l->reconnected = true;
+    pthread_mutex_unlock(&l->lock);
+    wake(l);
+}
+
+static void on_closed(natsConnection *nc, void *closure)
+{
+    NatsLink *l = closure;
+    const char *text = NULL;
+    natsStatus s = natsConnection_GetLastError(nc, &text);
+
+    pthread_mutex_lock(&l->lock);
+    if (!l->closing) {
+        l->closed = true;
+        snprintf(l->why, sizeof(l->why), "%s%s%s", natsStatus_GetText(s), text ? ": " : "",
+                 text ? text : "");
+    }
     pthread_mutex_unlock(&l->lock);
     wake(l);
 }
@@ -115,6 +133,8 @@ static natsStatus options_from(const Conf *c, const char *name, NatsLink *l, nat
         s = natsOptions_SetReconnectedCB(o, on_reconnected, l);
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(o, on_disconnected, l);
+    if (s == NATS_OK)
+        s = natsOptions_SetClosedCB(o, on_closed, l);
     if (s != NATS_OK) {
         natsOptions_Destroy(o);
         return s;
@@ -157,6 +177,9 @@ void natslink_close(NatsLink *l)
 {
     if (!l)
         return;
+    pthread_mutex_lock(&l->lock);
+    l->closing = true;
+    pthread_mutex_unlock(&l->lock);
     for (int i = 0; i < l->n_subs; i++)
         natsSubscription_Destroy(l->subs[i]);
     if (l->nc)
@@ -197,7 +220,8 @@ int natslink_subscribe(NatsLink *l, const char *subject, char *err, size_t errle
         return -ENOSPC;
     s = natsConnection_Subscribe(&l->subs[l->n_subs], l->nc, subject, on_msg, l);
     if (s != NATS_OK) {
-        snprintf(err, errlen, "cannot subscribe to %s: %s", subject, natsStatus_GetText(s));
+        snprintf(err, errlen, "cannot subscribe to %s: %s (%s)", subject, natsStatus_GetText(s),
+                 nats_GetLastError(NULL) ?: "no more detail");
         return -EIO;
     }
     l->n_subs++;
@@ -224,6 +248,17 @@ natsMsg *natslink_next(NatsLink *l)
     if (m)
         wake(l); /* one message per call: come back for the next */
     return m;
+}
+
+bool natslink_gave_up(NatsLink *l, char *why, size_t len)
+{
+    bool closed;
+
+    pthread_mutex_lock(&l->lock);
+    closed = l->closed;
+    snprintf(why, len, "%s", l->why);
+    pthread_mutex_unlock(&l->lock);
+    return closed;
 }
 
 bool natslink_up(NatsLink *l)

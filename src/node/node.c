@@ -429,9 +429,15 @@ static void on_cancel(Node *n, natsMsg *m)
 static int on_nats(Daemon *d, int fd, uint32_t events, void *userdata)
 {
     Node *n = userdata;
+    char why[256];
     natsMsg *m;
 
-    (void)d, (void)fd, (void)events;
+    (void)fd, (void)events;
+    if (natslink_gave_up(n->nats, why, sizeof(why))) {
+        log_err("NATS closed the connection for good (%s); exiting", why);
+        daemon_quit(d, EXIT_FAILURE);
+        return 0;
+    }
     while ((m = natslink_next(n->nats))) {
         if (!strcmp(natsMsg_GetSubject(m), NATS_CANCEL)) {
             on_cancel(n, m);
