@@ -69,6 +69,26 @@ static enum MHD_Result on_status(Rest *rest, struct MHD_Connection *c, const Aut
     return tasks_status(rest, c);
 }
 
+/* docs/openapi.yaml, compiled in (cmake/embed.cmake). */
+extern const unsigned char openapi_yaml[];
+extern const size_t openapi_yaml_len;
+
+static enum MHD_Result on_openapi(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                  const char *arg)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        openapi_yaml_len, (void *)openapi_yaml, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret;
+
+    (void)rest, (void)a, (void)arg;
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/yaml; charset=utf-8");
+    ret = http_queue(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 static enum MHD_Result on_health(Rest *rest, struct MHD_Connection *c, const Auth *a,
                                  const char *arg)
 {
@@ -100,6 +120,7 @@ static const Route routes[] = {
     {"POST", "/v1/admin/resume", NULL, admin_resume, A, NULL, false},
     {"GET", "/v1/admin/check", NULL, admin_check, A, NULL, false},
     {"GET", "/metrics", NULL, metrics_get, A, NULL, false},
+    {"GET", "/v1/openapi.yaml", NULL, on_openapi, T, NULL, false},
     {"GET", "/v1/node", NULL, node_whoami, N, NULL, false},
     {"GET", "/v1/node/tasks/", "/input", node_input, N, NULL, false},
     {"PUT", "/v1/node/tasks/", "/output", NULL, N, NULL, true},
