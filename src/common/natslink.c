@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "taskmill/log.h"
@@ -31,7 +32,9 @@ struct NatsLink {
     Queued *head, **tail;
     bool reconnected;
     bool closing, closed; /* we close it; libnats gave up on it (e.g. refused credentials) */
-    char why[256];        /* the last error when it gave up */
+    bool closed_done;     /* the closed callback has run: no callback comes after it */
+    pthread_cond_t closed_cond;
+    char why[256]; /* the last error when it gave up */
 };
 
 static void wake(NatsLink *l)
@@ -87,6 +90,8 @@ static void on_closed(natsConnection *nc, void *closure)
         snprintf(l->why, sizeof(l->why), "%s%s%s", natsStatus_GetText(s), text ? ": " : "",
                  text ? text : "");
     }
+    l->closed_done = true;
+    pthread_cond_signal(&l->closed_cond);
     pthread_mutex_unlock(&l->lock);
     wake(l);
 }
@@ -153,6 +158,7 @@ int natslink_open(const Conf *c, const char *name, NatsLink **ret, char *err, si
         return -ENOMEM;
     l->tail = &l->head;
     pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->closed_cond, NULL);
     l->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     s = l->event_fd < 0 ? NATS_SYS_ERROR : options_from(c, name, l, &o);
     if (s == NATS_OK) {
@@ -182,8 +188,19 @@ void natslink_close(NatsLink *l)
     pthread_mutex_unlock(&l->lock);
     for (int i = 0; i < l->n_subs; i++)
         natsSubscription_Destroy(l->subs[i]);
-    if (l->nc)
+    if (l->nc) {
+        /* The closed callback runs on a libnats thread, after every other callback of the
+         * connection: l may go only once it has. */
+        struct timespec until;
         natsConnection_Close(l->nc);
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        pthread_mutex_lock(&l->lock);
+        while (!l->closed_done &&
+               pthread_cond_timedwait(&l->closed_cond, &l->lock, &until) != ETIMEDOUT)
+            ;
+        pthread_mutex_unlock(&l->lock);
+    }
     jsCtx_Destroy(l->js);
     natsConnection_Destroy(l->nc);
     for (Queued *q = l->head, *n; q; q = n) {
@@ -193,6 +210,7 @@ void natslink_close(NatsLink *l)
     }
     if (l->event_fd >= 0)
         close(l->event_fd);
+    pthread_cond_destroy(&l->closed_cond);
     pthread_mutex_destroy(&l->lock);
     free(l);
 }
