@@ -75,18 +75,20 @@ int submit_from_json(const char *body, size_t len, char *ret_fields[SUBMIT_MAX],
     json_object_foreach(j, key, v)
     {
         if ((f = submit_field(key)) < 0 || f == SUBMIT_FILE_NAME || f == SUBMIT_FILE_PATH) {
+            int r = submit_fail(e, MHD_HTTP_BAD_REQUEST, "unknown_field", "unknown field '%.64s'",
+                                key); /* before the decref: key belongs to j */
             json_decref(j);
-            return submit_fail(e, MHD_HTTP_BAD_REQUEST, "unknown_field", "unknown field '%.64s'",
-                               key);
+            return r;
         }
         if (json_is_null(v))
             continue;
         if ((f == SUBMIT_PARAMS || f == SUBMIT_CALLBACK_DONE)
                 ? !json_is_object(v)
                 : json_is_object(v) || json_is_array(v)) {
+            int r = submit_fail(e, MHD_HTTP_BAD_REQUEST, "bad_json",
+                                "field '%s' has the wrong type", key);
             json_decref(j);
-            return submit_fail(e, MHD_HTTP_BAD_REQUEST, "bad_json", "field '%s' has the wrong type",
-                               key);
+            return r;
         }
         ret_fields[f] = json_text(v);
     }
