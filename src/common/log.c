@@ -40,6 +40,8 @@ static void field(struct iovec *v, char *buf, size_t len, const char *name, cons
 }
 
 static void vlog(int prio, const char *task_id, const char *type, const char *state,
+                 const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+static void vlog(int prio, const char *task_id, const char *type, const char *state,
                  const char *fmt, va_list ap)
 {
     char raw[2048], msg[4096], line[4200], f[6][4200];
