@@ -90,10 +90,11 @@ static void on_closed(natsConnection *nc, void *closure)
         snprintf(l->why, sizeof(l->why), "%s%s%s", natsStatus_GetText(s), text ? ": " : "",
                  text ? text : "");
     }
+    /* Woken before closed_done is set: once it is, natslink_close may free l at once. */
+    wake(l);
     l->closed_done = true;
     pthread_cond_signal(&l->closed_cond);
     pthread_mutex_unlock(&l->lock);
-    wake(l);
 }
 
 static void on_disconnected(natsConnection *nc, void *closure)
@@ -199,7 +200,12 @@ void natslink_close(NatsLink *l)
         while (!l->closed_done &&
                pthread_cond_timedwait(&l->closed_cond, &l->lock, &until) != ETIMEDOUT)
             ;
+        bool done = l->closed_done;
         pthread_mutex_unlock(&l->lock);
+        if (!done) { /* a callback may still come: l is left to the exit rather than freed */
+            log_warning("nats: the connection did not close within 5 s");
+            return;
+        }
     }
     jsCtx_Destroy(l->js);
     natsConnection_Destroy(l->nc);
