@@ -53,6 +53,7 @@ typedef struct IndexQuery {
     int64_t after_ns;
     const char *after_id; /* "" for the first page */
     unsigned limit;
+    bool newest; /* newest first: the rows before (after_ns, after_id) */
 } IndexQuery;
 
 int index_list(Index *ix, const IndexQuery *q, IndexRow **ret, size_t *ret_n);

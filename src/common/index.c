@@ -471,11 +471,12 @@ int index_rebuild(Index *ix, int data_fd, IndexRebuilt *ret)
 
 int index_list(Index *ix, const IndexQuery *q, IndexRow **ret, size_t *ret_n)
 {
-    char sql[512] = "SELECT id, stage, created_ns FROM tasks WHERE (created_ns, id) > (?1, ?2)";
+    char sql[512] = "SELECT id, stage, created_ns FROM tasks WHERE (created_ns, id) ";
     sqlite3_stmt *st;
     Rows rows = {0};
     int r;
 
+    strcat(sql, q->newest ? "< (?1, ?2)" : "> (?1, ?2)");
     if (q->owner)
         strcat(sql, " AND owner = ?3");
     if (q->stage != STAGE_INVALID)
@@ -486,7 +487,8 @@ int index_list(Index *ix, const IndexQuery *q, IndexRow **ret, size_t *ret_n)
         strcat(sql, " AND batch = ?6");
     if (q->timing)
         strcat(sql, q->timing == 2 ? " AND due_ns > ?7" : " AND due_ns <= ?7");
-    strcat(sql, " ORDER BY created_ns, id LIMIT ?8");
+    strcat(sql, q->newest ? " ORDER BY created_ns DESC, id DESC LIMIT ?8"
+                          : " ORDER BY created_ns, id LIMIT ?8");
     if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK)
         return fail(ix, "list");
     sqlite3_bind_int64(st, 1, q->after_ns);

@@ -127,26 +127,28 @@ static void child_usage(pid_t pid, double *ret_cpu, uint64_t *ret_rss)
     }
 }
 
-static double slot_progress(Pool *p, const Slot *s)
+/* The task's progress.json ({percent, fps, eta_seconds}; {} before the first): to decref. */
+static json_t *slot_progress(Pool *p, const Slot *s)
 {
     char path[128];
     json_t *j = NULL;
-    double pct = 0;
     int fd;
 
     snprintf(path, sizeof(path), "in_progress/%s", s->id);
     fd = openat(p->data_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0 && json_read_at(fd, "progress.json", &j) == 0)
-        pct = json_number_value(json_object_get(j, "percent"));
-    json_decref(j);
+    if (fd < 0 || json_read_at(fd, "progress.json", &j) < 0 || !json_is_object(j)) {
+        json_decref(j);
+        j = json_object();
+    }
     if (fd >= 0)
         close(fd);
-    return pct;
+    return j;
 }
 
 static json_t *slot_json(Pool *p, int i)
 {
     Slot *s = &p->slots[i];
+    json_t *progress, *slot;
     char since[40];
     uint64_t rss;
     double cpu;
@@ -160,10 +162,15 @@ static json_t *slot_json(Pool *p, int i)
     }
     child_usage(s->pid, &cpu, &rss);
     format_time(s->started_ns, since, sizeof(since));
-    return json_pack("{s:i, s:s, s:i, s:s, s:s, s:s, s:f, s:I, s:f}", "slot", i, "state", "busy",
-                     "pid", (int)s->pid, "task_id", s->id, "task_type", s->type, "since", since,
-                     "progress", slot_progress(p, s), "rss_bytes", (json_int_t)rss, "cpu_seconds",
-                     cpu);
+    progress = slot_progress(p, s);
+    slot = json_pack("{s:i, s:s, s:i, s:s, s:s, s:s, s:f, s:I, s:f, s:O*, s:O*}", "slot", i,
+                     "state", "busy", "pid", (int)s->pid, "task_id", s->id, "task_type", s->type,
+                     "since", since, "progress",
+                     json_number_value(json_object_get(progress, "percent")), "rss_bytes",
+                     (json_int_t)rss, "cpu_seconds", cpu, "fps", json_object_get(progress, "fps"),
+                     "eta_seconds", json_object_get(progress, "eta_seconds"));
+    json_decref(progress);
+    return slot;
 }
 
 /* The slots to the queue (a notification: not answered), for GET /v1/workers. */

@@ -229,12 +229,14 @@ static json_t *slot_json(Node *n, int i)
     if (conv > 0 && s->pid > 0)
         child_usage(conv, &cpu, &rss);
     format_time(s->started_ns, since, sizeof(since));
-    return json_pack("{s:i, s:s, s:i, s:s, s:s, s:s, s:f, s:I, s:f, s:I, s:o}", "slot", i, "state",
-                     "busy", "pid", (int)(conv > 0 ? conv : s->pid), "task_id", s->id, "task_type",
-                     s->type, "since", since, "progress",
+    return json_pack("{s:i, s:s, s:i, s:s, s:s, s:s, s:f, s:I, s:f, s:I, s:O*, s:O*, s:o}", "slot",
+                     i, "state", "busy", "pid", (int)(conv > 0 ? conv : s->pid), "task_id", s->id,
+                     "task_type", s->type, "since", since, "progress",
                      json_number_value(json_object_get(progress, "percent")), "rss_bytes",
                      (json_int_t)rss, "cpu_seconds", cpu, "delivery", (json_int_t)s->delivery,
-                     "progress_detail", progress ? progress : json_null());
+                     "fps", json_object_get(progress, "fps"), "eta_seconds",
+                     json_object_get(progress, "eta_seconds"), "progress_detail",
+                     progress ? progress : json_null());
 }
 
 static void report(Node *n)

@@ -58,6 +58,8 @@ json_t *admin_workers(Queue *q)
             json_t *s = json_deep_copy(slot);
             if (!json_is_string(json_object_get(s, "host"))) /* a cluster node's names itself */
                 json_object_set_new(s, "host", json_string(p->host));
+            if (p->kinds)
+                json_object_set(s, "kinds", p->kinds);
             if (q->draining &&
                 !strcmp(json_string_value(json_object_get(s, "state")) ?: "", "idle"))
                 json_object_set_new(s, "state", json_string("draining"));

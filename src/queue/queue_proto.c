@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "queue.h"
+#include "taskmill/clock.h"
 #include "taskmill/ipc.h"
 #include "taskmill/log.h"
 #include "taskmill/tasktype.h"
@@ -248,6 +249,20 @@ static unsigned count_role(const Queue *q, IpcRole role)
     return n;
 }
 
+/* The waiting tasks by priority band: high (750 and above), normal, low (250 and below). */
+static json_t *waiting_by_band(const Queue *q)
+{
+    json_int_t band[3] = {0, 0, 0};
+    int64_t now = now_ns();
+
+    for (size_t i = 0; i < q->n_pending; i++) {
+        const Pending *p = &q->pending[i];
+        if (p->not_before_ns <= now)
+            band[p->priority >= 750 ? 0 : p->priority > 250 ? 1 : 2]++;
+    }
+    return json_pack("{s:I, s:I, s:I}", "high", band[0], "normal", band[1], "low", band[2]);
+}
+
 static void on_status(void *ctx, void *peer, json_t *msg)
 {
     Queue *q = ctx;
@@ -264,6 +279,7 @@ static void on_status(void *ctx, void *peer, json_t *msg)
                    (json_int_t)(max > working ? max - working : 0), "draining", q->draining,
                    "peers", "convert", (json_int_t)count_role(q, IPC_ROLE_CONVERT), "callback",
                    (json_int_t)count_role(q, IPC_ROLE_CALLBACK));
+    json_object_set_new(st, "waiting_by_priority", waiting_by_band(q));
     held = admin_held(q);
     json_object_update(st, held);
     json_decref(held);

@@ -156,6 +156,8 @@ int batch_join(Rest *rest, const Auth *a, const char *id, const char *task, Subm
 enum MHD_Result batches_create(Rest *rest, struct MHD_Connection *c, const Auth *a,
                                const char *body, size_t len);
 enum MHD_Result batches_get(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
+/* GET /v1/batches?limit=N: the caller's batches, newest first. */
+enum MHD_Result batches_list(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
 enum MHD_Result batches_close(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *id);
 /* Removes batches older than min_age seconds with no task left and no callback owed. */
 int batches_sweep(Rest *rest, time_t min_age, unsigned *ret_removed);
@@ -241,6 +243,8 @@ enum MHD_Result http_queue(struct MHD_Connection *c, unsigned status, struct MHD
  * table's signature, the token and the path argument unused. */
 enum MHD_Result admin_workers(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
 enum MHD_Result admin_history(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
+enum MHD_Result admin_throughput(Rest *rest, struct MHD_Connection *c, const Auth *a,
+                                 const char *arg);
 enum MHD_Result admin_drain(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
 enum MHD_Result admin_resume(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
 enum MHD_Result admin_check(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);

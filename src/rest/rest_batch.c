@@ -175,6 +175,110 @@ enum MHD_Result batches_get(Rest *rest, struct MHD_Connection *c, const Auth *a,
     return batch_answer(rest, c, a, id, MHD_HTTP_OK);
 }
 
+/* --- GET /v1/batches ---------------------------------------------------------------------------
+ */
+
+#define BATCH_LIST_DEFAULT 20
+#define BATCH_LIST_MAX     100
+
+typedef struct Seen {
+    int64_t created_ns;
+    char id[TASK_ID_LEN + 1];
+} Seen;
+
+static int newest_first(const void *a, const void *b)
+{
+    const Seen *x = a, *y = b;
+
+    return x->created_ns < y->created_ns ? 1 : x->created_ns > y->created_ns ? -1 : 0;
+}
+
+/* The batches a sees, newest first: *ret_n of them in *ret (to free). */
+static int batches_seen(Rest *rest, const Auth *a, Seen **ret, size_t *ret_n)
+{
+    int dfd = dup(rest->batches_fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    Seen *seen = NULL, *ns;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return -errno;
+    }
+    rewinddir(d);
+    while ((e = readdir(d))) {
+        json_t *b = NULL, *cb = NULL;
+        int fd;
+        if (!task_id_valid(e->d_name) || batch_visible(rest, a, e->d_name, &fd, &b, &cb) < 0)
+            continue;
+        close(fd);
+        size_t want = cap ? 2 * cap : 64;
+        if (n == cap && (ns = realloc(seen, want * sizeof(*seen)))) {
+            seen = ns;
+            cap = want;
+        }
+        if (n < cap) {
+            seen[n].created_ns = json_integer_value(json_object_get(b, "created_ns"));
+            memcpy(seen[n].id, e->d_name, sizeof(seen[n].id)); /* a valid id: TASK_ID_LEN */
+            n++;
+        }
+        json_decref(b);
+        json_decref(cb);
+    }
+    closedir(d);
+    qsort(seen, n, sizeof(*seen), newest_first);
+    *ret = seen;
+    *ret_n = n;
+    return 0;
+}
+
+/* The batch object of id, or NULL when it went meanwhile. */
+static json_t *batch_object(Rest *rest, const Auth *a, const char *id)
+{
+    json_t *b = NULL, *cb = NULL, *view = NULL;
+    BatchCounts n;
+    int fd;
+
+    if (batch_visible(rest, a, id, &fd, &b, &cb) < 0)
+        return NULL;
+    if (batch_count(rest->data_fd, fd, BATCH_VIEWS, &n) == 0)
+        view = batch_view(b, cb, &n);
+    close(fd);
+    json_decref(b);
+    json_decref(cb);
+    return view;
+}
+
+enum MHD_Result batches_list(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg)
+{
+    const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    long limit = BATCH_LIST_DEFAULT;
+    json_t *out;
+    Seen *seen = NULL;
+    size_t n = 0;
+    char *end;
+    int r;
+
+    (void)arg;
+    if (lim &&
+        ((limit = strtol(lim, &end, 10)) < 1 || limit > BATCH_LIST_MAX || *end || end == lim))
+        return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", "limit must be 1 to %d",
+                          BATCH_LIST_MAX);
+    if ((r = batches_seen(rest, a, &seen, &n)) < 0)
+        return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
+                          "cannot list the batches: %s", strerror(-r));
+    out = json_array();
+    for (size_t i = 0; i < n && (long)json_array_size(out) < limit; i++) {
+        json_t *view = batch_object(rest, a, seen[i].id);
+        if (view)
+            json_array_append_new(out, view);
+    }
+    free(seen);
+    return http_json(c, MHD_HTTP_OK, json_pack("{s:o}", "batches", out));
+}
+
 enum MHD_Result batches_create(Rest *rest, struct MHD_Connection *c, const Auth *a,
                                const char *body, size_t len)
 {

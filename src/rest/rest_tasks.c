@@ -462,6 +462,7 @@ enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a)
                     .now_ns = now_ns(),
                     .after_ns = INT64_MIN,
                     .after_id = after_id};
+    const char *order = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "order");
     bool scheduled = state && !strcmp(state, "scheduled");
     long limit = LIST_LIMIT_DEFAULT;
     IndexRow *rows;
@@ -486,6 +487,10 @@ enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a)
         ((limit = strtol(lim, &end, 10)) < 1 || limit > LIST_LIMIT_MAX || *end || end == lim))
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", "limit must be 1 to %d",
                           LIST_LIMIT_MAX);
+    if (order && strcmp(order, "oldest") && strcmp(order, "newest"))
+        return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_order", "order must be oldest or newest");
+    if ((q.newest = order && !strcmp(order, "newest")))
+        q.after_ns = INT64_MAX; /* the first page starts from the newest */
     if (tasks_cursor_parse(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor"),
                            &q.after_ns, after_id) < 0)
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_cursor", "cursor is not one we gave out");

@@ -569,6 +569,15 @@ call 200 GET /v1/tasks "/v1/tasks?batch=$batch&state=scheduled" "${USER[@]}"
 call 400 GET /v1/tasks '/v1/tasks?state=sleeping' "${USER[@]}"
 call 400 GET /v1/tasks '/v1/tasks?limit=0' "${USER[@]}"
 call 400 GET /v1/tasks '/v1/tasks?cursor=nope' "${USER[@]}"
+call 200 GET /v1/tasks '/v1/tasks?order=newest&limit=2' "${USER[@]}"
+newest=$(field '.tasks[0].created_at')
+check "order=newest starts from the newest task" \
+    test "$(api GET '/v1/tasks?limit=1000' "${USER[@]}" | jq -r '[.tasks[].created_at] | max')" = "$newest"
+call 200 GET /v1/tasks "/v1/tasks?order=newest&limit=2&cursor=$(field .next_cursor)" "${USER[@]}"
+call 400 GET /v1/tasks '/v1/tasks?order=sideways' "${USER[@]}"
+call 200 GET /v1/batches /v1/batches "${USER[@]}"
+check "the batch list holds the batch" test "$(field '.batches[0].id')" = "$batch"
+call 400 GET /v1/batches '/v1/batches?limit=0' "${USER[@]}"
 
 echo "== a transient failure, waiting for its next attempt"
 call 201 POST /v1/tasks /v1/tasks "${USER[@]}" "${JSON[@]}" -d '{"task_type":"flaky"}'
@@ -596,6 +605,10 @@ call 204 DELETE '/v1/tasks/{id}' "/v1/tasks/$nap" "${USER[@]}"
 call 200 GET /v1/workers/history '/v1/workers/history?limit=5' "${ADMIN[@]}"
 check "the history holds the attempts" test "$(jq '.attempts | length' "$W/body")" -ge 3
 call 400 GET /v1/workers/history '/v1/workers/history?limit=5000' "${ADMIN[@]}"
+call 200 GET /v1/workers/throughput /v1/workers/throughput "${ADMIN[@]}"
+check "the throughput counts the attempts of the last hour" \
+    test "$(jq '[.minutes[] | .done + .failed + .retry + .crashed] | add' "$W/body")" -ge 3
+call 403 GET /v1/workers/throughput /v1/workers/throughput "${USER[@]}"
 call 200 GET /v1/admin/check /v1/admin/check "${ADMIN[@]}"
 call 200 POST /v1/admin/drain /v1/admin/drain "${ADMIN[@]}"
 check "drain: draining" test "$(field .draining)" = true
