@@ -1,4 +1,5 @@
-# embed.cmake - writes a C file holding a file's bytes (rest serves docs/openapi.yaml from it).
+# embed.cmake - writes a C file holding a file's bytes (rest serves docs/openapi.yaml and the
+# dashboard from such files).
 # cmake -DIN=FILE -DOUT=FILE.c -DNAME=symbol -P embed.cmake
 file(READ "${IN}" hex HEX)
 string(LENGTH "${hex}" n)

@@ -162,6 +162,11 @@ enum MHD_Result batches_close(Rest *rest, struct MHD_Connection *c, const Auth *
 /* Removes batches older than min_age seconds with no task left and no callback owed. */
 int batches_sweep(Rest *rest, time_t min_age, unsigned *ret_removed);
 
+/* rest_ui.c: the dashboard's files (src/rest/ui/, compiled in) */
+enum MHD_Result ui_page(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
+enum MHD_Result ui_script(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
+enum MHD_Result ui_style(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg);
+
 /* rest_upload.c: POST /v1/tasks, streamed into data/request/.tmp-<uuid>/ */
 /* 0: read the body; 1: answered before the body (upload_finish sends the answer); <0: error */
 int upload_begin(Rest *rest, struct MHD_Connection *c, const Auth *a, Upload **ret);

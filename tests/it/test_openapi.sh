@@ -649,6 +649,13 @@ call 204 DELETE '/v1/tasks/{id}' "/v1/tasks/$echo_id" "${USER[@]}"
 call 404 DELETE '/v1/tasks/{id}' "/v1/tasks/$echo_id" "${USER[@]}"
 
 # --- (c) the document, served -------------------------------------------------------------------
+echo "== the dashboard's files, without a token"
+call 200 GET / /
+call 200 GET /ui/app.js /ui/app.js
+call 200 GET /ui/style.css /ui/style.css
+check "the page forbids inline scripts (Content-Security-Policy)" \
+    grep -qi "^content-security-policy: .*script-src 'self';" "$W/hdr"
+
 echo "== GET /v1/openapi.yaml"
 call 200 GET /v1/openapi.yaml /v1/openapi.yaml "${USER[@]}"
 if [ "$STATUS" = 200 ]; then
