@@ -79,7 +79,8 @@ expect_error "GET unknown sub-resource" 404 no_such_endpoint GET "/v1/tasks/$UNK
 
 # --- routing ---------------------------------------------------------------------------------
 expect_error "unknown endpoint" 404 no_such_endpoint GET /v1/nope
-expect_error "unknown top-level endpoint" 404 no_such_endpoint GET /
+expect_error "unknown top-level endpoint" 404 no_such_endpoint GET /nope
+expect_error "POST / (the dashboard takes none)" 405 method_not_allowed POST /
 expect_error "PUT /v1/tasks" 405 method_not_allowed PUT /v1/tasks
 expect_error "DELETE /v1/tasks" 405 method_not_allowed DELETE /v1/tasks
 expect_error "POST /v1/tasks/ID" 405 method_not_allowed POST "/v1/tasks/$UNKNOWN"
