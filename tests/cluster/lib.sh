@@ -133,12 +133,17 @@ net_down() {
 
 # --- processes -------------------------------------------------------------------------------
 
-# alive PID: the process exists and is not a zombie (a child that ended is one until reaped).
+# alive PID: one of the process's threads still runs (is not a zombie). The main thread of a
+# killed multi-threaded process (nats-server) is a zombie before its other threads have gone,
+# and until the last one has, its sockets are open: a port it listened on still connects.
 alive() {
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    s=${s##*) }
-    [ "${s%% *}" != Z ]
+    local t s
+    for t in /proc/"$1"/task/*/stat; do
+        s=$(cat "$t" 2>/dev/null) || continue
+        s=${s##*) }
+        [ "${s%% *}" = Z ] || return 0
+    done
+    return 1
 }
 
 # reap PID SIGNAL SECONDS: sends SIGNAL (none when "-"), waits up to SECONDS for the process to
