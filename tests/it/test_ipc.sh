@@ -55,7 +55,9 @@ check "data/ and its stage folders are mode 0750" \
 # conversion child is stopped (SIGSTOP) until the queue has deletions waiting together, so the
 # check does not race the child's end. rest blocks a thread per waiting DELETE, and a thread may
 # have taken two connections before it blocked: the one behind it comes after the task is gone
-# (404). Every deletion the queue held must get 204.
+# (404). So the first two start one after the other, each once the one before is held (a blocked
+# thread accepts no connection; one burst of three could all land on one thread under load), and
+# the third at once. Every deletion the queue held must get 204.
 make_mp4 "$FIX/long.mp4" 20 640x360
 id=$(submit "$FIX/long.mp4" -F 'params={"preset":"medium"}')
 wait_state "$id" in_progress 30
@@ -72,6 +74,7 @@ pids=()
 for i in 1 2 3; do
     curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X DELETE "$URL/v1/tasks/$id" >"$W/del$i" &
     pids+=($!)
+    [ "$i" = 3 ] || wait_for 10 bash -c "[ \$(grep -c '$id: delete requested while it runs' '$TM_LOG/queue.log') -ge $i ]" || true
 done
 check "the queue holds two or more deletions while the child is stopped" \
     wait_for 10 bash -c "[ \$(grep -c '$id: delete requested while it runs' '$TM_LOG/queue.log') -ge 2 ]"
