@@ -48,7 +48,7 @@ bool natslink_up(NatsLink *l);
 bool natslink_gave_up(NatsLink *l, char *why, size_t len);
 /* Connected now; *ret_reconnected is set once after each reconnection (then cleared). */
 bool natslink_connected(NatsLink *l, bool *ret_reconnected);
-/* Hands a message from another thread to the loop (a node's puller thread). */
+/* Hands a message from another thread to the loop (the message handlers' own use). */
 void natslink_push(NatsLink *l, natsMsg *m);
 
 /* A message's body as JSON (NULL when it is not an object). */

@@ -2,21 +2,25 @@
  * stream (docs/cluster.md).
  *
  * At start the node asks the server who its token is (GET /v1/node: a token of role node, or
- * it refuses to run), connects to NATS and binds to the durable consumer the bridge made. A
- * puller thread fetches one message at a time while a slot is free; everything else happens in
- * the daemon's loop. For each message the node asks the bridge whether this delivery may run
- * (taskmill.start): a message the bridge no longer holds is acked away, an older delivery is
- * left alone. An accepted task gets a folder of its own, ROOT/node/in_progress/<id>/ (the id is
- * checked to be a UUID; the server's file names are checked as it checks them), and a runner
- * process (node_job.c). While it runs the node sends in-progress acks every third of the
- * consumer's AckWait and reports its slots every second. When the runner ends the verdict goes
- * to the bridge (taskmill.finish) and only an accepted verdict acks the message; a refused one
- * is dropped. SIGTERM stops the runners and hands their messages back at once (nak). */
+ * it refuses to run), connects to NATS and checks that the durable consumer the bridge made is
+ * there. Everything happens in the daemon's loop. While slots are free the node asks the
+ * consumer for that many messages (a pull request, answered in its own inbox); the inbox is a
+ * subscription that lives as long as the node, so a message the server sends as a request
+ * expires still arrives, and is taken or handed back at once, never left to come back only
+ * after AckWait (libnats's Fetch drops such a message). Acks go to the message's reply subject
+ * as JetStream's protocol has them (+ACK, +WPI, -NAK, +TERM). For each message the node asks the
+ * bridge whether this delivery may run (taskmill.start): a message the bridge no longer holds is
+ * acked away, an older delivery is left alone. An accepted task gets a folder of its own,
+ * ROOT/node/in_progress/<id>/ (the id is checked to be a UUID; the server's file names are checked
+ * as it checks them), and a runner process (node_job.c). While it runs the node sends in-progress
+ * acks every third of the consumer's AckWait and reports its slots every second. When the runner
+ * ends the verdict goes to the bridge (taskmill.finish) and only an accepted verdict acks the
+ * message; a refused one is dropped. SIGTERM stops the runners and hands their messages back at
+ * once (nak). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +42,10 @@
 #include "taskmill/tasktype.h"
 
 #define FINISH_GIVE_UP_S 600 /* a verdict the bridge never answered is dropped after this */
+/* A pull request waits this long on the server; its end may be lost for PULL_LOST_NS more. */
+#define PULL_EXPIRES_NS (2 * INT64_C(1000000000))
+#define PULL_LOST_NS    (3 * INT64_C(1000000000))
+#define PULL_SUBJECT    "$JS.API.CONSUMER.MSG.NEXT." NATS_STREAM "." NATS_CONSUMER
 
 typedef struct Slot {
     pid_t pid;    /* the runner, 0 when none */
@@ -51,23 +59,27 @@ typedef struct Slot {
     int64_t finish_since_ns;
 } Slot;
 
+/* A pull request: its messages come to INBOX.<id>, and a status message (no messages, expired)
+ * ends it. */
+typedef struct Ask {
+    uint64_t id;
+    int left;           /* messages it may still bring; 0: ended */
+    int64_t expires_ns; /* when the server ends it */
+} Ask;
+
 typedef struct Node {
     Daemon *daemon;
     const Conf *conf;
     int work_fd; /* ROOT/node */
     NatsLink *nats;
-    natsSubscription *pull;
+    bool bound;     /* the consumer is there and the inbox subscribed */
+    char inbox[96]; /* pull requests' replies: INBOX.<ask id> */
     int64_t ack_wait_ns;
     Slot *slots;
+    Ask *asks; /* n_slots of them: each live one asks for at least one message */
+    uint64_t last_ask;
     int n_slots;
     char host[64], name[64];
-    /* shared with the puller thread */
-    pthread_t puller;
-    bool puller_started;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int free_slots, in_flight; /* a fetch is worth it while free_slots > in_flight */
-    bool quit;
 } Node;
 
 static Node node;
@@ -86,87 +98,120 @@ static int busy_count(const Node *n)
     return k;
 }
 
-/* Tells the puller how many messages it may fetch. */
-static void update_free(Node *n)
-{
-    pthread_mutex_lock(&n->lock);
-    n->free_slots = daemon_stopping(n->daemon) ? 0 : n->n_slots - busy_count(n);
-    pthread_cond_signal(&n->cond);
-    pthread_mutex_unlock(&n->lock);
-}
-
-/* --- the puller thread ---------------------------------------------------------------------------
+/* --- acks: JetStream's protocol on the message's reply subject ----------------------------------
  */
 
-static void *puller_main(void *arg)
+static bool js_ack(Node *n, natsMsg *m, const char *kind)
 {
-    Node *n = arg;
-
-    for (;;) {
-        natsMsgList list = {0};
-        jsErrCode code = 0;
-        natsStatus s;
-
-        pthread_mutex_lock(&n->lock);
-        while (!n->quit && n->free_slots <= n->in_flight) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += 1;
-            pthread_cond_timedwait(&n->cond, &n->lock, &until);
-        }
-        bool quit = n->quit;
-        pthread_mutex_unlock(&n->lock);
-        if (quit)
-            return NULL;
-        s = natsSubscription_Fetch(&list, n->pull, 1, 2000, &code);
-        if (s == NATS_TIMEOUT)
-            continue;
-        if (s != NATS_OK) {
-            sleep(1); /* NATS away: libnats reconnects meanwhile */
-            continue;
-        }
-        for (int i = 0; i < list.Count; i++) {
-            pthread_mutex_lock(&n->lock);
-            n->in_flight++;
-            pthread_mutex_unlock(&n->lock);
-            natslink_push(n->nats, list.Msgs[i]);
-            list.Msgs[i] = NULL;
-        }
-        natsMsgList_Destroy(&list);
-    }
+    if (natsConnection_PublishString(natslink_conn(n->nats), natsMsg_GetReply(m), kind) == NATS_OK)
+        return true;
+    log_warning("cannot send %s for a message: NATS is away", kind);
+    return false;
 }
 
-/* Binds to the bridge's consumer once it exists, and starts the puller. */
+/* +ACK, confirmed by the server (it answers an ack that has a reply subject). */
+static void js_ack_sync(Node *n, natsMsg *m)
+{
+    natsMsg *reply = NULL;
+
+    if (natsConnection_RequestString(&reply, natslink_conn(n->nats), natsMsg_GetReply(m), "+ACK",
+                                     5000) != NATS_OK)
+        log_warning("an ack was not confirmed: NATS is away");
+    natsMsg_Destroy(reply);
+}
+
+/* --- pulling -------------------------------------------------------------------------------------
+ */
+
+static int asked(const Node *n)
+{
+    int k = 0;
+
+    for (int i = 0; i < n->n_slots; i++)
+        k += n->asks[i].left;
+    return k;
+}
+
+/* Asks for as many messages as slots are free and not yet asked for. */
+static void pull_more(Node *n)
+{
+    int busy = 0, want;
+    char reply[128], body[96];
+    Ask *a = NULL;
+
+    for (int i = 0; i < n->n_slots; i++) {
+        busy += slot_busy(&n->slots[i]);
+        if (!n->asks[i].left && !a)
+            a = &n->asks[i];
+    }
+    want = n->n_slots - busy - asked(n);
+    if (!n->bound || !a || want <= 0 || daemon_stopping(n->daemon) || !natslink_up(n->nats))
+        return;
+    *a = (Ask){.id = ++n->last_ask, .left = want, .expires_ns = now_ns() + PULL_EXPIRES_NS};
+    snprintf(reply, sizeof(reply), "%s.%" PRIu64, n->inbox, a->id);
+    snprintf(body, sizeof(body), "{\"batch\":%d,\"expires\":%" PRId64 "}", want, PULL_EXPIRES_NS);
+    if (natsConnection_PublishRequestString(natslink_conn(n->nats), PULL_SUBJECT, reply, body) !=
+        NATS_OK)
+        a->left = 0;
+}
+
+/* The ask a status came for (its subject is INBOX.<id>), or NULL for one that ended. A task
+ * comes with its own subject: it is counted against the oldest ask, which the server serves
+ * first. */
+static Ask *ask_of(Node *n, natsMsg *m, bool task)
+{
+    const char *subject = natsMsg_GetSubject(m), *dot = strrchr(subject, '.');
+    uint64_t id = dot && !task ? strtoull(dot + 1, NULL, 10) : 0;
+    Ask *oldest = NULL;
+
+    for (int i = 0; i < n->n_slots; i++) {
+        Ask *a = &n->asks[i];
+        if (a->left && !task && a->id == id)
+            return a;
+        if (a->left && task && (!oldest || a->id < oldest->id))
+            oldest = a;
+    }
+    return oldest;
+}
+
+/* Asks whose end never came (NATS went away meanwhile) are over. */
+static void asks_expire(Node *n)
+{
+    int64_t now = now_ns();
+
+    for (int i = 0; i < n->n_slots; i++)
+        if (n->asks[i].left && now > n->asks[i].expires_ns + PULL_LOST_NS)
+            n->asks[i].left = 0;
+}
+
+/* Checks that the bridge's consumer is there and subscribes the inbox, once. */
 static void pull_setup(Node *n)
 {
-    jsSubOptions so;
     jsConsumerInfo *ci = NULL;
     jsErrCode code = 0;
+    char subject[128], err[256];
 
-    if (n->pull || !natslink_up(n->nats))
+    if (n->bound || !natslink_up(n->nats))
         return;
-    jsSubOptions_Init(&so);
-    so.Stream = NATS_STREAM;
-    so.Consumer = NATS_CONSUMER;
-    if (js_PullSubscribe(&n->pull, natslink_js(n->nats), NATS_WORK_SUBJECT, NULL, NULL, &so,
-                         &code) != NATS_OK) {
-        n->pull = NULL;
+    if (js_GetConsumerInfo(&ci, natslink_js(n->nats), NATS_STREAM, NATS_CONSUMER, NULL, &code) !=
+        NATS_OK) {
         log_notice("the stream %s is not there yet (error %d); is taskmill-cluster running?",
                    NATS_STREAM, (int)code);
         return;
     }
-    if (js_GetConsumerInfo(&ci, natslink_js(n->nats), NATS_STREAM, NATS_CONSUMER, NULL, &code) ==
-            NATS_OK &&
-        ci->Config)
-        n->ack_wait_ns = ci->Config->AckWait;
+    n->ack_wait_ns = ci->Config ? ci->Config->AckWait : 0;
     jsConsumerInfo_Destroy(ci);
     if (n->ack_wait_ns <= 0)
         n->ack_wait_ns = 30 * INT64_C(1000000000);
-    if (pthread_create(&n->puller, NULL, puller_main, n) == 0)
-        n->puller_started = true;
+    snprintf(subject, sizeof(subject), "%s.*", n->inbox);
+    if (natslink_subscribe(n->nats, subject, err, sizeof(err)) < 0) {
+        log_warning("%s", err);
+        return;
+    }
+    n->bound = true;
     log_info("taking tasks from %s with %d slots (ack_wait %" PRId64 " s)", NATS_STREAM, n->n_slots,
              n->ack_wait_ns / 1000000000);
-    update_free(n);
+    pull_more(n);
 }
 
 /* --- slots ---------------------------------------------------------------------------------------
@@ -263,7 +308,7 @@ static void slot_clear(Node *n, Slot *s)
     natsMsg_Destroy(s->msg);
     json_decref(s->finish);
     *s = (Slot){0};
-    update_free(n);
+    pull_more(n);
 }
 
 /* --- a new message -------------------------------------------------------------------------------
@@ -323,7 +368,7 @@ static int ask_start(Node *n, Slot *s, int slot)
     if (r == 0 && reason && !strcmp(reason, "not_held")) {
         /* a task the server no longer holds (finished, deleted, taken back): clear it away */
         log_task(LOG_INFO, s->id, "dropped: the server no longer holds this task");
-        natsMsg_AckSync(s->msg, NULL, NULL);
+        js_ack_sync(n, s->msg);
     } else if (r == 0) {
         log_task(LOG_INFO, s->id, "not started: delivery %" PRId64 " is %s", s->delivery,
                  reason ? reason : "refused");
@@ -345,21 +390,18 @@ static void take_work(Node *n, natsMsg *m)
     Slot *s = NULL;
     int slot = 0, r;
 
-    pthread_mutex_lock(&n->lock);
-    n->in_flight = n->in_flight > 0 ? n->in_flight - 1 : 0;
-    pthread_mutex_unlock(&n->lock);
     for (int i = 0; i < n->n_slots && !s; i++)
         if (!slot_busy(&n->slots[i]))
             s = &n->slots[slot = i];
     if (!s || daemon_stopping(n->daemon)) {
-        natsMsg_Nak(m, NULL); /* no room after all: another node may take it */
+        js_ack(n, m, "-NAK"); /* no room after all: another node may take it */
         natsMsg_Destroy(m);
         json_decref(j);
         return;
     }
     if (!j || !id || !task_id_valid(id) || natsMsg_GetMetaData(&meta, m) != NATS_OK) {
         log_warning("a message in the stream is not a task; dropping it");
-        natsMsg_Term(m, NULL);
+        js_ack(n, m, "+TERM");
         natsMsg_Destroy(m);
         json_decref(j);
         return;
@@ -380,7 +422,7 @@ static void take_work(Node *n, natsMsg *m)
             log_task(LOG_NOTICE, id,
                      "the bridge did not answer the start of delivery %" PRId64 "; handing it back",
                      s->delivery);
-            natsMsg_Nak(m, NULL); /* let it come again, here or elsewhere */
+            js_ack(n, m, "-NAK"); /* let it come again, here or elsewhere */
         }
         s->id[0] = '\0';
         slot_clear(n, s);
@@ -406,7 +448,6 @@ static void take_work(Node *n, natsMsg *m)
                      json_pack("{s:i, s:i, s:s}", "slot", slot, "pid", 0, "host", n->host));
     }
     json_decref(j);
-    update_free(n);
 }
 
 static void on_cancel(Node *n, natsMsg *m)
@@ -441,13 +482,23 @@ static int on_nats(Daemon *d, int fd, uint32_t events, void *userdata)
         return 0;
     }
     while ((m = natslink_next(n->nats))) {
+        const char *reply = natsMsg_GetReply(m);
+        bool task = reply && !strncmp(reply, "$JS.ACK.", 8);
+        Ask *a = ask_of(n, m, task);
         if (!strcmp(natsMsg_GetSubject(m), NATS_CANCEL)) {
             on_cancel(n, m);
             natsMsg_Destroy(m);
-        } else {
+        } else if (task) {
+            if (a)
+                a->left--;
             take_work(n, m); /* owns m */
+        } else { /* a status without a reply subject: the ask ended (expired, no messages) */
+            if (a)
+                a->left = 0;
+            natsMsg_Destroy(m);
         }
     }
+    pull_more(n);
     return 0;
 }
 
@@ -464,7 +515,7 @@ static int finish_try(Node *n, Slot *s)
     if (!a)
         return now_ns() - s->finish_since_ns > (int64_t)FINISH_GIVE_UP_S * 1000000000 ? 1 : 0;
     if (json_is_true(json_object_get(a, "ok")))
-        natsMsg_AckSync(s->msg, NULL, NULL);
+        js_ack_sync(n, s->msg);
     else
         log_task(LOG_NOTICE, s->id,
                  "discarded: the server refused the result of delivery %" PRId64 " (%s)",
@@ -512,7 +563,7 @@ static void runner_ended(Node *n, Slot *s, int slot, int status, const struct ru
             log_task(LOG_NOTICE, s->id, "discarded: delivery %" PRId64 " no longer runs the task",
                      s->delivery);
         else if (!s->cancelled)
-            natsMsg_Nak(s->msg, NULL); /* stopped here: another node may take it at once */
+            js_ack(n, s->msg, "-NAK"); /* stopped here: another node may take it at once */
         if (fd >= 0)
             close(fd);
         slot_clear(n, s);
@@ -546,7 +597,7 @@ static void on_child(Daemon *d)
         for (int i = 0; i < n->n_slots; i++)
             if (n->slots[i].pid == pid)
                 runner_ended(n, &n->slots[i], i, status, &ru);
-    if (daemon_stopping(d) && busy_count(n) == 0)
+    if (daemon_stopping(d) && busy_count(n) == 0 && asked(n) == 0)
         daemon_quit(d, EXIT_SUCCESS);
 }
 
@@ -557,19 +608,25 @@ static void on_tick(Daemon *d)
 {
     Node *n = daemon_userdata(d);
     int64_t now = now_ns();
+    bool reconnected = false;
 
     pull_setup(n);
     for (int i = 0; i < n->n_slots; i++) {
         Slot *s = &n->slots[i];
         if (!slot_busy(s) || !s->msg)
             continue;
-        if (now - s->acked_ns >= n->ack_wait_ns / 3 && natsMsg_InProgress(s->msg, NULL) == NATS_OK)
+        if (now - s->acked_ns >= n->ack_wait_ns / 3 && js_ack(n, s->msg, "+WPI"))
             s->acked_ns = now;
         if (s->finish && s->pid == 0 && finish_try(n, s))
             slot_clear(n, s);
     }
+    natslink_connected(n->nats, &reconnected);
+    if (reconnected) /* the asks of the old connection died with it */
+        memset(n->asks, 0, (size_t)n->n_slots * sizeof(*n->asks));
+    asks_expire(n);
+    pull_more(n);
     report(n);
-    if (daemon_stopping(d) && busy_count(n) == 0)
+    if (daemon_stopping(d) && busy_count(n) == 0 && asked(n) == 0)
         daemon_quit(d, EXIT_SUCCESS);
 }
 
@@ -577,7 +634,6 @@ static int node_stop(Daemon *d)
 {
     Node *n = daemon_userdata(d);
 
-    update_free(n);
     for (int i = 0; i < n->n_slots; i++) {
         Slot *s = &n->slots[i];
         if (s->pid > 0)
@@ -589,7 +645,7 @@ static int node_stop(Daemon *d)
         if (s->finish && s->pid == 0)
             slot_clear(n, s);
     }
-    return busy_count(n) > 0;
+    return busy_count(n) > 0 || asked(n) > 0; /* an ask's late task is handed back (nak) */
 }
 
 /* Who the token is, from the server: the name node.json will carry. */
@@ -645,9 +701,9 @@ static int node_init(Daemon *d, const Conf *c)
     char err[512];
     int r;
 
+    natsInbox *inbox = NULL;
+
     *n = (Node){.daemon = d, .conf = c, .work_fd = -1};
-    pthread_mutex_init(&n->lock, NULL);
-    pthread_cond_init(&n->cond, NULL);
     daemon_set_userdata(d, n);
     if (!c->node_server || !c->node_token || !c->nats_url) {
         log_err("%s needs [node] server, token and nats_url", c->path ? c->path : "the config");
@@ -658,8 +714,12 @@ static int node_init(Daemon *d, const Conf *c)
         snprintf(n->host, sizeof(n->host), "%s", c->node_host);
     else if (gethostname(n->host, sizeof(n->host)) < 0)
         snprintf(n->host, sizeof(n->host), "node");
-    if (!(n->slots = calloc((size_t)n->n_slots, sizeof(*n->slots))))
+    if (!(n->slots = calloc((size_t)n->n_slots, sizeof(*n->slots))) ||
+        !(n->asks = calloc((size_t)n->n_slots, sizeof(*n->asks))) ||
+        natsInbox_Create(&inbox) != NATS_OK)
         return -ENOMEM;
+    snprintf(n->inbox, sizeof(n->inbox), "%s", (const char *)inbox);
+    natsInbox_Destroy(inbox);
     if ((r = open_work_dir(n)) < 0) {
         log_err("cannot use %s/node: %s", c->root, strerror(-r));
         return -ECANCELED;
@@ -682,17 +742,11 @@ static void node_shutdown(Daemon *d)
 {
     Node *n = daemon_userdata(d);
 
-    pthread_mutex_lock(&n->lock);
-    n->quit = true;
-    pthread_cond_signal(&n->cond);
-    pthread_mutex_unlock(&n->lock);
-    if (n->puller_started)
-        pthread_join(n->puller, NULL);
     for (int i = 0; i < n->n_slots; i++)
         natsMsg_Destroy(n->slots[i].msg);
-    natsSubscription_Destroy(n->pull);
     natslink_close(n->nats);
     free(n->slots);
+    free(n->asks);
     if (n->work_fd >= 0)
         close(n->work_fd);
 }

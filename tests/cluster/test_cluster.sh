@@ -327,8 +327,8 @@ scenario_partition() {
     check "  each with one output and one done attempt" results_ok "${IDS[@]}"
     # Its slot frees once the late upload was refused, and it reports itself idle again.
     check "nodeA, healed, shows an idle slot" wait_for 30 node_idle nodeA
-    # Rounds of three clips until nodeA has converted one (at most four): a delivery can be lost
-    # in a pull that expired as it arrived and come back after ack_wait (docs/cluster.md).
+    # Rounds of three clips until nodeA has converted one (at most four): the local pool and
+    # nodeB may take a round's three between them.
     local round
     for round in 1 2 3 4; do
         submit_held "$FIX/short.mp4" 3
