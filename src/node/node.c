@@ -394,7 +394,8 @@ static void take_work(Node *n, natsMsg *m)
         if (!slot_busy(&n->slots[i]))
             s = &n->slots[slot = i];
     if (!s || daemon_stopping(n->daemon)) {
-        js_ack(n, m, "-NAK"); /* no room after all: another node may take it */
+        log_notice("handed a task back at once (%s)", s ? "stopping" : "no free slot");
+        js_ack(n, m, "-NAK"); /* another node may take it */
         natsMsg_Destroy(m);
         json_decref(j);
         return;
@@ -608,7 +609,6 @@ static void on_tick(Daemon *d)
 {
     Node *n = daemon_userdata(d);
     int64_t now = now_ns();
-    bool reconnected = false;
 
     pull_setup(n);
     for (int i = 0; i < n->n_slots; i++) {
@@ -620,10 +620,8 @@ static void on_tick(Daemon *d)
         if (s->finish && s->pid == 0 && finish_try(n, s))
             slot_clear(n, s);
     }
-    natslink_connected(n->nats, &reconnected);
-    if (reconnected) /* the asks of the old connection died with it */
-        memset(n->asks, 0, (size_t)n->n_slots * sizeof(*n->asks));
-    asks_expire(n);
+    asks_expire(n); /* after a NATS restart too: the server forgot them; a reconnection to a
+                       server still up keeps them, and their tasks come to the same inbox */
     pull_more(n);
     report(n);
     if (daemon_stopping(d) && busy_count(n) == 0 && asked(n) == 0)
