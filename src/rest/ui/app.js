@@ -270,7 +270,19 @@ async function upload(ev) {
 
 // --- the loop -----------------------------------------------------------------------------
 
+let refreshing = false;
+
 async function refresh() {
+  if (refreshing) return; // a slow answer: the next tick asks again
+  refreshing = true;
+  try {
+    await redraw();
+  } finally {
+    refreshing = false;
+  }
+}
+
+async function redraw() {
   const q = (path, draw) => api('GET', path).then((r) => {
     if (r.status === 401) throw new Error('unauthorized');
     if (r.status !== 200) throw new Error(path + ': ' + describe(r));
