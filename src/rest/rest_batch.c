@@ -228,7 +228,8 @@ static int batches_seen(Rest *rest, const Auth *a, Seen **ret, size_t *ret_n)
         json_decref(cb);
     }
     closedir(d);
-    qsort(seen, n, sizeof(*seen), newest_first);
+    if (n > 1) /* seen is NULL when there is none, which qsort may not be given */
+        qsort(seen, n, sizeof(*seen), newest_first);
     *ret = seen;
     *ret_n = n;
     return 0;
