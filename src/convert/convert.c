@@ -99,34 +99,6 @@ static void maybe_quit(Pool *p)
 
 /* --- what the slots are doing ----------------------------------------------------------------- */
 
-/* CPU seconds and resident memory of a running child, from /proc. */
-static void child_usage(pid_t pid, double *ret_cpu, uint64_t *ret_rss)
-{
-    char path[64], buf[1024], *p;
-    unsigned long utime = 0, stime = 0;
-    long rss = 0;
-    size_t len;
-    FILE *f;
-
-    *ret_cpu = 0;
-    *ret_rss = 0;
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    if (!(f = fopen(path, "re")))
-        return;
-    len = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[len] = '\0';
-    if (!(p = strrchr(buf, ')'))) /* the command name may hold spaces */
-        return;
-    if (sscanf(p + 2,
-               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d "
-               "%*u %*u %ld",
-               &utime, &stime, &rss) == 3) {
-        *ret_cpu = (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-        *ret_rss = (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
-    }
-}
-
 /* The task's progress.json ({percent, fps, eta_seconds}; {} before the first): to decref. */
 static json_t *slot_progress(Pool *p, const Slot *s)
 {
@@ -401,22 +373,6 @@ static Outcome outcome_of(int status)
     return OUTCOME_CRASHED;
 }
 
-/* The attempt's figures, for its task's history and GET /v1/workers/history. */
-static json_t *attempt_json(Pool *p, const Slot *s, int slot, const struct rusage *ru)
-{
-    char started[40], finished[40];
-    int64_t now = now_ns();
-    double cpu = (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) +
-                 (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e6;
-
-    format_time(s->started_ns, started, sizeof(started));
-    format_time(now, finished, sizeof(finished));
-    return json_pack("{s:i, s:i, s:s, s:s, s:s, s:s, s:f, s:f, s:I}", "slot", slot, "pid",
-                     (int)s->pid, "host", p->host, "task_type", s->type, "started_at", started,
-                     "finished_at", finished, "wall_seconds", (double)(now - s->started_ns) / 1e9,
-                     "cpu_seconds", cpu, "max_rss_bytes", (json_int_t)ru->ru_maxrss * 1024);
-}
-
 /* Maps a child's exit status to what the queue must hear; ru is the child's resource use. */
 static void report_exit(Pool *p, Slot *s, int slot, int status, const struct rusage *ru)
 {
@@ -438,7 +394,7 @@ static void report_exit(Pool *p, Slot *s, int slot, int status, const struct rus
                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
         job_write_error(p->data_fd, s->id, "worker_crashed", msg);
     }
-    attempt = attempt_json(p, s, slot, ru);
+    attempt = attempt_figures(p->host, slot, s->pid, s->type, s->started_ns, ru);
     log_event(outcome == OUTCOME_DONE ? LOG_INFO : LOG_WARNING, s->id, s->type, NULL,
               "finished outcome=%s wall=%.2fs cpu=%.2fs max_rss=%ldKiB", outcome_names[outcome],
               json_real_value(json_object_get(attempt, "wall_seconds")),

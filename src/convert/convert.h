@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -35,6 +36,13 @@ int exec_run(const Conf *c, const TaskType *tt, const Task *t, volatile sig_atom
  * result.json {file_name, disk_name, size, sha256, finished_ns, ...extra}. */
 int job_error(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int job_publish(const char *partial, const char *disk, const char *file_name, json_t *extra);
+
+/* convert_usage.c: CPU seconds and resident memory of a running process (0 when it is gone);
+ * and an ended attempt's figures {slot, pid, host, task_type, started_at, finished_at,
+ * wall_seconds, cpu_seconds, max_rss_bytes}, ru being its resource use. */
+void child_usage(pid_t pid, double *ret_cpu, uint64_t *ret_rss);
+json_t *attempt_figures(const char *host, int slot, pid_t pid, const char *type, int64_t started_ns,
+                        const struct rusage *ru);
 
 /* convert_load.c: how many tasks may run now, and why a slot is held. */
 typedef struct LoadGate {

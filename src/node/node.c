@@ -217,32 +217,6 @@ static void pull_setup(Node *n)
 /* --- slots ---------------------------------------------------------------------------------------
  */
 
-static void child_usage(pid_t pid, double *ret_cpu, uint64_t *ret_rss)
-{
-    char path[64], buf[1024], *p;
-    unsigned long utime = 0, stime = 0;
-    long rss = 0;
-    size_t len;
-    FILE *f;
-
-    *ret_cpu = 0;
-    *ret_rss = 0;
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    if (!(f = fopen(path, "re")))
-        return;
-    len = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[len] = '\0';
-    if ((p = strrchr(buf, ')')) &&
-        sscanf(p + 2,
-               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d "
-               "%*u %*u %ld",
-               &utime, &stime, &rss) == 3) {
-        *ret_cpu = (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-        *ret_rss = (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
-    }
-}
-
 static int slot_dir(Node *n, const Slot *s)
 {
     int fd;
@@ -536,21 +510,6 @@ static void send_verdict(Node *n, Slot *s, const char *outcome, json_t *result, 
         slot_clear(n, s);
 }
 
-static json_t *attempt_json(Node *n, const Slot *s, int slot, const struct rusage *ru)
-{
-    char started[40], finished[40];
-    int64_t now = now_ns();
-    double cpu = (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) +
-                 (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e6;
-
-    format_time(s->started_ns, started, sizeof(started));
-    format_time(now, finished, sizeof(finished));
-    return json_pack("{s:i, s:i, s:s, s:s, s:s, s:s, s:f, s:f, s:I}", "slot", slot, "pid",
-                     (int)s->pid, "host", n->host, "task_type", s->type, "started_at", started,
-                     "finished_at", finished, "wall_seconds", (double)(now - s->started_ns) / 1e9,
-                     "cpu_seconds", cpu, "max_rss_bytes", (json_int_t)ru->ru_maxrss * 1024);
-}
-
 /* A runner ended: the verdict from its exit status and the files it left. */
 static void runner_ended(Node *n, Slot *s, int slot, int status, const struct rusage *ru)
 {
@@ -584,7 +543,8 @@ static void runner_ended(Node *n, Slot *s, int slot, int status, const struct ru
                           "the node's runner process died");
     log_task(LOG_INFO, s->id, "finished outcome=%s", outcome);
     s->pid = 0;
-    send_verdict(n, s, outcome, result, error, attempt_json(n, s, slot, ru));
+    send_verdict(n, s, outcome, result, error,
+                 attempt_figures(n->host, slot, s->pid, s->type, s->started_ns, ru));
 }
 
 static void on_child(Daemon *d)
