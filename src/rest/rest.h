@@ -97,6 +97,9 @@ enum MHD_Result http_json_with(struct MHD_Connection *c, unsigned status, json_t
 enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *code,
                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status);
+/* The request's ?limit=: true with *ret (dflt when there is none); false when it is not a
+ * number from 1 to max, after answering 400 bad_limit (*answer). */
+bool http_limit(struct MHD_Connection *c, long dflt, long max, long *ret, enum MHD_Result *answer);
 /* 401 with WWW-Authenticate. */
 enum MHD_Result http_unauthorized(struct MHD_Connection *c);
 /* An answer after which the connection is closed (sent before a body that is not read). */

@@ -94,10 +94,12 @@ typedef struct Tail {
     off_t pos;
 } Tail;
 
-/* Reads the block before what t holds: the line ends it added (>= 0), or -errno. */
+/* Reads the block before what t holds, as large as what it holds already (so a long read copies
+ * each byte a bounded number of times): the line ends it added (>= 0), or -errno. */
 static long tail_more(Tail *t)
 {
-    size_t n = (size_t)(t->pos < HISTORY_BLOCK ? t->pos : HISTORY_BLOCK);
+    size_t want = t->len > HISTORY_BLOCK ? t->len : HISTORY_BLOCK;
+    size_t n = (size_t)t->pos < want ? (size_t)t->pos : want;
     char *nb = malloc(t->len + n + 1);
     long lines = 0;
 
@@ -149,8 +151,10 @@ static int tail_open(Rest *rest, Tail *t)
     if (t->fd < 0)
         return errno == ENOENT ? 0 : -errno;
     if (fstat(t->fd, &st) < 0) {
+        int r = -errno;
         close(t->fd);
-        return -errno;
+        t->fd = -1; /* tail_close must not close that number again */
+        return r;
     }
     t->pos = st.st_size;
     return 1;
@@ -195,17 +199,14 @@ static int history_tail(Rest *rest, long limit, json_t *out)
 
 enum MHD_Result admin_history(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg)
 {
-    const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
-    long limit = HISTORY_LIMIT_DEFAULT;
+    enum MHD_Result answer;
+    long limit;
     json_t *out;
-    char *end;
     int r;
 
     (void)a, (void)arg;
-    if (lim &&
-        ((limit = strtol(lim, &end, 10)) < 1 || limit > HISTORY_LIMIT_MAX || *end || end == lim))
-        return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", "limit must be 1 to %d",
-                          HISTORY_LIMIT_MAX);
+    if (!http_limit(c, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, &limit, &answer))
+        return answer;
     out = json_array();
     if ((r = history_tail(rest, limit, out)) < 0) {
         json_decref(out);

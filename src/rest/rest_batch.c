@@ -145,27 +145,35 @@ static int batch_fields(const char *body, size_t len, json_t **ret, SubmitError 
 /* --- GET /v1/batches/<id> -----------------------------------------------------------------------
  */
 
+/* The batch object of id as a sees it: 0, -ENOENT (none, or not a's), -errno (counting). */
+static int batch_object(Rest *rest, const Auth *a, const char *id, json_t **ret)
+{
+    json_t *b = NULL, *cb = NULL;
+    BatchCounts n;
+    int fd, r;
+
+    if (batch_visible(rest, a, id, &fd, &b, &cb) < 0)
+        return -ENOENT;
+    r = batch_count(rest->data_fd, fd, BATCH_VIEWS, &n);
+    close(fd);
+    *ret = r < 0 ? NULL : batch_view(b, cb, &n);
+    json_decref(b);
+    json_decref(cb);
+    return r;
+}
+
 static enum MHD_Result batch_answer(Rest *rest, struct MHD_Connection *c, const Auth *a,
                                     const char *id, unsigned status)
 {
-    json_t *b = NULL, *cb = NULL;
     char location[64];
-    BatchCounts n;
-    int fd, r = batch_visible(rest, a, id, &fd, &b, &cb);
+    json_t *view;
+    int r = batch_object(rest, a, id, &view);
 
-    if (r < 0)
+    if (r == -ENOENT)
         return http_error(c, MHD_HTTP_NOT_FOUND, "batch_not_found", "no batch %s", id);
-    r = batch_count(rest->data_fd, fd, BATCH_VIEWS, &n);
-    close(fd);
-    if (r < 0) {
-        json_decref(b);
-        json_decref(cb);
+    if (r < 0)
         return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
                           "cannot count the tasks of batch %s: %s", id, strerror(-r));
-    }
-    json_t *view = batch_view(b, cb, &n);
-    json_decref(b);
-    json_decref(cb);
     snprintf(location, sizeof(location), "/v1/batches/%s", id);
     return http_json_with(c, status, view, status == MHD_HTTP_CREATED ? location : NULL);
 }
@@ -196,30 +204,32 @@ static int newest_first(const void *a, const void *b)
 /* The batches a sees, newest first: *ret_n of them in *ret (to free). */
 static int batches_seen(Rest *rest, const Auth *a, Seen **ret, size_t *ret_n)
 {
-    int dfd = dup(rest->batches_fd);
+    /* a descriptor of its own: a dup would share its position with other threads' scans */
+    int dfd = openat(rest->batches_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     Seen *seen = NULL, *ns;
     size_t n = 0, cap = 0;
     struct dirent *e;
+    int r = 0;
 
     if (!d) {
+        r = -errno;
         if (dfd >= 0)
             close(dfd);
-        return -errno;
+        return r;
     }
-    rewinddir(d);
-    while ((e = readdir(d))) {
+    while (r == 0 && (e = readdir(d))) {
         json_t *b = NULL, *cb = NULL;
         int fd;
         if (!task_id_valid(e->d_name) || batch_visible(rest, a, e->d_name, &fd, &b, &cb) < 0)
             continue;
         close(fd);
         size_t want = cap ? 2 * cap : 64;
-        if (n == cap && (ns = realloc(seen, want * sizeof(*seen)))) {
-            seen = ns;
-            cap = want;
-        }
-        if (n < cap) {
+        if (n == cap && !(ns = realloc(seen, want * sizeof(*seen))))
+            r = -ENOMEM; /* a partial list would pass for the whole one */
+        else if (n == cap)
+            seen = ns, cap = want;
+        if (r == 0) {
             seen[n].created_ns = json_integer_value(json_object_get(b, "created_ns"));
             memcpy(seen[n].id, e->d_name, sizeof(seen[n].id)); /* a valid id: TASK_ID_LEN */
             n++;
@@ -228,6 +238,10 @@ static int batches_seen(Rest *rest, const Auth *a, Seen **ret, size_t *ret_n)
         json_decref(cb);
     }
     closedir(d);
+    if (r < 0) {
+        free(seen);
+        return r;
+    }
     if (n > 1) /* seen is NULL when there is none, which qsort may not be given */
         qsort(seen, n, sizeof(*seen), newest_first);
     *ret = seen;
@@ -235,45 +249,25 @@ static int batches_seen(Rest *rest, const Auth *a, Seen **ret, size_t *ret_n)
     return 0;
 }
 
-/* The batch object of id, or NULL when it went meanwhile. */
-static json_t *batch_object(Rest *rest, const Auth *a, const char *id)
-{
-    json_t *b = NULL, *cb = NULL, *view = NULL;
-    BatchCounts n;
-    int fd;
-
-    if (batch_visible(rest, a, id, &fd, &b, &cb) < 0)
-        return NULL;
-    if (batch_count(rest->data_fd, fd, BATCH_VIEWS, &n) == 0)
-        view = batch_view(b, cb, &n);
-    close(fd);
-    json_decref(b);
-    json_decref(cb);
-    return view;
-}
-
 enum MHD_Result batches_list(Rest *rest, struct MHD_Connection *c, const Auth *a, const char *arg)
 {
-    const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
-    long limit = BATCH_LIST_DEFAULT;
+    enum MHD_Result answer;
+    long limit;
     json_t *out;
     Seen *seen = NULL;
     size_t n = 0;
-    char *end;
     int r;
 
     (void)arg;
-    if (lim &&
-        ((limit = strtol(lim, &end, 10)) < 1 || limit > BATCH_LIST_MAX || *end || end == lim))
-        return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", "limit must be 1 to %d",
-                          BATCH_LIST_MAX);
+    if (!http_limit(c, BATCH_LIST_DEFAULT, BATCH_LIST_MAX, &limit, &answer))
+        return answer;
     if ((r = batches_seen(rest, a, &seen, &n)) < 0)
         return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error",
                           "cannot list the batches: %s", strerror(-r));
     out = json_array();
     for (size_t i = 0; i < n && (long)json_array_size(out) < limit; i++) {
-        json_t *view = batch_object(rest, a, seen[i].id);
-        if (view)
+        json_t *view;
+        if (batch_object(rest, a, seen[i].id, &view) == 0) /* one gone meanwhile is left out */
             json_array_append_new(out, view);
     }
     free(seen);

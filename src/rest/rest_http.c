@@ -107,6 +107,18 @@ enum MHD_Result http_error_close(struct MHD_Connection *c, unsigned status, cons
     return json_with(c, status, error_body(code, msg), MHD_HTTP_HEADER_CONNECTION, "close");
 }
 
+bool http_limit(struct MHD_Connection *c, long dflt, long max, long *ret, enum MHD_Result *answer)
+{
+    const char *s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    char *end;
+
+    *ret = dflt;
+    if (!s || ((*ret = strtol(s, &end, 10)) >= 1 && *ret <= max && !*end && end != s))
+        return true;
+    *answer = http_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", "limit must be 1 to %ld", max);
+    return false;
+}
+
 enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);

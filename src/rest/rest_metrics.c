@@ -151,9 +151,10 @@ static void queue_part(FILE *f, json_t *qm)
             prom_sample(f, "taskmill_tasks_finished_total", labels, (double)json_integer_value(n));
         }
     }
-    prom_head(f, "taskmill_callback_deliveries_total", "counter",
-              "Callbacks settled since the queue started: delivered, or given up after every "
-              "attempt failed.");
+    prom_head(
+        f, "taskmill_callback_deliveries_total", "counter",
+        "Task callbacks settled since the queue started (batch callbacks are not): delivered, "
+        "or given up after every attempt failed.");
     prom_sample(f, "taskmill_callback_deliveries_total", "result=\"delivered\"",
                 (double)json_integer_value(json_object_get(cb, "delivered")));
     prom_sample(f, "taskmill_callback_deliveries_total", "result=\"gave_up\"",

@@ -454,7 +454,6 @@ int tasks_usage(Rest *rest, const char *owner, Usage *ret)
 enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a)
 {
     const char *state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
-    const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
     char after_id[TASK_ID_LEN + 1] = "";
     IndexQuery q = {.owner = a->admin ? NULL : a->name,
                     .context = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "context"),
@@ -464,11 +463,11 @@ enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a)
                     .after_id = after_id};
     const char *order = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "order");
     bool scheduled = state && !strcmp(state, "scheduled");
-    long limit = LIST_LIMIT_DEFAULT;
+    enum MHD_Result answer;
+    long limit;
     IndexRow *rows;
     Index *ix;
     size_t n;
-    char *end;
     int r;
     json_t *page;
 
@@ -483,10 +482,8 @@ enum MHD_Result tasks_list(Rest *rest, struct MHD_Connection *c, const Auth *a)
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_id",
                           "batch ids are lower-case UUIDs like "
                           "3f1c2d4e-5b6a-4c7d-8e9f-0a1b2c3d4e5f");
-    if (lim &&
-        ((limit = strtol(lim, &end, 10)) < 1 || limit > LIST_LIMIT_MAX || *end || end == lim))
-        return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", "limit must be 1 to %d",
-                          LIST_LIMIT_MAX);
+    if (!http_limit(c, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, &limit, &answer))
+        return answer;
     if (order && strcmp(order, "oldest") && strcmp(order, "newest"))
         return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_order", "order must be oldest or newest");
     if ((q.newest = order && !strcmp(order, "newest")))
