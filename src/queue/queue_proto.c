@@ -403,8 +403,8 @@ static void on_callback_settled(void *ctx, void *peer, json_t *msg)
         log_warning("callback.settled without a task id");
         return;
     }
-    if (result)
-        q->callbacks[strcmp(result, "delivered") ? 1 : 0]++;
+    if (result && (!strcmp(result, "delivered") || !strcmp(result, "gave_up")))
+        q->callbacks[strcmp(result, "delivered") ? 1 : 0]++; /* anything else is not counted */
     if (q->index && jobdir_find(q->data_fd, id, &s) == 0 && (s == STAGE_DONE || s == STAGE_FAILED))
         index_refresh(q->index, q->data_fd, s, id);
 }
