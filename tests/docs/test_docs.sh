@@ -20,9 +20,7 @@ for p in "${PAGES[@]}"; do
     check "$p is built" test -s "$MAN/$p"
     # groff's man macros: every page has a NAME section naming itself.
     check "  with a .TH and a NAME line" grep -q "^\.TH \"${p%.*}\" \"${p##*.}\"" "$MAN/$p"
-    if command -v man >/dev/null; then
-        check "  and man renders it" bash -c "MANWIDTH=80 man -l '$MAN/$p' 2>&1 | grep -q '^NAME'"
-    fi
+    check "  and man renders it" bash -c "MANWIDTH=80 man -l '$MAN/$p' 2>&1 | grep -q '^NAME'"
 done
 
 # taskmill.conf(5): every key of the shipped file (set or shown commented out), in its section.

@@ -70,14 +70,15 @@ done
 check "a conversion child runs" test -n "$child"
 kill -STOP "$child"
 held() { grep -c "$id: delete requested while it runs" "$TM_LOG/queue.log" || true; }
+held_at_least() { [ "$(held)" -ge "$1" ]; }
 pids=()
 for i in 1 2 3; do
     curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X DELETE "$URL/v1/tasks/$id" >"$W/del$i" &
     pids+=($!)
-    [ "$i" = 3 ] || wait_for 10 bash -c "[ \$(grep -c '$id: delete requested while it runs' '$TM_LOG/queue.log') -ge $i ]" || true
+    [ "$i" = 3 ] || check "DELETE $i is held by the queue" wait_for 10 held_at_least "$i"
 done
 check "the queue holds two or more deletions while the child is stopped" \
-    wait_for 10 bash -c "[ \$(grep -c '$id: delete requested while it runs' '$TM_LOG/queue.log') -ge 2 ]"
+    wait_for 10 held_at_least 2
 kill -CONT "$child"
 wait "${pids[@]}"
 for i in 1 2 3; do

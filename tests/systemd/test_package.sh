@@ -95,7 +95,9 @@ check "  and waits for it: done" sd taskmill --server http://127.0.0.1:8080 wait
 check "  and fetches it" sd taskmill --server http://127.0.0.1:8080 fetch "$id" -o /tmp/clip.hevc.mp4
 check "  as HEVC" test "$(sd ffprobe -v error -select_streams v -show_entries stream=codec_name -of csv=p=0 /tmp/clip.hevc.mp4)" = hevc
 check "man finds taskmill.conf(5) where the package put it" sd test -s /usr/share/man/man5/taskmill.conf.5
-sd_ctl stop taskmill.target
+# Nothing is stopped by hand: the prerm must stop the running server.
 check "dpkg -r taskmill removes it (prerm stops what runs)" sd dpkg -r taskmill taskmill-client
+check "  and every taskmill unit is inactive" \
+    test -z "$(sd_ctl list-units --state=active --no-legend 'taskmill*' 2>/dev/null)"
 check "  and keeps the config (a conffile)" sd test -s /etc/taskmill/taskmill.conf
 check "  and no taskmill daemon runs" test -z "$(sd pgrep -f '^/usr/sbin/taskmill-' || true)"
